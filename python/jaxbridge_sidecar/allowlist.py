@@ -1,0 +1,93 @@
+"""Which Python callables a client may name. A name is data from the wire, so it
+resolves only inside allowed namespaces and never to I/O or to private names."""
+
+from __future__ import annotations
+
+import importlib
+import types
+from typing import Any, Callable, Iterable
+
+DEFAULT_NAMESPACES = (
+    "jax.numpy",
+    "jax.lax",
+    "jax.nn",
+    "jax.random",
+    "jax.scipy",
+    "jax.tree",
+    "jax.tree_util",
+)
+# Single callables from the top-level `jax` module; the module as a whole is
+# not allowed because it reaches config, profiler (writes files) and
+# distributed (opens sockets).
+DEFAULT_NAMES = (
+    "jax.device_put",
+    "jax.device_get",
+    "jax.block_until_ready",
+    "jax.devices",
+    "jax.local_devices",
+    "jax.device_count",
+    "jax.default_backend",
+)
+# Reachable inside allowed namespaces but touch files or take pickles.
+DENIED_ATTRS = frozenset(
+    {"load", "save", "savez", "savez_compressed", "loadtxt", "savetxt", "genfromtxt", "fromfile", "tofile", "memmap", "fromregex", "DataSource", "config", "debug", "profiler", "distributed"}
+)
+
+
+class NotAllowed(Exception):
+    pass
+
+
+class AllowList:
+    def __init__(self, namespaces: Iterable[str] = DEFAULT_NAMESPACES, names: Iterable[str] = DEFAULT_NAMES):
+        self.namespaces = tuple(dict.fromkeys(namespaces))
+        self.names = frozenset(names)
+        self._cache: dict[str, Callable[..., Any]] = {}
+
+    def describe(self) -> str:
+        return ", ".join(self.namespaces) + (" and " + ", ".join(sorted(self.names)) if self.names else "")
+
+    def _in_namespace(self, dotted: str) -> bool:
+        return any(dotted == ns or dotted.startswith(ns + ".") for ns in self.namespaces)
+
+    def resolve(self, dotted: Any) -> Callable[..., Any]:
+        if not isinstance(dotted, str) or not dotted:
+            raise NotAllowed(f"a function name must be a non-empty dotted string, got {dotted!r}")
+        hit = self._cache.get(dotted)
+        if hit is not None:
+            return hit
+        parts = dotted.split(".")
+        if any(not p.isidentifier() or p.startswith("_") for p in parts):
+            raise NotAllowed(f"{dotted!r}: private or malformed names cannot be called")
+        if any(p in DENIED_ATTRS for p in parts[1:]):
+            raise NotAllowed(f"{dotted!r} reads or writes files, or changes the sidecar's configuration, and cannot be called")
+        if dotted not in self.names and not self._in_namespace(dotted):
+            raise NotAllowed(f"{dotted!r} is not in the sidecar's allow-list ({self.describe()}); add a namespace with `serve --allow`")
+        # Import the longest module prefix, then walk attributes.
+        obj: Any = None
+        rest: list[str] = []
+        for cut in range(len(parts), 0, -1):
+            modname = ".".join(parts[:cut])
+            if not (modname in self.names or self._in_namespace(modname) or any(ns.startswith(modname + ".") for ns in self.namespaces) or any(n.startswith(modname + ".") for n in self.names)):
+                continue
+            try:
+                obj = importlib.import_module(modname)
+            except ImportError:
+                continue
+            rest = parts[cut:]
+            break
+        if obj is None:
+            raise NotAllowed(f"{dotted!r}: no allowed module could be imported for it")
+        path = obj.__name__
+        for attr in rest:
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
+                raise NotAllowed(f"{dotted!r}: {path} has no attribute {attr!r}") from None
+            path = f"{path}.{attr}"
+            if isinstance(obj, types.ModuleType) and not self._in_namespace(obj.__name__):
+                raise NotAllowed(f"{dotted!r} reaches module {obj.__name__!r}, which is outside the allow-list")
+        if isinstance(obj, types.ModuleType) or not callable(obj):
+            raise NotAllowed(f"{dotted!r} is not a callable")
+        self._cache[dotted] = obj
+        return obj

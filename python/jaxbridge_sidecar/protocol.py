@@ -1,0 +1,181 @@
+"""The wire, version 1. `docs/protocol.md` is authoritative; this module is its
+Python half and the only place that packs or unpacks messages."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_dtypes
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+EXT_ARRAY = 1
+EXT_HANDLE = 2
+OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats")
+
+_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(name)
+    for name in (
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+        "uint64", "float16", "float32", "float64", "complex64", "complex128",
+    )
+}
+_DTYPES["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
+_NAMES = {dt: name for name, dt in _DTYPES.items()}
+
+
+class WireError(Exception):
+    """A message that does not follow the protocol. `kind` is the error type the client sees."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def dtype_from_name(name: Any) -> np.dtype:
+    try:
+        return _DTYPES[name]
+    except (KeyError, TypeError):
+        raise WireError("DTypeError", f"unsupported dtype {name!r}; expected one of {', '.join(_DTYPES)}") from None
+
+
+def dtype_name(dtype: Any) -> str:
+    try:
+        return _NAMES[np.dtype(dtype)]
+    except KeyError:
+        raise WireError("DTypeError", f"dtype {np.dtype(dtype)} cannot cross the wire") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandleRef:
+    """A handle id as a request names it."""
+
+    id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandleOut:
+    """A handle as a reply describes it."""
+
+    id: int
+    dtype: str
+    shape: tuple[int, ...]
+    device: str
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise WireError("FrameError", f"array shape must be a list of non-negative integers, got {shape!r}")
+    return tuple(shape)
+
+
+def decode(frames: list[Any], max_message_bytes: int) -> dict[str, Any]:
+    """Unpack a request. Arrays become numpy arrays (viewing their frame where
+    possible), handles become `HandleRef`. Raises WireError on anything malformed."""
+    if not frames:
+        raise WireError("ProtocolError", "empty message")
+    total = sum(len(memoryview(f)) for f in frames)
+    if total > max_message_bytes:
+        raise WireError("MessageTooLarge", f"message of {total} bytes exceeds the sidecar's limit of {max_message_bytes} bytes")
+    payload = [memoryview(f) for f in frames[1:]]
+    used = [False] * len(payload)
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        try:
+            fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except Exception as e:
+            raise WireError("ProtocolError", f"ext {code} payload is not msgpack: {e}") from None
+        if code == EXT_HANDLE:
+            if not isinstance(fields, list) or not fields or not isinstance(fields[0], int):
+                raise WireError("ProtocolError", f"handle ext payload must be [id, ...], got {fields!r}")
+            return HandleRef(fields[0])
+        if code != EXT_ARRAY:
+            raise WireError("ProtocolError", f"unknown ext code {code}")
+        if not isinstance(fields, list) or len(fields) != 4:
+            raise WireError("ProtocolError", f"array ext payload must be [dtype, shape, first_frame, frame_count], got {fields!r}")
+        dtype_s, shape_l, first, count = fields
+        dtype = dtype_from_name(dtype_s)
+        shape = _check_shape(shape_l)
+        if not (isinstance(first, int) and isinstance(count, int)) or count < 0 or first < 1 or first - 1 + count > len(payload):
+            raise WireError("FrameError", f"array refers to frames {first}..{first + count - 1 if isinstance(first, int) and isinstance(count, int) else '?'}, but the message has frames 1..{len(payload)}")
+        parts = payload[first - 1 : first - 1 + count]
+        for i in range(first - 1, first - 1 + count):
+            if used[i]:
+                raise WireError("FrameError", f"frame {i + 1} is claimed by two arrays")
+            used[i] = True
+        want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        got = sum(len(p) for p in parts)
+        if got != want:
+            raise WireError("FrameError", f"array of dtype {dtype_s} and shape {list(shape)} needs {want} bytes, its frames hold {got}")
+        if count == 1:
+            return np.frombuffer(parts[0], dtype=dtype).reshape(shape)
+        out = np.empty(shape, dtype=dtype)
+        flat = out.reshape(-1).view(np.uint8)
+        at = 0
+        for p in parts:
+            flat[at : at + len(p)] = np.frombuffer(p, dtype=np.uint8)
+            at += len(p)
+        return out
+
+    try:
+        env = msgpack.unpackb(frames[0], raw=False, ext_hook=ext_hook, strict_map_key=True)
+    except WireError:
+        raise
+    except Exception as e:
+        raise WireError("ProtocolError", f"envelope is not valid msgpack: {e}") from None
+    if not isinstance(env, dict):
+        raise WireError("ProtocolError", f"envelope must be a map, got {type(env).__name__}")
+    if not all(used):
+        unused = [i + 1 for i, u in enumerate(used) if not u]
+        raise WireError("FrameError", f"frames {unused} are not described by the envelope")
+    return env
+
+
+def array_bytes(arr: np.ndarray) -> memoryview:
+    """The array's bytes as a flat view (a copy only when it is not C-contiguous)."""
+    arr = np.ascontiguousarray(arr)
+    return memoryview(arr.reshape(-1).view(np.uint8))
+
+
+class Encoder:
+    """Packs one reply; arrays found in the value are appended as frames."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    def _default(self, obj: Any) -> Any:
+        if isinstance(obj, HandleOut):
+            return msgpack.ExtType(EXT_HANDLE, msgpack.packb([obj.id, obj.dtype, list(obj.shape), obj.device]))
+        if isinstance(obj, np.ndarray):
+            name = dtype_name(obj.dtype)
+            mv = array_bytes(obj)
+            first = len(self.frames) + 1
+            for at in range(0, len(mv), MAX_FRAME_BYTES):
+                self.frames.append(mv[at : at + MAX_FRAME_BYTES])
+            count = len(self.frames) + 1 - first
+            return msgpack.ExtType(EXT_ARRAY, msgpack.packb([name, list(obj.shape), first, count]))
+        if isinstance(obj, np.generic):
+            return self._default(np.asarray(obj))
+        if isinstance(obj, tuple):
+            return list(obj)
+        raise TypeError(f"cannot send a {type(obj).__name__} over the wire")
+
+    def pack(self, envelope: dict[str, Any]) -> list[Any]:
+        head = msgpack.packb(envelope, default=self._default, use_bin_type=True, strict_types=False)
+        return [head, *self.frames]
+
+
+def encode(envelope: dict[str, Any]) -> list[Any]:
+    return Encoder().pack(envelope)
+
+
+def walk(value: Any, leaf: Callable[[Any, str], Any], path: str = "") -> Any:
+    """Map `leaf` over a wire value's non-container leaves, with JAX-style key paths."""
+    if isinstance(value, dict):
+        return {k: walk(v, leaf, f"{path}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [walk(v, leaf, f"{path}[{i}]") for i, v in enumerate(value)]
+    return leaf(value, path)

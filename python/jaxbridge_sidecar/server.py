@@ -1,0 +1,278 @@
+"""The sidecar: one ROUTER loop that decodes requests, runs ops against the
+handle table, and replies. Every failure becomes an error reply; the loop
+itself only stops on shutdown or when its parent process dies."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import zmq
+
+from . import protocol
+from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
+from .handles import HandleTable
+from .protocol import HandleOut, HandleRef, WireError
+from .remote_errors import error_body
+from .sample import handshake_sample, same
+
+log = logging.getLogger("jaxbridge.sidecar")
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024**3
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    endpoint: str
+    parent_pid: int | None = None
+    namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+    names: tuple[str, ...] = DEFAULT_NAMES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+
+class Server:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.allow = AllowList(config.namespaces, config.names)
+        self.handles = HandleTable()
+        self.instance = secrets.token_hex(8)
+        self.requests = 0
+        self._stop = False
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        # A reply to a vanished peer raises instead of being dropped silently.
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # The client bounds requests in flight, so unlimited queues stay bounded.
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "hello": self.op_hello,
+            "ping": lambda env: "pong",
+            "put": self.op_put,
+            "get": self.op_get,
+            "free": self.op_free,
+            "call": self.op_call,
+            "stats": self.op_stats,
+        }
+        from . import arrow_io
+
+        arrow_io.register(self)
+
+    # --- lifecycle -----------------------------------------------------------
+    def bind(self) -> str:
+        self.sock.bind(self.config.endpoint)
+        return self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def _parent_alive(self) -> bool:
+        pid = self.config.parent_pid
+        return pid is None or os.getppid() == pid
+
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self._stop:
+            if poller.poll(250):
+                while True:
+                    try:
+                        msg = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._serve_one(msg)
+            if not self._parent_alive():
+                log.warning("parent process %s is gone; exiting", self.config.parent_pid)
+                break
+        self.sock.close(0)
+
+    def _serve_one(self, msg: list[Any]) -> None:
+        ident, frames = msg[0], msg[1:]
+        reply = self.handle(frames)
+        try:
+            self.sock.send_multipart([ident, *reply], copy=False)
+        except zmq.ZMQError as e:
+            # EHOSTUNREACH: the peer left; nothing to deliver to.
+            log.warning("reply dropped: %s", e)
+
+    # --- dispatch ------------------------------------------------------------
+    def handle(self, frames: list[Any]) -> list[Any]:
+        self.requests += 1
+        rid: Any = None
+        try:
+            rid = _salvage_id(frames)
+            env = protocol.decode(frames, self.config.max_message_bytes)
+            rid = env.get("id")
+            op = env.get("op")
+            fn = self.ops.get(op) if isinstance(op, str) else None
+            if fn is None:
+                raise WireError("UnknownOp", f"unknown op {op!r}; this sidecar speaks protocol {protocol.PROTOCOL_VERSION} with ops {', '.join(sorted(self.ops))}")
+            result = fn(env)
+            enc = protocol.Encoder()
+            if isinstance(result, tuple) and len(result) == 2 and result[0] == "__frames__":
+                # An op that built its own trailing frames (Arrow streams).
+                body, extra = result[1]
+                enc.frames.extend(extra)
+                return enc.pack({"id": rid, "ok": True, "result": body})
+            return enc.pack({"id": rid, "ok": True, "result": result})
+        except WireError as e:
+            body = {"type": e.kind, "message": str(e), "traceback": ""}
+        except NotAllowed as e:
+            body = {"type": "NotAllowed", "message": str(e), "traceback": ""}
+        except Exception as e:  # noqa: BLE001 - every failure becomes a reply
+            body = error_body(e)
+        return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": body})
+
+    # --- values ----------------------------------------------------------------
+    def materialize(self, value: Any) -> Any:
+        """Handles in a request become the arrays they name."""
+        return protocol.walk(value, lambda v, _p: self.handles.get(v.id) if isinstance(v, HandleRef) else v)
+
+    def export(self, value: Any, fetch: bool) -> Any:
+        """Arrays in a result become handles (or host arrays when fetching)."""
+
+        def leaf(v: Any, path: str) -> Any:
+            if isinstance(v, jax.Array):
+                return np.asarray(v) if fetch else self.handles.add(v)
+            if isinstance(v, (np.ndarray, np.generic)):
+                return np.asarray(v) if fetch else self.handles.add(jax.device_put(v))
+            if v is None or isinstance(v, (bool, int, float, str, HandleOut)):
+                return v
+            raise TypeError(f"result at {path or 'the top level'} is a {type(v).__module__}.{type(v).__qualname__}, which cannot cross the wire")
+
+        return protocol.walk(_plain(value), leaf)
+
+    # --- ops -------------------------------------------------------------------
+    def op_hello(self, env: dict[str, Any]) -> dict[str, Any]:
+        theirs = env.get("protocol")
+        if theirs != protocol.PROTOCOL_VERSION:
+            raise WireError("ProtocolError", f"client speaks protocol {theirs!r}, this sidecar speaks {protocol.PROTOCOL_VERSION}")
+        sample = env.get("sample")
+        if sample is not None and not same(sample, handshake_sample()):
+            raise WireError("ProtocolError", "the handshake sample did not decode to the expected values: the two sides disagree on the wire format")
+        devices = jax.devices()
+        return {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "server": "jaxbridge-sidecar 0.1.0",
+            "python": sys.version.split()[0],
+            "jax": jax.__version__,
+            "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else _jaxlib_version(),
+            "backend": jax.default_backend(),
+            "devices": [{"id": d.id, "platform": d.platform, "kind": d.device_kind, "str": str(d)} for d in devices],
+            "x64": bool(jax.config.jax_enable_x64),
+            "instance": self.instance,
+            "pid": os.getpid(),
+            "max_message_bytes": self.config.max_message_bytes,
+            "max_frame_bytes": protocol.MAX_FRAME_BYTES,
+            "sample": sample,
+        }
+
+    def _device(self, env: dict[str, Any]) -> Any:
+        idx = env.get("device")
+        if idx is None:
+            return None
+        devices = jax.devices()
+        if not isinstance(idx, int) or not 0 <= idx < len(devices):
+            raise ValueError(f"device index {idx!r} out of range: this sidecar has {len(devices)} devices")
+        return devices[idx]
+
+    def op_put(self, env: dict[str, Any]) -> Any:
+        device = self._device(env)
+
+        def leaf(v: Any, _path: str) -> Any:
+            if isinstance(v, np.ndarray):
+                return self.handles.add(jax.device_put(v, device))
+            if isinstance(v, HandleRef):
+                arr = self.handles.get(v.id)
+                return self.handles.add(jax.device_put(arr, device)) if device is not None else self.handles.add(arr)
+            return v
+
+        out = protocol.walk(env.get("value"), leaf)
+        jax.block_until_ready([self.handles.get(h.id) for h in _handles_in(out)])
+        return out
+
+    def op_get(self, env: dict[str, Any]) -> Any:
+        return protocol.walk(env.get("value"), lambda v, _p: np.asarray(self.handles.get(v.id)) if isinstance(v, HandleRef) else v)
+
+    def op_free(self, env: dict[str, Any]) -> Any:
+        ids = env.get("handles")
+        if not isinstance(ids, list):
+            raise WireError("ProtocolError", "free needs a list of handle ids in `handles`")
+        freed, unknown = self.handles.free(ids)
+        return {"freed": freed, "unknown": unknown}
+
+    def op_call(self, env: dict[str, Any]) -> Any:
+        fn = self.allow.resolve(env.get("fn"))
+        args = env.get("args") or []
+        kwargs = env.get("kwargs") or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise WireError("ProtocolError", "call needs `args` as a list and `kwargs` as a map")
+        out = fn(*self.materialize(args), **self.materialize(kwargs))
+        out = jax.block_until_ready(out)
+        return self.export(out, bool(env.get("fetch")))
+
+    def op_stats(self, env: dict[str, Any]) -> Any:
+        return {"handles": len(self.handles), "bytes": self.handles.nbytes(), "requests": self.requests}
+
+
+def _plain(value: Any) -> Any:
+    """Python containers the wire knows: tuples and namedtuples become lists."""
+    if isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"result has a dict key {k!r} that is not a string")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _handles_in(value: Any) -> list[HandleOut]:
+    found: list[HandleOut] = []
+    protocol.walk(value, lambda v, _p: found.append(v) if isinstance(v, HandleOut) else None)
+    return found
+
+
+def _salvage_id(frames: list[Any]) -> Any:
+    """The request id, read without decoding arrays, so even a malformed request's error reaches its caller."""
+    try:
+        import msgpack
+
+        env = msgpack.unpackb(frames[0], raw=False, ext_hook=lambda c, d: None, strict_map_key=False)
+        return env.get("id") if isinstance(env, dict) else None
+    except Exception:
+        return None
+
+
+def _jaxlib_version() -> str:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except Exception:
+        return "unknown"
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to SIGTERM us when the parent exits; the loop also polls getppid()."""
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    if os.getppid() != parent_pid:
+        sys.exit(0)
