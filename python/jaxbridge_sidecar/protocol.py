@@ -147,6 +147,8 @@ class Encoder:
         self.frames: list[Any] = []
 
     def _default(self, obj: Any) -> Any:
+        if isinstance(obj, HandleRef):
+            return msgpack.ExtType(EXT_HANDLE, msgpack.packb([obj.id]))
         if isinstance(obj, HandleOut):
             return msgpack.ExtType(EXT_HANDLE, msgpack.packb([obj.id, obj.dtype, list(obj.shape), obj.device]))
         if isinstance(obj, np.ndarray):

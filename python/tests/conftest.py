@@ -1,0 +1,89 @@
+"""Shared fixtures: a real sidecar on a real ZeroMQ socket, served from a thread."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from jaxbridge_sidecar import protocol
+from jaxbridge_sidecar.server import Server, ServerConfig
+
+
+class Client:
+    """A bare DEALER speaking the wire by hand, so tests check bytes, not our own client."""
+
+    def __init__(self, endpoint: str):
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.next_id = 1
+
+    def send_raw(self, frames: list[Any]) -> None:
+        self.sock.send_multipart(frames)
+
+    def recv(self, timeout_ms: int = 20000) -> tuple[dict[str, Any], list[Any]]:
+        if not self.sock.poll(timeout_ms):
+            raise TimeoutError("no reply")
+        frames = self.sock.recv_multipart()
+        env = msgpack.unpackb(frames[0], raw=False, ext_hook=lambda c, d: msgpack.ExtType(c, d))
+        return env, frames[1:]
+
+    def request(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[Any]]:
+        rid = self.next_id
+        self.next_id += 1
+        self.send_raw(protocol.encode({"id": rid, "op": op, **fields}))
+        env, frames = self.recv()
+        assert env["id"] == rid
+        return env, frames
+
+    def decoded(self, op: str, **fields: Any) -> Any:
+        """The reply decoded with the sidecar's own decoder (arrays become numpy)."""
+        rid = self.next_id
+        self.next_id += 1
+        self.send_raw(protocol.encode({"id": rid, "op": op, **fields}))
+        if not self.sock.poll(60000):
+            raise TimeoutError("no reply")
+        frames = self.sock.recv_multipart(copy=False)
+        env = msgpack.unpackb(frames[0].bytes, raw=False, ext_hook=_reply_ext(frames[1:]))
+        assert env["id"] == rid
+        return env
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+def _reply_ext(frames: list[Any]):
+    def hook(code: int, data: bytes) -> Any:
+        fields = msgpack.unpackb(data, raw=False)
+        if code == protocol.EXT_HANDLE:
+            return protocol.HandleOut(fields[0], fields[1], tuple(fields[2]), fields[3])
+        dtype, shape, first, count = fields
+        buf = b"".join(bytes(frames[i - 1].buffer) for i in range(first, first + count))
+        return np.frombuffer(buf, dtype=protocol.dtype_from_name(dtype)).reshape(shape)
+
+    return hook
+
+
+@pytest.fixture()
+def sidecar(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
+    endpoint = f"ipc://{tmp_path}/s-{uuid.uuid4().hex[:8]}.sock"
+    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
+    server.bind()
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    client = Client(endpoint)
+    yield server, client
+    client.close()
+    server.stop()
+    t.join(5)

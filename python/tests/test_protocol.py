@@ -1,0 +1,96 @@
+"""The Python half of the wire: what goes out decodes back bit for bit, and
+malformed input is refused with the right error kind."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import msgpack
+import numpy as np
+import pytest
+
+from jaxbridge_sidecar import protocol
+from jaxbridge_sidecar.protocol import WireError
+
+ALL = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64", "complex64", "complex128"]
+
+
+def _random(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    dt = protocol.dtype_from_name(dtype)
+    raw = rng.integers(0, 256, size=int(np.prod(shape)) * dt.itemsize, dtype=np.uint8)
+    arr = raw.view(dt).reshape(shape) if raw.size else np.zeros(shape, dt)
+    return arr if dtype != "bool" else (arr.view(np.uint8) & 1).astype(bool)
+
+
+def _roundtrip(value):
+    frames = protocol.encode({"id": 1, "op": "get", "value": value})
+    return protocol.decode([bytes(f) for f in frames], 1 << 40)["value"]
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 0, 3), (4, 5)])
+def test_every_dtype_and_shape_round_trips_bit_exactly(dtype, shape):
+    arr = _random(dtype, shape, np.random.default_rng(hash((dtype, shape)) % 2**32))
+    back = _roundtrip(arr)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert back.tobytes() == arr.tobytes()
+
+
+def test_bfloat16_is_the_ml_dtypes_type():
+    assert protocol.dtype_from_name("bfloat16") == np.dtype(ml_dtypes.bfloat16)
+
+
+def test_large_arrays_split_into_16_mib_frames():
+    arr = np.arange(10 * 1024 * 1024, dtype=np.float32)  # 40 MiB
+    frames = protocol.encode({"id": 1, "op": "get", "value": arr})
+    assert [len(memoryview(f)) for f in frames[1:]] == [16 << 20, 16 << 20, 8 << 20]
+    back = protocol.decode([bytes(f) for f in frames], 1 << 40)["value"]
+    assert np.array_equal(back, arr)
+
+
+def _array_ext(dtype, shape, first, count):
+    return msgpack.ExtType(protocol.EXT_ARRAY, msgpack.packb([dtype, shape, first, count]))
+
+
+@pytest.mark.parametrize(
+    "fields,frames,kind",
+    [
+        (["float32", [3], 1, 1], [b"\0" * 11], "FrameError"),
+        (["float32", [3], 1, 2], [b"\0" * 12], "FrameError"),
+        (["object", [1], 1, 1], [b"\0" * 8], "DTypeError"),
+        (["float32", [-1], 1, 1], [b"\0" * 4], "FrameError"),
+        (["float32", [1], 1, 1], [b"\0" * 4, b"extra"], "FrameError"),
+    ],
+)
+def test_bad_arrays_are_refused(fields, frames, kind):
+    env = msgpack.packb({"id": 1, "op": "put", "value": [_array_ext(*fields)]})
+    with pytest.raises(WireError) as e:
+        protocol.decode([env, *frames], 1 << 40)
+    assert e.value.kind == kind
+
+
+def test_a_frame_claimed_twice_is_refused():
+    env = msgpack.packb({"id": 1, "op": "put", "value": [_array_ext("int8", [1], 1, 1), _array_ext("int8", [1], 1, 1)]})
+    with pytest.raises(WireError, match="claimed by two"):
+        protocol.decode([env, b"\x01"], 1 << 40)
+
+
+def test_oversized_messages_are_refused_before_decoding():
+    with pytest.raises(WireError) as e:
+        protocol.decode([b"\x80", b"\0" * 100], 50)
+    assert e.value.kind == "MessageTooLarge"
+
+
+def test_envelope_must_be_a_map():
+    with pytest.raises(WireError) as e:
+        protocol.decode([msgpack.packb([1, 2])], 1 << 20)
+    assert e.value.kind == "ProtocolError"
+
+
+def test_doc_version_and_ops_match_the_code():
+    from pathlib import Path
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert int(re.search(r"^Protocol version: (\d+)$", doc, re.M).group(1)) == protocol.PROTOCOL_VERSION
+    documented = set(re.findall(r"^\| `(\w+)` \|", doc, re.M))
+    assert documented == set(protocol.OPS)
