@@ -1,4 +1,52 @@
+/**
+ * jaxbridge: drive real JAX from TypeScript. This file is the whole public
+ * API; everything else in src/ is internal.
+ */
 export * from "./dtype.js";
 export { NDArray, array, zerosHost, shapeSize, type Shape, type Scalar, type NestedArray, type Complex } from "./ndarray.js";
 export { DeviceArray } from "./device-array.js";
 export * from "./errors.js";
+export { formatNDArray, formatSummary, setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, type PrintOptions } from "./format.js";
+export { Module, type ModuleField, type ModuleClass } from "./module.js";
+export {
+  type KeyEntry,
+  type KeyPath,
+  type TreeNode,
+  type Difference,
+  type Filter,
+  type IsLeaf,
+  type FlattenOptions,
+  TreeDef,
+  TreeStructureError,
+  keystr,
+  flatten,
+  flattenWithPath,
+  unflatten,
+  treeLeaves,
+  treeStructure,
+  treedefEqual,
+  treeMap,
+  treeMapWithPath,
+  partition,
+  combine,
+  treeEqual,
+  firstDifference,
+  isArray,
+  isNode,
+} from "./tree.js";
+export {
+  connect,
+  Session,
+  kw,
+  Kwargs,
+  getDefaultSession,
+  type ConnectOptions,
+  type CallOptions,
+  type SidecarInfo,
+  type DeviceInfo,
+  type RequestOptions,
+  type DeviceTree,
+  type HostTree,
+} from "./session.js";
+export { PROTOCOL_VERSION } from "./protocol.js";
+export type { CurveClientKeys } from "./transport.js";

@@ -1,0 +1,317 @@
+/**
+ * A session with one sidecar: the handshake, put/get/call/free, handle
+ * ownership, and the embedded sidecar's lifetime. Pytrees are split here:
+ * only array leaves cross the wire; static leaves stay in TypeScript.
+ */
+import { DeviceArray, type HandleOwner } from "./device-array.js";
+import { NDArray, describe } from "./ndarray.js";
+import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError } from "./errors.js";
+import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, sameValue } from "./protocol.js";
+import { type CurveClientKeys, type RequestOptions, Transport } from "./transport.js";
+import { EmbeddedSidecar, type SpawnOptions } from "./sidecar-process.js";
+import { flatten, unflatten } from "./tree.js";
+
+export type { RequestOptions } from "./transport.js";
+
+export interface ConnectOptions extends SpawnOptions {
+  /** A sidecar started elsewhere (`tcp://host:5555`); without it an embedded sidecar is spawned. */
+  url?: string;
+  curve?: CurveClientKeys;
+  /** Requests in flight at once (default 1024); more wait in TypeScript. */
+  maxInFlight?: number;
+  /** How long the handshake may take (ms, default 30000; the embedded start has its own limit). */
+  handshakeTimeoutMs?: number;
+  /** Deadline applied to calls that give none (ms; default none). */
+  defaultTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface DeviceInfo {
+  id: number;
+  platform: string;
+  kind: string;
+  str: string;
+}
+
+/** What the sidecar reported in the handshake. */
+export interface SidecarInfo {
+  protocol: number;
+  server: string;
+  python: string;
+  jax: string;
+  jaxlib: string;
+  backend: string;
+  devices: DeviceInfo[];
+  x64: boolean;
+  instance: string;
+  pid: number;
+  max_message_bytes: number;
+  max_frame_bytes: number;
+}
+
+export interface CallOptions extends RequestOptions {
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  /** Return host arrays instead of device handles. */
+  fetch?: boolean;
+}
+
+/** Marks keyword arguments as the last argument of `session.call`. */
+export class Kwargs {
+  constructor(readonly values: Record<string, unknown>) {}
+}
+export function kw(values: Record<string, unknown>): Kwargs {
+  return new Kwargs(values);
+}
+
+/** A pytree with its NDArray leaves replaced by DeviceArrays (and vice versa for `HostTree`). */
+export type DeviceTree<T> = T extends NDArray ? DeviceArray : T extends readonly unknown[] ? { [K in keyof T]: DeviceTree<T[K]> } : T extends object ? { [K in keyof T]: DeviceTree<T[K]> } : T;
+export type HostTree<T> = T extends DeviceArray ? NDArray : T extends readonly unknown[] ? { [K in keyof T]: HostTree<T[K]> } : T extends object ? { [K in keyof T]: HostTree<T[K]> } : T;
+
+let defaultSession: Session | null = null;
+
+/** The session that free functions use: the first one connected and still open. */
+export function getDefaultSession(): Session {
+  if (defaultSession === null || defaultSession.closed) {
+    throw new JaxBridgeError("no open jaxbridge session: call `await connect()` first (or pass a session explicitly)");
+  }
+  return defaultSession;
+}
+
+/**
+ * Connect to a sidecar. Without `url`, spawn the embedded one from the
+ * project's Python environment on a private ipc:// socket.
+ */
+export async function connect(opts: ConnectOptions = {}): Promise<Session> {
+  let sidecar: EmbeddedSidecar | undefined;
+  let url = opts.url;
+  if (url === undefined) {
+    sidecar = await EmbeddedSidecar.start(opts);
+    url = sidecar.url;
+  }
+  const transport = new Transport({ url, ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}), ...(opts.curve ? { curve: opts.curve } : {}) });
+  const session = new Session(transport, sidecar, opts.defaultTimeoutMs);
+  try {
+    await session.handshake({ timeoutMs: opts.handshakeTimeoutMs ?? 30_000, signal: opts.signal });
+  } catch (err) {
+    await session.close();
+    throw err;
+  }
+  if (defaultSession === null || defaultSession.closed) defaultSession = session;
+  return session;
+}
+
+export class Session implements HandleOwner {
+  readonly url: string;
+  /** The embedded sidecar process, when this session spawned one. */
+  readonly sidecar: EmbeddedSidecar | undefined;
+  private readonly transport: Transport;
+  private readonly defaultTimeoutMs: number | undefined;
+  private _info: SidecarInfo | null = null;
+  private _closed = false;
+  private frees: number[] = [];
+  private freeScheduled = false;
+
+  constructor(transport: Transport, sidecar: EmbeddedSidecar | undefined, defaultTimeoutMs?: number) {
+    this.transport = transport;
+    this.url = transport.url;
+    this.sidecar = sidecar;
+    this.defaultTimeoutMs = defaultTimeoutMs;
+    transport.onAbandoned = (frames) => this.freeAbandoned(frames);
+    if (sidecar) {
+      void sidecar.exitDescription.then((how) => {
+        const tail = sidecar.stderr.trim().split("\n").slice(-15).join("\n");
+        transport.fail(new SidecarDiedError(`the embedded sidecar (pid ${sidecar.pid}) ${how}${this._closed ? "" : "; pending calls were rejected and later calls fail until you connect() again"}${tail ? `\nits last output:\n${tail}` : ""}`, this.url));
+      });
+    }
+  }
+
+  get info(): SidecarInfo {
+    if (this._info === null) throw new JaxBridgeError("the session has not completed its handshake");
+    return this._info;
+  }
+
+  get instance(): string {
+    return this._info?.instance ?? "";
+  }
+
+  get closed(): boolean {
+    return this._closed || this.transport.deadError !== null;
+  }
+
+  /** Requests sent and not yet answered. */
+  get inFlight(): number {
+    return this.transport.inFlight;
+  }
+
+  /** Send one request and return its result; an error reply throws SidecarError. */
+  async request(op: string, fields: Record<string, unknown> = {}, opts: RequestOptions = {}): Promise<unknown> {
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const reply = await this.transport.request((id) => encode({ id, op, ...fields }), { signal: opts.signal, timeoutMs });
+    return this.unpackReply(reply, op);
+  }
+
+  private unpackReply(frames: Frame[], op: string): unknown {
+    const { envelope } = decode(frames, this);
+    if (envelope.ok === true) return envelope.result;
+    const e = envelope.error as { type?: unknown; message?: unknown; traceback?: unknown } | undefined;
+    if (!e || typeof e.type !== "string") throw new ProtocolError(`malformed error reply to ${op}: ${JSON.stringify(envelope)}`);
+    throw new SidecarError({ type: e.type, message: String(e.message ?? ""), traceback: String(e.traceback ?? "") }, op);
+  }
+
+  async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
+    const sample = handshakeSample();
+    const info = (await this.request("hello", { protocol: PROTOCOL_VERSION, client: "jaxbridge-ts 0.1.0", sample }, opts)) as SidecarInfo & { sample: unknown };
+    if (info.protocol !== PROTOCOL_VERSION) throw new ProtocolError(`the sidecar speaks protocol ${info.protocol}, this client ${PROTOCOL_VERSION}`);
+    if (!sameValue(info.sample, sample)) throw new ProtocolError("the handshake sample came back different: the two sides disagree on the wire format");
+    const { sample: _echo, ...rest } = info;
+    this._info = rest;
+    return rest;
+  }
+
+  /** Place the array leaves of a pytree on the device; static leaves stay here. */
+  async put<T>(tree: T, opts: RequestOptions & { device?: number } = {}): Promise<DeviceTree<T>> {
+    const { leaves, treedef } = flatten(tree);
+    const sent: unknown[] = [];
+    const slots: number[] = [];
+    leaves.forEach((leaf, i) => {
+      if (leaf instanceof NDArray || (leaf instanceof DeviceArray && opts.device !== undefined)) {
+        if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
+        sent.push(leaf);
+        slots.push(i);
+      }
+    });
+    if (sent.length === 0) return tree as DeviceTree<T>;
+    const fields: Record<string, unknown> = { value: sent };
+    if (opts.device !== undefined) fields.device = opts.device;
+    const got = (await this.request("put", fields, opts)) as DeviceArray[];
+    const out = [...leaves];
+    slots.forEach((slot, k) => (out[slot] = got[k]));
+    return unflatten(treedef, out) as DeviceTree<T>;
+  }
+
+  /** Fetch the DeviceArray leaves of a pytree to the host; other leaves are returned as they are. */
+  async get<T>(tree: T, opts: RequestOptions = {}): Promise<HostTree<T>> {
+    const { leaves, treedef } = flatten(tree);
+    const refs: HandleRef[] = [];
+    const slots: number[] = [];
+    leaves.forEach((leaf, i) => {
+      if (leaf instanceof DeviceArray) {
+        this.checkOwned(leaf, `leaf ${i}`);
+        refs.push(new HandleRef(leaf.handle));
+        slots.push(i);
+      }
+    });
+    if (refs.length === 0) return tree as HostTree<T>;
+    const got = (await this.request("get", { value: refs }, opts)) as NDArray[];
+    const out = [...leaves];
+    slots.forEach((slot, k) => (out[slot] = got[k]));
+    return unflatten(treedef, out) as HostTree<T>;
+  }
+
+  async fetch(a: DeviceArray, opts: RequestOptions = {}): Promise<NDArray> {
+    this.checkOwned(a, "");
+    const [host] = (await this.request("get", { value: [new HandleRef(a.handle)] }, opts)) as [NDArray];
+    return host;
+  }
+
+  /**
+   * Call an allow-listed Python function by dotted name:
+   * `await jb.call("jax.numpy.matmul", a, b)`; keyword arguments go last as
+   * `kw({axis: 0})`. Array results stay on the device as DeviceArrays.
+   */
+  async call<T = unknown>(fn: string, ...args: unknown[]): Promise<T> {
+    const last = args[args.length - 1];
+    if (last instanceof Kwargs) return this.callWith<T>(fn, { args: args.slice(0, -1), kwargs: last.values });
+    return this.callWith<T>(fn, { args });
+  }
+
+  async callWith<T = unknown>(fn: string, opts: CallOptions = {}): Promise<T> {
+    const args = opts.args ?? [];
+    const kwargs = opts.kwargs ?? {};
+    args.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
+    for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
+    return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true }, opts)) as T;
+  }
+
+  async stats(opts: RequestOptions = {}): Promise<{ handles: number; bytes: number; requests: number }> {
+    await this.flushFrees();
+    return (await this.request("stats", {}, opts)) as { handles: number; bytes: number; requests: number };
+  }
+
+  async ping(opts: RequestOptions = {}): Promise<void> {
+    await this.request("ping", {}, opts);
+  }
+
+  /** Queue a handle to be freed with the next batch. */
+  release(id: number): void {
+    if (this.closed) return;
+    this.frees.push(id);
+    if (this.frees.length >= 4096) void this.flushFrees();
+    else if (!this.freeScheduled) {
+      this.freeScheduled = true;
+      setImmediate(() => void this.flushFrees());
+    }
+  }
+
+  /** Send queued frees now (they are otherwise sent on the next tick). */
+  async flushFrees(): Promise<void> {
+    this.freeScheduled = false;
+    if (this.frees.length === 0 || this.closed) return;
+    const handles = this.frees;
+    this.frees = [];
+    try {
+      await this.request("free", { handles });
+    } catch {
+      // The sidecar is gone, and its memory with it.
+    }
+  }
+
+  private freeAbandoned(frames: Frame[]): void {
+    try {
+      const { handles } = decode(frames, this);
+      for (const h of handles) h.dispose();
+    } catch {
+      // an undecodable abandoned reply holds nothing we could free
+    }
+  }
+
+  private checkOwned(a: DeviceArray, path: string): void {
+    if (a.disposed) throw new BridgeInputError(`DeviceArray ${a.handle} (${a.dtype}[${a.shape.join(", ")}]) was disposed`, path);
+    if (a.owner !== this) throw new BridgeInputError(`DeviceArray ${a.handle} belongs to another session (${a.owner.instance || "closed"})`, path);
+  }
+
+  /** Only values Python can rebuild may be sent as call arguments; say where anything else is. */
+  private checkWireValue(v: unknown, path: string): void {
+    if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean" || typeof v === "string") return;
+    if (typeof v === "bigint") {
+      if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new BridgeInputError(`integer ${v} does not fit in 64 bits`, path);
+      return;
+    }
+    if (v instanceof NDArray) return;
+    if (v instanceof DeviceArray) return this.checkOwned(v, path);
+    if (Array.isArray(v)) return v.forEach((x, i) => this.checkWireValue(x, `${path}[${i}]`));
+    if (typeof v === "object" && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
+      for (const [k, x] of Object.entries(v)) this.checkWireValue(x, `${path}['${k}']`);
+      return;
+    }
+    if (ArrayBuffer.isView(v)) throw new BridgeInputError(`a ${v.constructor.name} is not an array here: wrap it with array(typed, dtype, shape)`, path);
+    throw new BridgeInputError(`${describe(v)} cannot be sent to Python; call arguments are arrays, numbers, strings, booleans, null, lists and plain objects`, path);
+  }
+
+  /** Close the connection and stop the embedded sidecar. Pending calls reject. */
+  async close(): Promise<void> {
+    if (this._closed) return;
+    await this.flushFrees().catch(() => {});
+    this._closed = true;
+    this.transport.close();
+    if (defaultSession === this) defaultSession = null;
+    await this.sidecar?.stop();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+
