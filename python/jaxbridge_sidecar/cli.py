@@ -35,6 +35,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     bound = server.bind()
+    if args.bench_echo:
+        from .echo import start_echo
+
+        start_echo(args.bench_echo)
     import jax
 
     jax.devices()  # initialise the backend before we say we are ready
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--allow", action="append", help="allow calls into this Python namespace (repeatable)")
     s.add_argument("--no-x64", action="store_true", help="run JAX with 32-bit defaults (64-bit arrays are then narrowed by JAX)")
     s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3)
+    s.add_argument("--bench-echo", metavar="ENDPOINT", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_serve)
     d = sub.add_parser("doctor", help="print what this Python and JAX see, as JSON")
     d.add_argument("--no-x64", action="store_true")

@@ -1,0 +1,45 @@
+/**
+ * `npm run bench`: every figure is a ratio measured in this one run, against
+ * a bare ZeroMQ echo between the same two processes (the sidecar hosts an
+ * echo socket for this), and against pythonia, the bridge a user would pick
+ * otherwise. Sections register themselves in bench/sections/.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "../src/session.js";
+import { sidecarPython } from "../src/python-env.js";
+import { wireSection } from "./sections/wire.js";
+import { pythoniaSection } from "./sections/pythonia.js";
+
+export interface Row {
+  name: string;
+  value: string;
+  ratio?: string;
+  goal?: string;
+}
+
+const only = process.argv.slice(2);
+const echoUrl = `ipc://${join(mkdtempSync(join(tmpdir(), "jaxbridge-bench-")), "echo.sock")}`;
+const jb = await connect({ args: ["--bench-echo", echoUrl] });
+console.log(`jaxbridge bench: JAX ${jb.info.jax} on ${jb.info.backend}, Python ${jb.info.python}, Node ${process.version}`);
+const rows: Row[] = [];
+const ctx = { jb, echoUrl, python: sidecarPython(), rows };
+try {
+  const sections: Array<[string, (c: typeof ctx) => Promise<void>]> = [
+    ["wire", wireSection],
+    ["pythonia", pythoniaSection],
+  ];
+  for (const [name, run] of sections) {
+    if (only.length && !only.includes(name)) continue;
+    console.log(`\n## ${name}`);
+    const from = rows.length;
+    await run(ctx);
+    const w = Math.max(...rows.slice(from).map((r) => r.name.length));
+    for (const r of rows.slice(from)) {
+      console.log(`${r.name.padEnd(w)}  ${r.value.padStart(12)}  ${(r.ratio ?? "").padStart(10)}  ${r.goal ? `goal ${r.goal}` : ""}`);
+    }
+  }
+} finally {
+  await jb.close();
+}
