@@ -147,7 +147,16 @@ export class Session implements HandleOwner {
   /** Send one request and return its result; an error reply throws SidecarError. */
   async request(op: string, fields: Record<string, unknown> = {}, opts: RequestOptions = {}): Promise<unknown> {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
-    const reply = await this.transport.request((id) => encode({ id, op, ...fields }), { signal: opts.signal, timeoutMs });
+    const reply = await this.transport.request(
+      (id) => {
+        // Queued frees ride along with the next request instead of costing a message of their own.
+        if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
+        const free = this.frees;
+        this.frees = [];
+        return encode({ id, op, ...fields, free });
+      },
+      { signal: opts.signal, timeoutMs },
+    );
     return this.unpackReply(reply, op);
   }
 
@@ -249,8 +258,9 @@ export class Session implements HandleOwner {
     this.frees.push(id);
     if (this.frees.length >= 4096) void this.flushFrees();
     else if (!this.freeScheduled) {
+      // If no request comes along to carry them, send them on their own soon.
       this.freeScheduled = true;
-      setImmediate(() => void this.flushFrees());
+      setTimeout(() => void this.flushFrees(), 20).unref();
     }
   }
 

@@ -27,7 +27,8 @@ export async function pythoniaSection(ctx: { python: string; rows: Row[]; bulk?:
       const t = await time(
         async () => {
           const arr = await jnp.asarray(await np.frombuffer(await base64.b64decode(b64), "float32"));
-          const back = await base64.b64encode(await np.asarray(arr).tobytes());
+          const host = await np.asarray(arr);
+          const back = await base64.b64encode(await host.tobytes());
           const s = await back.decode();
           if (typeof s !== "string" || s.length !== b64.length) throw new Error("pythonia round trip lost data");
         },

@@ -80,16 +80,18 @@ class Server:
         return pid is None or os.getppid() == pid
 
     def serve_forever(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
+        # A blocking receive with a timeout (rather than poll + non-blocking
+        # reads) saves a syscall and an exception per request: measured ~2x
+        # on the small-message round trip. The timeout bounds how late we
+        # notice a dead parent or a stop request.
+        self.sock.setsockopt(zmq.RCVTIMEO, 250)
         while not self._stop:
-            if poller.poll(250):
-                while True:
-                    try:
-                        msg = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._serve_one(msg)
+            try:
+                msg = self.sock.recv_multipart(copy=False)
+            except zmq.Again:
+                msg = None
+            if msg is not None:
+                self._serve_one(msg)
             if not self._parent_alive():
                 log.warning("parent process %s is gone; exiting", self.config.parent_pid)
                 break
@@ -116,7 +118,14 @@ class Server:
             fn = self.ops.get(op) if isinstance(op, str) else None
             if fn is None:
                 raise WireError("UnknownOp", f"unknown op {op!r}; this sidecar speaks protocol {protocol.PROTOCOL_VERSION} with ops {', '.join(sorted(self.ops))}")
-            result = fn(env)
+            try:
+                result = fn(env)
+            finally:
+                # Frees ride on any request (see docs/protocol.md) so that a
+                # loop that disposes as it goes sends no extra messages.
+                piggy = env.get("free")
+                if isinstance(piggy, list):
+                    self.handles.free(piggy)
             enc = protocol.Encoder()
             if isinstance(result, tuple) and len(result) == 2 and result[0] == "__frames__":
                 # An op that built its own trailing frames (Arrow streams).

@@ -113,3 +113,12 @@ def test_results_python_cannot_send_name_their_path(sidecar):
     _, client = sidecar
     env, _ = client.request("call", fn="jax.tree.structure", args=[[1, 2]], kwargs={})
     assert not env["ok"] and "top level" in env["error"]["message"]
+
+
+def test_any_request_can_carry_frees(sidecar):
+    server, client = sidecar
+    h = client.decoded("put", value=[np.zeros(3, np.float32)])["result"][0]
+    assert len(server.handles) == 1
+    env = client.decoded("ping", free=[h.id, 777])
+    assert env["result"] == "pong"
+    assert len(server.handles) == 0
