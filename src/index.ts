@@ -50,3 +50,21 @@ export {
 } from "./session.js";
 export { PROTOCOL_VERSION } from "./protocol.js";
 export type { CurveClientKeys } from "./transport.js";
+export {
+  toArrow,
+  fromArrow,
+  putArrow,
+  getArrow,
+  getArrowIPC,
+  toIPC,
+  writeArrowFile,
+  readArrowFile,
+  ArrowFileWriter,
+  parseKeyPath,
+  tableFromIPC,
+  tableToIPC,
+  DTYPE_KEY,
+  SHAPE_KEY,
+  type FromArrowOptions,
+  type IPCFormat,
+} from "./arrow.js";

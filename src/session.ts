@@ -10,6 +10,8 @@ import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSampl
 import { type CurveClientKeys, type RequestOptions, Transport } from "./transport.js";
 import { EmbeddedSidecar, type SpawnOptions } from "./sidecar-process.js";
 import { flatten, unflatten } from "./tree.js";
+import { putArrow, getArrow, type FromArrowOptions } from "./arrow.js";
+import type { Table } from "apache-arrow";
 
 export type { RequestOptions } from "./transport.js";
 
@@ -241,6 +243,16 @@ export class Session implements HandleOwner {
     args.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
     for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
     return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true }, opts)) as T;
+  }
+
+  /** Place an Arrow table (or IPC bytes) on the device: a tree of DeviceArrays rebuilt from the column names. */
+  async putArrow(source: Table | Uint8Array, opts: RequestOptions & FromArrowOptions & { device?: number } = {}): Promise<unknown> {
+    return putArrow(this, source, opts);
+  }
+
+  /** Fetch a tree of DeviceArrays that share a leading axis as an Arrow table (a column per leaf). */
+  async getArrow(tree: unknown, opts: RequestOptions = {}): Promise<Table> {
+    return getArrow(this, tree, opts);
   }
 
   async stats(opts: RequestOptions = {}): Promise<{ handles: number; bytes: number; requests: number }> {
