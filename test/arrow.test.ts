@@ -19,24 +19,16 @@ import {
   toIPC,
   writeArrowFile,
 } from "../src/arrow.js";
-import { DTYPES, type DType, dtypeInfo } from "../src/dtype.js";
+import { DTYPES, type DType } from "../src/dtype.js";
 import { BridgeInputError, SidecarError } from "../src/errors.js";
 import { DeviceArray } from "../src/device-array.js";
 import { Module } from "../src/module.js";
 import { NDArray, array } from "../src/ndarray.js";
 import { flattenWithPath, keystr } from "../src/tree.js";
 import { runPython } from "./support/python.js";
+import { randomArray } from "./support/random.js";
 import { useSession } from "./support/session.js";
 
-function randomArray(dtype: DType, shape: number[]): NDArray {
-  const info = dtypeInfo(dtype);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new info.ctor(n * info.lanes);
-  const bytes = new Uint8Array(data.buffer);
-  bytes.set(randomBytes(bytes.length));
-  if (dtype === "bool") for (let i = 0; i < bytes.length; i++) bytes[i]! &= 1;
-  return new NDArray(data, shape, dtype);
-}
 
 const b64 = (a: NDArray): string => Buffer.from(a.bytes()).toString("base64");
 

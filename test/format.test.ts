@@ -12,6 +12,7 @@ import {
 } from "../src/format.js";
 import { NDArray, array } from "../src/ndarray.js";
 import { runPython } from "./support/python.js";
+import { mulberry32 } from "./support/random.js";
 
 // ---------------------------------------------------------------------------
 // Case generation (seeded, so a failure can be replayed with FORMAT_TEST_SEED)
@@ -19,15 +20,6 @@ import { runPython } from "./support/python.js";
 
 const SEED = Number(process.env.FORMAT_TEST_SEED ?? 20240601);
 
-function mulberry32(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rand = mulberry32(SEED);
 const randInt = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));

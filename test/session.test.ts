@@ -1,22 +1,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { Dealer } from "zeromq";
 import { pack, unpack } from "msgpackr";
-import { array, NDArray, DTYPES, type DType, dtypeInfo, DeviceArray, BridgeInputError, SidecarError, SidecarDiedError, AbortedError, DeadlineError } from "../src/index.js";
+import { array, NDArray, DTYPES, type DType, DeviceArray, BridgeInputError, SidecarError, SidecarDiedError, AbortedError, DeadlineError } from "../src/index.js";
 import { connect, kw, type Session } from "../src/session.js";
 import { runPython } from "./support/python.js";
+import { randomArray } from "./support/random.js";
 import { useSession } from "./support/session.js";
 
-function randomArray(dtype: DType, shape: number[]): NDArray {
-  const info = dtypeInfo(dtype);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new info.ctor(n * info.lanes);
-  const bytes = new Uint8Array(data.buffer);
-  bytes.set(randomBytes(bytes.length));
-  if (dtype === "bool") for (let i = 0; i < bytes.length; i++) bytes[i]! &= 1;
-  return new NDArray(data, shape, dtype);
-}
 
 function b64(a: NDArray): string {
   return Buffer.from(a.bytes()).toString("base64");

@@ -25,6 +25,7 @@ import {
   unflatten,
 } from "../src/tree.js";
 import { runPython } from "./support/python.js";
+import { mulberry32 } from "./support/random.js";
 
 // ---------------------------------------------------------------------------
 // Seeded generation (replay a failure with TREE_TEST_SEED)
@@ -32,15 +33,6 @@ import { runPython } from "./support/python.js";
 
 const SEED = Number(process.env.TREE_TEST_SEED ?? 20250214);
 
-function mulberry32(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   readonly rand: () => number;
