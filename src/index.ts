@@ -68,3 +68,4 @@ export {
   type FromArrowOptions,
   type IPCFormat,
 } from "./arrow.js";
+export * from "./trace/index.js";

@@ -63,9 +63,10 @@ class Server:
             "call": self.op_call,
             "stats": self.op_stats,
         }
-        from . import arrow_io
+        from . import arrow_io, programs
 
         arrow_io.register(self)
+        programs.register(self)
 
     # --- lifecycle -----------------------------------------------------------
     def bind(self) -> str:

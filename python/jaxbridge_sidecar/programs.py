@@ -1,0 +1,101 @@
+"""Ops that run Programs traced in TypeScript: `run` and `program_stats`.
+
+The sidecar keeps compiled programs by the sha256 of their bytes, which it
+computes itself: a client-sent hash only names a program already held, it is
+never trusted for a body. A client that sends only a hash the sidecar does
+not hold (a fresh sidecar, an evicted entry) gets `UnknownProgram` and
+resends with the body.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import jax
+
+from .lower import Lowered, lower, program_hash
+from .protocol import WireError
+
+DEFAULT_CAPACITY = 512
+
+
+class ProgramCache:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY):
+        self.capacity = capacity
+        self._entries: collections.OrderedDict[str, Lowered] = collections.OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.lowered = 0
+        self.evicted = 0
+
+    def get(self, hash_: str) -> Lowered | None:
+        hit = self._entries.get(hash_)
+        if hit is not None:
+            self._entries.move_to_end(hash_)
+        return hit
+
+    def add(self, entry: Lowered) -> None:
+        self._entries[entry.hash] = entry
+        self._entries.move_to_end(entry.hash)
+        self.lowered += 1
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+            self.evicted += 1
+
+    def resolve(self, hash_: Any, body: Any) -> tuple[Lowered, bool]:
+        """The program for a request: (entry, True when this request lowered it)."""
+        if not isinstance(hash_, str) or len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+            raise WireError("ProtocolError", f"`hash` must be a sha256 as 64 lowercase hex digits, got {hash_!r}")
+        if body is not None:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise WireError("ProtocolError", f"`program` must be bytes (the canonical JSON), got {type(body).__name__}")
+            actual = program_hash(body)
+            if actual != hash_:
+                raise WireError("ProgramHashMismatch", f"the program's bytes hash to {actual}, not to the hash sent with them ({hash_})")
+        hit = self.get(hash_)
+        if hit is not None:
+            self.hits += 1
+            return hit, False
+        self.misses += 1
+        if body is None:
+            raise WireError("UnknownProgram", f"this sidecar does not hold program {hash_}; send it again with `program`")
+        entry = lower(body)
+        self.add(entry)
+        return entry, True
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "programs": len(self._entries),
+            "hits": self.hits,
+            "misses": self.misses,
+            "lowered": self.lowered,
+            "evicted": self.evicted,
+            "traces": sum(e.traces for e in self._entries.values()),
+        }
+
+
+def register(server: Any) -> None:
+    """Add `run` and `program_stats` to a Server's ops."""
+    cache = ProgramCache()
+    server.programs = cache
+
+    def op_run(env: dict[str, Any]) -> Any:
+        entry, lowered = cache.resolve(env.get("hash"), env.get("program"))
+        args = env.get("args") or []
+        if not isinstance(args, list):
+            raise WireError("ProtocolError", "run needs `args` as a list")
+        before = entry.traces
+        outs = entry(server.materialize(args))
+        outs = jax.block_until_ready(outs)
+        return {
+            "outputs": server.export(list(outs), bool(env.get("fetch"))),
+            "lowered": lowered,
+            "traced": entry.traces > before,
+        }
+
+    def op_program_stats(env: dict[str, Any]) -> Any:
+        return cache.stats()
+
+    server.ops["run"] = op_run
+    server.ops["program_stats"] = op_program_stats

@@ -1,0 +1,54 @@
+"""Build Programs by hand in tests, in the canonical encoding the TypeScript tracer uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+
+def canon(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace (what src/trace/ir.ts writes)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def aval(dtype: str, *shape: int) -> dict[str, Any]:
+    return {"dtype": dtype, "shape": list(shape)}
+
+
+def f32(v: float) -> dict[str, str]:
+    return {"lit": "0x" + format(int(np.array(v, np.float32).view(np.uint32)), "08x"), "dtype": "float32"}
+
+
+def f64(v: float) -> dict[str, str]:
+    return {"lit": "0x" + format(int(np.array(v, np.float64).view(np.uint64)), "016x"), "dtype": "float64"}
+
+
+def i32(v: int) -> dict[str, str]:
+    return {"lit": str(v), "dtype": "int32"}
+
+
+class Builder:
+    """Equations appended in order; `eq` returns the new variables' numbers."""
+
+    def __init__(self, *inputs: dict[str, Any]):
+        self.inputs = list(inputs)
+        self.eqns: list[dict[str, Any]] = []
+        self.n = len(inputs)
+
+    def eq(self, prim: str, inputs: list[Any], params: dict[str, Any] | None = None, outputs: list[dict[str, Any]] | None = None) -> list[int]:
+        outs = outputs or []
+        self.eqns.append({"prim": prim, "inputs": inputs, "params": params or {}, "outputs": outs})
+        ids = list(range(self.n, self.n + len(outs)))
+        self.n += len(outs)
+        return ids
+
+    def sub(self, outputs: list[Any]) -> dict[str, Any]:
+        return {"inputs": self.inputs, "eqns": self.eqns, "outputs": outputs}
+
+    def program(self, outputs: list[Any], x64: bool = True) -> dict[str, Any]:
+        return {"version": 1, "x64": x64, **self.sub(outputs)}
+
+    def bytes(self, outputs: list[Any], x64: bool = True) -> bytes:
+        return canon(self.program(outputs, x64))

@@ -1,0 +1,17 @@
+/**
+ * The tracer's public surface, for src/index.ts to re-export. Namespaces
+ * mirror JAX's: `jnp`, `lax`, `nn`, `random`.
+ */
+
+export * as jnp from "./jnp.js";
+export * as lax from "./lax.js";
+export * as nn from "./nn.js";
+export * as random from "./random.js";
+export { Tracer } from "./tracer.js";
+export { TraceError, TracerConversionError } from "./errors.js";
+export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./control.js";
+export { filterCond, filterScan, type FilterScanOptions } from "./filter.js";
+export { jit, runProgram, type Jitted, type JitOptions, type JitStats, type RunOptions, type RunResult } from "./run.js";
+export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./ir.js";
+export { resultType, promoteTypes, TypePromotionError } from "./dtypes.js";

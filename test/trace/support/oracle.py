@@ -1,0 +1,168 @@
+"""The test oracle for traced programs: one long-lived Python process per
+test file and x64 mode. Each request (one JSON line on stdin) carries a
+Program traced in TypeScript, its inputs, and the same computation written
+directly in Python JAX; the process runs both under jax.jit on CPU and
+compares the outputs bit for bit (or within a tolerance the request states).
+
+Requests:
+  {"id", "program": str, "args": [array], "oracle": "lambda ...: ...", "tol"?: {"rtol", "atol"}}
+  {"id", "exec": "python code that sets `result`", "args"?: [array]}
+An array is {"dtype", "shape", "b64"}. Replies: {"id", "ok": true, ...} or {"id", "ok": false, "error"}.
+"""
+
+import base64
+import json
+import os
+import sys
+import traceback
+
+import jax
+
+jax.config.update("jax_enable_x64", os.environ.get("ORACLE_X64") == "1")
+jax.config.update("jax_platforms", "cpu")
+
+import jax.numpy as jnp  # noqa: E402
+import ml_dtypes  # noqa: E402
+import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
+
+from jaxbridge_sidecar.lower import lower  # noqa: E402
+from jaxbridge_sidecar.protocol import dtype_from_name, dtype_name  # noqa: E402
+
+NS = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "nn": jax.nn, "random": jax.random, "ml_dtypes": ml_dtypes}
+
+
+def filter_cond(pred, true_fun, false_fun, *args):
+    """lerax's filter_cond as DESIGN.md decides it (PyPI lerax 0.0.5 lacks it): one lax.cond,
+    static outputs of both branches must be equal."""
+    import equinox as eqx
+
+    dyn, stat = eqx.partition(args, eqx.is_array)
+    statics = {}
+
+    def wrap(fun, name):
+        def g(d):
+            out = fun(*eqx.combine(d, stat))
+            od, os_ = eqx.partition(out, eqx.is_array)
+            statics[name] = os_
+            return od
+
+        return g
+
+    od = lax.cond(pred, wrap(true_fun, "t"), wrap(false_fun, "f"), dyn)
+    if not eqx.tree_equal(statics["t"], statics["f"]):
+        raise ValueError("The non-array leaves of the outputs of true_fun and false_fun must be identical.")
+    return eqx.combine(od, statics["t"])
+
+
+NS["filter_cond"] = filter_cond
+try:
+    import lerax.utils as lerax_utils  # noqa: E402
+
+    NS["lerax"] = lerax_utils
+except Exception:  # noqa: BLE001 - lerax is an optional test dependency
+    pass
+
+
+def decode(a):
+    dt = dtype_from_name(a["dtype"])
+    return np.frombuffer(base64.b64decode(a["b64"]), dtype=dt).reshape(a["shape"]).copy()
+
+
+def encode(x):
+    x = np.asarray(x)
+    return {"dtype": dtype_name(x.dtype), "shape": list(x.shape), "b64": base64.b64encode(np.ascontiguousarray(x).tobytes()).decode()}
+
+
+def flat(out):
+    if isinstance(out, (list, tuple)):
+        res = []
+        for o in out:
+            res.extend(flat(o))
+        return res
+    if isinstance(out, dict):
+        res = []
+        for k in sorted(out):
+            res.extend(flat(out[k]))
+        return res
+    return [out]
+
+
+def bits(x):
+    x = np.ascontiguousarray(np.asarray(x))
+    if x.dtype == np.bool_:
+        return x.view(np.uint8)
+    return x.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64, 16: np.uint64}[x.dtype.itemsize])
+
+
+def compare(got, want, tol):
+    got, want = np.asarray(got), np.asarray(want)
+    if got.dtype != want.dtype:
+        return f"dtype: ours {dtype_name(got.dtype)}, JAX {dtype_name(want.dtype)}"
+    if got.shape != want.shape:
+        return f"shape: ours {list(got.shape)}, JAX {list(want.shape)}"
+    if np.array_equal(bits(got), bits(want)):
+        return None
+    if got.dtype.kind in "fc" or got.dtype == ml_dtypes.bfloat16:
+        g = got.astype(np.complex128 if got.dtype.kind == "c" else np.float64)
+        w = want.astype(g.dtype)
+        both_nan = np.isnan(g) & np.isnan(w)
+        same = (bits(got) == bits(want)).reshape(got.shape) | both_nan if got.dtype.kind != "c" else (g == w) | both_nan
+        if tol is None and same.all():
+            return None  # bit-identical but for NaN payloads
+        if tol is not None:
+            close = np.isclose(g, w, rtol=tol.get("rtol", 0), atol=tol.get("atol", 0), equal_nan=True)
+            if close.all():
+                return None
+        bad = np.argwhere(~same)
+        i = tuple(bad[0]) if len(bad) else ()
+        return f"values differ at {len(bad)} of {g.size} elements, first at {list(map(int, i))}: ours {g[i]!r}, JAX {w[i]!r}"
+    bad = np.argwhere(bits(got) != bits(want))
+    i = tuple(bad[0])
+    return f"values differ at {len(bad)} of {got.size} elements, first at {list(map(int, i))}: ours {got[i]!r}, JAX {want[i]!r}"
+
+
+def handle(req):
+    args = [decode(a) for a in req.get("args", [])]
+    if "exec" in req:
+        ns = dict(NS, args=args)
+        exec(req["exec"], ns)
+        return {"result": ns.get("result")}
+    low = lower(req["program"])
+    ours = [np.asarray(o) for o in low(args)]
+    fn = eval(req["oracle"], NS)
+    if req.get("filter_jit"):
+        import equinox as eqx
+
+        out = eqx.filter_jit(fn)(*[jnp.asarray(a) for a in args[: req.get("oracle_nargs", len(args))]])
+        theirs = [np.asarray(o) for o in jax.tree.leaves(out) if eqx.is_array(o)]
+    else:
+        theirs = [np.asarray(o) for o in flat(jax.jit(fn)(*[jnp.asarray(a) for a in args[: req.get("oracle_nargs", len(args))]]))]
+    if len(ours) != len(theirs):
+        return {"mismatch": f"{len(ours)} outputs from the program, {len(theirs)} from JAX"}
+    for i, (g, w) in enumerate(zip(ours, theirs)):
+        why = compare(g, w, req.get("tol"))
+        if why:
+            return {"mismatch": f"output {i}: {why}", "ours": [encode(o) for o in ours], "theirs": [encode(o) for o in theirs]}
+    out = {"outputs": len(ours), "traces": low.traces}
+    if req.get("return"):
+        out["ours"] = [encode(o) for o in ours]
+    return out
+
+
+def main():
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        req = json.loads(line)
+        try:
+            reply = {"id": req.get("id"), "ok": True, **handle(req)}
+        except Exception as e:  # noqa: BLE001 - every failure is a reply
+            reply = {"id": req.get("id"), "ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        sys.stdout.write(json.dumps(reply, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
