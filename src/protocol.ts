@@ -14,7 +14,7 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const EXT_ARRAY = 1;
 export const EXT_HANDLE = 2;
-export const OPS = ["hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats"] as const;
+export const OPS = ["hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs"] as const;
 
 export type Frame = Buffer;
 

@@ -255,6 +255,11 @@ export class Session implements HandleOwner {
     return getArrow(this, tree, opts);
   }
 
+  /** Names one level below a dotted path that this sidecar lets `call` reach ("" for the roots), for completion. */
+  async listAttrs(path = "", opts: RequestOptions = {}): Promise<{ name: string; kind: "module" | "function" | "class" | "value" }[]> {
+    return (await this.request("list_attrs", { path }, opts)) as { name: string; kind: "module" | "function" | "class" | "value" }[];
+  }
+
   async stats(opts: RequestOptions = {}): Promise<{ handles: number; bytes: number; requests: number }> {
     await this.flushFrees();
     return (await this.request("stats", {}, opts)) as { handles: number; bytes: number; requests: number };

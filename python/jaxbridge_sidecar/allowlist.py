@@ -56,6 +56,46 @@ class AllowList:
         hit = self._cache.get(dotted)
         if hit is not None:
             return hit
+        obj = self._lookup(dotted)
+        if isinstance(obj, types.ModuleType) or not callable(obj):
+            raise NotAllowed(f"{dotted!r} is not a callable")
+        self._cache[dotted] = obj
+        return obj
+
+    def list_attrs(self, dotted: Any) -> list[dict[str, str]]:
+        """Names a client may reach one level below `dotted` ("" for the roots), for completion."""
+        if not isinstance(dotted, str):
+            raise NotAllowed(f"a path must be a dotted string, got {dotted!r}")
+        prefix = dotted + "." if dotted else ""
+        entries: dict[str, str] = {}
+        # Allowed names and namespaces below this path that are not attributes we can walk to.
+        for full in (*self.namespaces, *self.names):
+            if full.startswith(prefix) and full != dotted:
+                child = full[len(prefix) :].split(".")[0]
+                entries.setdefault(child, "module" if full in self.namespaces or "." in full[len(prefix) :] else "function")
+        if dotted and (dotted in self.names or self._in_namespace(dotted)):
+            obj = self._lookup(dotted)
+            for name in dir(obj):
+                if name.startswith("_") or name in DENIED_ATTRS:
+                    continue
+                try:
+                    value = getattr(obj, name)
+                except Exception:
+                    continue
+                if isinstance(value, types.ModuleType):
+                    if self._in_namespace(value.__name__):
+                        entries[name] = "module"
+                elif isinstance(value, type):
+                    entries[name] = "class"
+                elif callable(value):
+                    entries[name] = "function"
+                else:
+                    entries[name] = "value"
+        if dotted and not entries and not (dotted in self.names or self._in_namespace(dotted)):
+            raise NotAllowed(f"{dotted!r} is not in the sidecar's allow-list ({self.describe()})")
+        return [{"name": k, "kind": v} for k, v in sorted(entries.items())]
+
+    def _lookup(self, dotted: str) -> Any:
         parts = dotted.split(".")
         if any(not p.isidentifier() or p.startswith("_") for p in parts):
             raise NotAllowed(f"{dotted!r}: private or malformed names cannot be called")
@@ -87,7 +127,4 @@ class AllowList:
             path = f"{path}.{attr}"
             if isinstance(obj, types.ModuleType) and not self._in_namespace(obj.__name__):
                 raise NotAllowed(f"{dotted!r} reaches module {obj.__name__!r}, which is outside the allow-list")
-        if isinstance(obj, types.ModuleType) or not callable(obj):
-            raise NotAllowed(f"{dotted!r} is not a callable")
-        self._cache[dotted] = obj
         return obj

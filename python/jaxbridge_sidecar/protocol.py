@@ -14,7 +14,7 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 EXT_ARRAY = 1
 EXT_HANDLE = 2
-OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats")
+OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs")
 
 _DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)

@@ -62,6 +62,7 @@ class Server:
             "free": self.op_free,
             "call": self.op_call,
             "stats": self.op_stats,
+            "list_attrs": lambda env: self.allow.list_attrs(env.get("path", "")),
         }
         from . import arrow_io, programs
 

@@ -122,3 +122,17 @@ def test_any_request_can_carry_frees(sidecar):
     env = client.decoded("ping", free=[h.id, 777])
     assert env["result"] == "pong"
     assert len(server.handles) == 0
+
+
+def test_list_attrs_offers_only_what_call_can_reach(sidecar):
+    _, client = sidecar
+    roots = {e["name"] for e in client.decoded("list_attrs", path="")["result"]}
+    assert roots == {"jax"}
+    jax_children = {e["name"]: e["kind"] for e in client.decoded("list_attrs", path="jax")["result"]}
+    assert jax_children["numpy"] == "module" and jax_children["device_put"] == "function"
+    assert "config" not in jax_children and "profiler" not in jax_children
+    jnp_names = {e["name"]: e["kind"] for e in client.decoded("list_attrs", path="jax.numpy")["result"]}
+    assert jnp_names["matmul"] == "function" and "load" not in jnp_names and "save" not in jnp_names
+    assert all(not n.startswith("_") for n in jnp_names)
+    env, _ = client.request("list_attrs", path="os")
+    assert env["ok"] is False and env["error"]["type"] == "NotAllowed"
