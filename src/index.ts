@@ -5,6 +5,7 @@
 export * from "./dtype.js";
 export { NDArray, array, zerosHost, shapeSize, type Shape, type Scalar, type NestedArray, type Complex } from "./ndarray.js";
 export { DeviceArray } from "./device-array.js";
+export { PyRef, RemoteModule, type PyProxy } from "./remote.js";
 export * from "./errors.js";
 export { formatNDArray, formatSummary, setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, type PrintOptions } from "./format.js";
 export { Module, type ModuleField, type ModuleClass } from "./module.js";

@@ -8,13 +8,22 @@ import { type DType, dtypeInfo, isDType } from "./dtype.js";
 import { NDArray, shapeSize } from "./ndarray.js";
 import { DeviceArray, type HandleOwner } from "./device-array.js";
 import { ProtocolError } from "./errors.js";
+import { PyRef, RemoteModule, makeRemoteModule } from "./remote.js";
+import { Module } from "./module.js";
+
+/** What decoding a reply needs from the session: handles, and PyRefs deduplicated per id. */
+export interface WireOwner extends HandleOwner {
+  adoptPyRef(id: number, pythonType: string, repr: string): PyRef;
+}
 
 export const PROTOCOL_VERSION = 1;
 /** Arrays larger than this are split over several frames (measured: bigger frames move at half speed). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const EXT_ARRAY = 1;
 export const EXT_HANDLE = 2;
-export const OPS = ["hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs"] as const;
+export const EXT_PYREF = 3;
+export const EXT_MODULE = 4;
+export const OPS = ["hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "fingerprint", "serialise_leaves"] as const;
 
 export type Frame = Buffer;
 
@@ -29,7 +38,7 @@ export class HandleRef {
 let outFrames: Frame[] | null = null;
 let inFrames: readonly Frame[] | null = null;
 let inUsed: boolean[] = [];
-let inOwner: HandleOwner | null = null;
+let inOwner: WireOwner | null = null;
 let inHandles: DeviceArray[] = [];
 /** While set, extensions decode to null: reading only the envelope's id. */
 let peeking = false;
@@ -87,6 +96,38 @@ addExtension({
     const a = new DeviceArray(inOwner, id, dtype, shape, device);
     inHandles.push(a);
     return a;
+  },
+});
+
+addExtension({
+  Class: PyRef,
+  type: EXT_PYREF,
+  pack(r: PyRef): Buffer {
+    return inner.pack([r.id]);
+  },
+  unpack(payload: Buffer): PyRef | null {
+    if (peeking) return null;
+    const f = innerU.unpack(payload) as unknown;
+    if (!Array.isArray(f) || f.length !== 3) throw new ProtocolError(`pyref ext payload in a reply must be [id, type, repr], got ${JSON.stringify(f)}`);
+    if (inOwner === null) throw new ProtocolError("pyref decoded without a session");
+    return inOwner.adoptPyRef(f[0] as number, String(f[1]), String(f[2]));
+  },
+});
+
+addExtension({
+  Class: RemoteModule,
+  type: EXT_MODULE,
+  pack(m: RemoteModule): Buffer {
+    const fields: Record<string, unknown> = {};
+    for (const { name, static: isStatic } of Module.fieldsOf(m)) if (!isStatic) fields[name] = (m as unknown as Record<string, unknown>)[name];
+    return inner.pack([(m.constructor as typeof RemoteModule).remoteKey, fields]);
+  },
+  unpack(payload: Buffer): RemoteModule | null {
+    if (peeking) return null;
+    const f = innerU.unpack(payload) as unknown;
+    if (!Array.isArray(f) || f.length !== 3 || typeof f[0] !== "string" || typeof f[2] !== "object") throw new ProtocolError("module ext payload in a reply must be [key, qualname, {field: value}]");
+    if (inOwner === null) throw new ProtocolError("module decoded without a session");
+    return makeRemoteModule(inOwner.instance, f[0], String(f[1]), f[2] as Record<string, unknown>);
   },
 });
 
@@ -148,7 +189,7 @@ export interface Decoded {
 }
 
 /** Unpack a reply. Arrays view their frames where alignment allows; handles become DeviceArrays owned by `owner`. */
-export function decode(frames: readonly Frame[], owner: HandleOwner | null): Decoded {
+export function decode(frames: readonly Frame[], owner: WireOwner | null): Decoded {
   if (frames.length === 0) throw new ProtocolError("empty message");
   inFrames = frames.slice(1);
   inUsed = new Array(frames.length - 1).fill(false);

@@ -11,6 +11,7 @@ import { type CurveClientKeys, type RequestOptions, Transport } from "./transpor
 import { EmbeddedSidecar, type SpawnOptions } from "./sidecar-process.js";
 import { flatten, unflatten } from "./tree.js";
 import { putArrow, getArrow, type FromArrowOptions } from "./arrow.js";
+import { PyRef, RemoteModule, pyProxy, type PyProxy } from "./remote.js";
 import type { Table } from "apache-arrow";
 
 export type { RequestOptions } from "./transport.js";
@@ -104,6 +105,8 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
 }
 
 export class Session implements HandleOwner {
+  /** One live PyRef per sidecar object id; extra copies the sidecar sends are released at once. */
+  private readonly pyrefs = new Map<number, WeakRef<PyRef>>();
   readonly url: string;
   /** The embedded sidecar process, when this session spawned one. */
   readonly sidecar: EmbeddedSidecar | undefined;
@@ -255,14 +258,60 @@ export class Session implements HandleOwner {
     return getArrow(this, tree, opts);
   }
 
+  /** Called by the decoder for every PyRef in a reply. */
+  adoptPyRef(id: number, pythonType: string, repr: string): PyRef {
+    const live = this.pyrefs.get(id)?.deref();
+    if (live !== undefined) {
+      // The sidecar counted this copy; we keep one PyRef per id.
+      this.release(id);
+      return live;
+    }
+    const ref = new PyRef(this, id, pythonType, repr);
+    this.pyrefs.set(id, new WeakRef(ref));
+    return ref;
+  }
+
+  /**
+   * A proxy for a Python module the sidecar allows (`serve --allow mypkg`):
+   * `const m = await jb.import("mypkg.models"); const net = await m.MLP(kw({in_size: 4}))`.
+   */
+  async import(module: string, opts: RequestOptions = {}): Promise<PyProxy> {
+    await this.request("import", { module }, opts);
+    return pyProxy(this, module);
+  }
+
+  /** Call a public method (or `__call__`) of a remote object: a PyRef or a RemoteModule. */
+  async callMethod<T = unknown>(target: PyRef | RemoteModule, name: string, ...args: unknown[]): Promise<T> {
+    const last = args[args.length - 1];
+    const kwargs = last instanceof Kwargs ? last.values : {};
+    const positional = last instanceof Kwargs ? args.slice(0, -1) : args;
+    this.checkWireValue(target, "target");
+    positional.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
+    for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
+    return (await this.request("call_method", { target, name, args: positional, kwargs, fetch: false })) as T;
+  }
+
+  /** lerax's structural fingerprint of a value as the sidecar sees it: sha256 of repr(jax.tree.structure). */
+  async fingerprint(value: unknown, opts: RequestOptions = {}): Promise<Uint8Array> {
+    this.checkWireValue(value, "value");
+    return new Uint8Array((await this.request("fingerprint", { value }, opts)) as Uint8Array);
+  }
+
+  /** The fingerprint and the bytes `equinox.tree_serialise_leaves` writes for a value held in the sidecar. */
+  async serialiseLeaves(value: unknown, opts: RequestOptions = {}): Promise<{ fingerprint: Uint8Array; leaves: Uint8Array }> {
+    this.checkWireValue(value, "value");
+    const r = (await this.request("serialise_leaves", { value }, opts)) as { fingerprint: Uint8Array; leaves: Uint8Array };
+    return { fingerprint: new Uint8Array(r.fingerprint), leaves: new Uint8Array(r.leaves) };
+  }
+
   /** Names one level below a dotted path that this sidecar lets `call` reach ("" for the roots), for completion. */
   async listAttrs(path = "", opts: RequestOptions = {}): Promise<{ name: string; kind: "module" | "function" | "class" | "value" }[]> {
     return (await this.request("list_attrs", { path }, opts)) as { name: string; kind: "module" | "function" | "class" | "value" }[];
   }
 
-  async stats(opts: RequestOptions = {}): Promise<{ handles: number; bytes: number; requests: number }> {
+  async stats(opts: RequestOptions = {}): Promise<{ handles: number; objects: number; bytes: number; requests: number }> {
     await this.flushFrees();
-    return (await this.request("stats", {}, opts)) as { handles: number; bytes: number; requests: number };
+    return (await this.request("stats", {}, opts)) as { handles: number; objects: number; bytes: number; requests: number };
   }
 
   async ping(opts: RequestOptions = {}): Promise<void> {
@@ -317,6 +366,14 @@ export class Session implements HandleOwner {
     }
     if (v instanceof NDArray) return;
     if (v instanceof DeviceArray) return this.checkOwned(v, path);
+    if (v instanceof PyRef) {
+      if (v.owner !== this) throw new BridgeInputError("PyRef belongs to another session", path);
+      return;
+    }
+    if (v instanceof RemoteModule) {
+      for (const [k, x] of Object.entries(v)) this.checkWireValue(x, `${path}.${k}`);
+      return;
+    }
     if (Array.isArray(v)) return v.forEach((x, i) => this.checkWireValue(x, `${path}[${i}]`));
     if (typeof v === "object" && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
       for (const [k, x] of Object.entries(v)) this.checkWireValue(x, `${path}['${k}']`);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { OPS, PROTOCOL_VERSION, EXT_ARRAY, EXT_HANDLE } from "../src/protocol.js";
+import { OPS, PROTOCOL_VERSION, EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE } from "../src/protocol.js";
 import { runPython } from "./support/python.js";
 
 describe("docs/protocol.md is the authority", () => {
@@ -10,11 +10,11 @@ describe("docs/protocol.md is the authority", () => {
     const docVersion = Number(/^Protocol version: (\d+)$/m.exec(doc)?.[1]);
     assert.equal(docVersion, PROTOCOL_VERSION);
     const py = await runPython<{ v: number; ops: string[]; ext: number[] }>(
-      "import json; from jaxbridge_sidecar import protocol as p; print(json.dumps({'v': p.PROTOCOL_VERSION, 'ops': list(p.OPS), 'ext': [p.EXT_ARRAY, p.EXT_HANDLE]}))",
+      "import json; from jaxbridge_sidecar import protocol as p; print(json.dumps({'v': p.PROTOCOL_VERSION, 'ops': list(p.OPS), 'ext': [p.EXT_ARRAY, p.EXT_HANDLE, p.EXT_PYREF, p.EXT_MODULE]}))",
     );
     assert.equal(py.v, PROTOCOL_VERSION);
     assert.deepEqual([...py.ops].sort(), [...OPS].sort());
-    assert.deepEqual(py.ext, [EXT_ARRAY, EXT_HANDLE]);
+    assert.deepEqual(py.ext, [EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE]);
   });
 
   it("documents exactly the ops and ext codes the code implements", () => {
@@ -24,6 +24,8 @@ describe("docs/protocol.md is the authority", () => {
     assert.deepEqual(exts, [
       [EXT_ARRAY, "array"],
       [EXT_HANDLE, "handle"],
+      [EXT_PYREF, "pyref"],
+      [EXT_MODULE, "module"],
     ]);
   });
 });

@@ -1,4 +1,10 @@
-"""The handle table: ids the client holds for arrays that stay on the device."""
+"""The handle table: ids the client holds for arrays that stay on the device,
+and for opaque Python objects (PyRefs) it keeps as static leaves.
+
+Arrays and objects share one id space, so one batched `free` serves both.
+Objects are deduplicated by identity and reference-counted: the client holds
+one PyRef per id and releases every extra copy it is sent, which keeps a
+free racing with a reply that names the same object correct."""
 
 from __future__ import annotations
 
@@ -7,43 +13,85 @@ from typing import Any, Iterable
 
 import jax
 
-from .protocol import HandleOut, WireError, dtype_name
+from .protocol import HandleOut, PyRefOut, WireError, dtype_name
 
 
 class HandleTable:
     def __init__(self) -> None:
         self._arrays: dict[int, jax.Array] = {}
+        # How many live ids name each array object (the same array can be put twice).
+        self._array_refs: dict[int, int] = {}
+        self._objects: dict[int, Any] = {}
+        self._object_ids: dict[int, int] = {}
+        self._object_counts: dict[int, int] = {}
         self._ids = itertools.count(1)
 
     def add(self, arr: jax.Array) -> HandleOut:
         hid = next(self._ids)
         self._arrays[hid] = arr
+        self._array_refs[id(arr)] = self._array_refs.get(id(arr), 0) + 1
         return describe(hid, arr)
 
     def get(self, hid: int) -> jax.Array:
         try:
             return self._arrays[hid]
         except KeyError:
+            if hid in self._objects:
+                raise WireError("UnknownHandle", f"handle {hid} names a Python object, not an array") from None
             raise WireError("UnknownHandle", f"handle {hid} is not in the sidecar's table (freed, or from another sidecar)") from None
+
+    def add_object(self, obj: Any) -> PyRefOut:
+        hid = self._object_ids.get(id(obj))
+        if hid is None:
+            hid = next(self._ids)
+            self._objects[hid] = obj
+            self._object_ids[id(obj)] = hid
+            self._object_counts[hid] = 0
+        self._object_counts[hid] += 1
+        t = type(obj)
+        return PyRefOut(hid, f"{t.__module__}.{t.__qualname__}", _short_repr(obj))
+
+    def get_object(self, hid: int) -> Any:
+        try:
+            return self._objects[hid]
+        except KeyError:
+            raise WireError("UnknownHandle", f"object reference {hid} is not in the sidecar's table (released, or from another sidecar)") from None
 
     def free(self, ids: Iterable[Any]) -> tuple[int, list[Any]]:
         freed, unknown = 0, []
         for hid in ids:
-            arr = self._arrays.pop(hid, None) if isinstance(hid, int) else None
-            if arr is None:
+            if not isinstance(hid, int):
                 unknown.append(hid)
-            else:
+            elif hid in self._arrays:
+                arr = self._arrays.pop(hid)
                 freed += 1
-                # Release device memory now rather than when the GC finds it.
-                if not any(a is arr for a in self._arrays.values()):
+                left = self._array_refs[id(arr)] - 1
+                if left:
+                    self._array_refs[id(arr)] = left
+                else:
+                    del self._array_refs[id(arr)]
+                    # Release device memory now rather than when the GC finds it.
                     try:
                         arr.delete()
                     except Exception:
                         pass
+            elif hid in self._objects:
+                freed += 1
+                self._object_counts[hid] -= 1
+                if self._object_counts[hid] == 0:
+                    obj = self._objects.pop(hid)
+                    del self._object_counts[hid]
+                    del self._object_ids[id(obj)]
+            else:
+                unknown.append(hid)
         return freed, unknown
 
     def __len__(self) -> int:
         return len(self._arrays)
+
+    @property
+    def object_count(self) -> int:
+        return len(self._objects)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())
@@ -53,3 +101,16 @@ def describe(hid: int, arr: jax.Array) -> HandleOut:
     devices = arr.devices()
     device = str(next(iter(devices))) if len(devices) == 1 else f"sharded({len(devices)})"
     return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device)
+
+
+def _short_repr(obj: Any, limit: int = 120) -> str:
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if isinstance(name, str) and callable(obj):
+        # Wrapped functions (custom_jvp, jit, partial) print as their target's name.
+        mod = getattr(obj, "__module__", None)
+        return f"<{type(obj).__name__} {mod + '.' if isinstance(mod, str) else ''}{name}>"
+    try:
+        r = repr(obj)
+    except Exception:
+        r = f"<{type(obj).__qualname__}>"
+    return r if len(r) <= limit else r[: limit - 3] + "..."

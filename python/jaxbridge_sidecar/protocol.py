@@ -14,7 +14,9 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 EXT_ARRAY = 1
 EXT_HANDLE = 2
-OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs")
+EXT_PYREF = 3
+EXT_MODULE = 4
+OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "fingerprint", "serialise_leaves")
 
 _DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
@@ -66,6 +68,39 @@ class HandleOut:
     device: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PyRefIn:
+    """An opaque Python object the client names by id."""
+
+    id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PyRefOut:
+    """An opaque Python object as a reply describes it: id, qualified type, short repr."""
+
+    id: int
+    type: str
+    repr: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModuleIn:
+    """An equinox Module the client sends back: its structure key and its children."""
+
+    key: str
+    fields: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModuleOut:
+    """An equinox Module as a reply describes it: structure key, class, children in field order."""
+
+    key: str
+    qualname: str
+    fields: dict[str, Any]
+
+
 def _check_shape(shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise WireError("FrameError", f"array shape must be a list of non-negative integers, got {shape!r}")
@@ -84,14 +119,24 @@ def decode(frames: list[Any], max_message_bytes: int) -> dict[str, Any]:
     used = [False] * len(payload)
 
     def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_MODULE:
+            try:
+                body = msgpack.unpackb(data, raw=False, ext_hook=ext_hook, strict_map_key=True)
+            except WireError:
+                raise
+            except Exception as e:
+                raise WireError("ProtocolError", f"module ext payload is not msgpack: {e}") from None
+            if not isinstance(body, list) or len(body) != 2 or not isinstance(body[0], str) or not isinstance(body[1], dict):
+                raise WireError("ProtocolError", "module ext payload must be [structure_key, {field: value}]")
+            return ModuleIn(body[0], body[1])
         try:
             fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except Exception as e:
             raise WireError("ProtocolError", f"ext {code} payload is not msgpack: {e}") from None
-        if code == EXT_HANDLE:
+        if code in (EXT_HANDLE, EXT_PYREF):
             if not isinstance(fields, list) or not fields or not isinstance(fields[0], int):
-                raise WireError("ProtocolError", f"handle ext payload must be [id, ...], got {fields!r}")
-            return HandleRef(fields[0])
+                raise WireError("ProtocolError", f"ext {code} payload must be [id, ...], got {fields!r}")
+            return HandleRef(fields[0]) if code == EXT_HANDLE else PyRefIn(fields[0])
         if code != EXT_ARRAY:
             raise WireError("ProtocolError", f"unknown ext code {code}")
         if not isinstance(fields, list) or len(fields) != 4:
@@ -147,6 +192,14 @@ class Encoder:
         self.frames: list[Any] = []
 
     def _default(self, obj: Any) -> Any:
+        if isinstance(obj, PyRefOut):
+            return msgpack.ExtType(EXT_PYREF, msgpack.packb([obj.id, obj.type, obj.repr]))
+        if isinstance(obj, PyRefIn):
+            return msgpack.ExtType(EXT_PYREF, msgpack.packb([obj.id]))
+        if isinstance(obj, ModuleOut):
+            return msgpack.ExtType(EXT_MODULE, msgpack.packb([obj.key, obj.qualname, obj.fields], default=self._default, use_bin_type=True))
+        if isinstance(obj, ModuleIn):
+            return msgpack.ExtType(EXT_MODULE, msgpack.packb([obj.key, obj.fields], default=self._default, use_bin_type=True))
         if isinstance(obj, HandleRef):
             return msgpack.ExtType(EXT_HANDLE, msgpack.packb([obj.id]))
         if isinstance(obj, HandleOut):

@@ -21,6 +21,7 @@ from . import protocol
 from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
 from .handles import HandleTable
 from .protocol import HandleOut, HandleRef, WireError
+from . import remote
 from .remote_errors import error_body
 from .sample import handshake_sample, same
 
@@ -43,6 +44,7 @@ class Server:
         self.config = config
         self.allow = AllowList(config.namespaces, config.names)
         self.handles = HandleTable()
+        self.structures = remote.StructureTable()
         self.instance = secrets.token_hex(8)
         self.requests = 0
         self._stop = False
@@ -63,6 +65,10 @@ class Server:
             "call": self.op_call,
             "stats": self.op_stats,
             "list_attrs": lambda env: self.allow.list_attrs(env.get("path", "")),
+            "import": self.op_import,
+            "call_method": self.op_call_method,
+            "fingerprint": lambda env: remote.fingerprint(self.materialize(env.get("value"))),
+            "serialise_leaves": self.op_serialise_leaves,
         }
         from . import arrow_io, programs
 
@@ -145,22 +151,13 @@ class Server:
 
     # --- values ----------------------------------------------------------------
     def materialize(self, value: Any) -> Any:
-        """Handles in a request become the arrays they name."""
-        return protocol.walk(value, lambda v, _p: self.handles.get(v.id) if isinstance(v, HandleRef) else v)
+        """Handles, PyRefs and module nodes in a request become the objects they name."""
+        return remote.materialize(self, value)
 
     def export(self, value: Any, fetch: bool) -> Any:
-        """Arrays in a result become handles (or host arrays when fetching)."""
-
-        def leaf(v: Any, path: str) -> Any:
-            if isinstance(v, jax.Array):
-                return np.asarray(v) if fetch else self.handles.add(v)
-            if isinstance(v, (np.ndarray, np.generic)):
-                return np.asarray(v) if fetch else self.handles.add(jax.device_put(v))
-            if v is None or isinstance(v, (bool, int, float, str, HandleOut)):
-                return v
-            raise TypeError(f"result at {path or 'the top level'} is a {type(v).__module__}.{type(v).__qualname__}, which cannot cross the wire")
-
-        return protocol.walk(_plain(value), leaf)
+        """A result as the wire carries it: arrays as handles (or host arrays when
+        fetching), equinox Modules as module nodes, other objects as PyRefs."""
+        return remote.export(self, value, fetch)
 
     # --- ops -------------------------------------------------------------------
     def op_hello(self, env: dict[str, Any]) -> dict[str, Any]:
@@ -232,19 +229,43 @@ class Server:
         return self.export(out, bool(env.get("fetch")))
 
     def op_stats(self, env: dict[str, Any]) -> Any:
-        return {"handles": len(self.handles), "bytes": self.handles.nbytes(), "requests": self.requests}
+        return {"handles": len(self.handles), "objects": self.handles.object_count, "bytes": self.handles.nbytes(), "requests": self.requests}
 
+    def op_import(self, env: dict[str, Any]) -> Any:
+        """Check a module may be imported (it is inside the allow-list) and list what it offers."""
+        name = env.get("module")
+        if not isinstance(name, str) or not self.allow._in_namespace(name):
+            raise NotAllowed(f"module {name!r} is not in the sidecar's allow-list ({self.allow.describe()}); start the sidecar with `--allow {name}`")
+        import importlib
 
-def _plain(value: Any) -> Any:
-    """Python containers the wire knows: tuples and namedtuples become lists."""
-    if isinstance(value, dict):
-        for k in value:
-            if not isinstance(k, str):
-                raise TypeError(f"result has a dict key {k!r} that is not a string")
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        importlib.import_module(name)
+        return self.allow.list_attrs(name)
+
+    def op_call_method(self, env: dict[str, Any]) -> Any:
+        """Call a public method (or __call__) of an object the sidecar handed out."""
+        name = env.get("name")
+        if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):
+            raise NotAllowed(f"method {name!r}: only public methods and __call__ can be called")
+        target = self.materialize(env.get("target"))
+        owner = type(target).__module__
+        if not self.allow._in_namespace(owner):
+            raise NotAllowed(f"{type(target).__qualname__} is defined in {owner!r}, which is outside the allow-list ({self.allow.describe()})")
+        method = getattr(target, name)
+        args = env.get("args") or []
+        kwargs = env.get("kwargs") or {}
+        out = jax.block_until_ready(method(*self.materialize(args), **self.materialize(kwargs)))
+        return self.export(out, bool(env.get("fetch")))
+
+    def op_serialise_leaves(self, env: dict[str, Any]) -> Any:
+        """The bytes equinox's tree_serialise_leaves writes for a value, and lerax's fingerprint of it."""
+        import io
+
+        import equinox as eqx
+
+        tree = self.materialize(env.get("value"))
+        buf = io.BytesIO()
+        eqx.tree_serialise_leaves(buf, tree)
+        return {"fingerprint": remote.fingerprint(tree), "leaves": buf.getvalue()}
 
 
 def _handles_in(value: Any) -> list[HandleOut]:

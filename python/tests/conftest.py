@@ -65,7 +65,12 @@ class Client:
 
 def _reply_ext(frames: list[Any]):
     def hook(code: int, data: bytes) -> Any:
+        if code == protocol.EXT_MODULE:
+            key, qualname, children = msgpack.unpackb(data, raw=False, ext_hook=hook)
+            return protocol.ModuleOut(key, qualname, children)
         fields = msgpack.unpackb(data, raw=False)
+        if code == protocol.EXT_PYREF:
+            return protocol.PyRefOut(*fields)
         if code == protocol.EXT_HANDLE:
             return protocol.HandleOut(fields[0], fields[1], tuple(fields[2]), fields[3])
         dtype, shape, first, count = fields

@@ -109,10 +109,14 @@ def test_unknown_handles_are_named(sidecar):
     assert env["error"]["type"] == "UnknownHandle" and "4242" in env["error"]["message"]
 
 
-def test_results_python_cannot_send_name_their_path(sidecar):
-    _, client = sidecar
-    env, _ = client.request("call", fn="jax.tree.structure", args=[[1, 2]], kwargs={})
-    assert not env["ok"] and "top level" in env["error"]["message"]
+def test_results_that_are_not_arrays_or_plain_values_come_back_as_pyrefs(sidecar):
+    server, client = sidecar
+    env = client.decoded("call", fn="jax.tree.structure", args=[[1, 2]], kwargs={})
+    ref = env["result"]
+    assert isinstance(ref, protocol.PyRefOut) and ref.type.endswith("PyTreeDef") and "PyTreeDef" in ref.repr
+    assert server.handles.object_count == 1
+    client.decoded("free", handles=[ref.id])
+    assert server.handles.object_count == 0
 
 
 def test_any_request_can_carry_frees(sidecar):

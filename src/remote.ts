@@ -1,0 +1,117 @@
+/**
+ * Python objects on the TypeScript side. A PyRef is an opaque Python object
+ * held in the sidecar (an activation function, an env): a static leaf here.
+ * An equinox Module arrives as a RemoteModule: a Module subclass made per
+ * Python structure, so two modules of the same structure share a class and
+ * compare as equal structures, while sending one back lets the sidecar rebuild
+ * the exact Python object from its handles.
+ */
+import { inspect } from "node:util";
+import { Module } from "./module.js";
+import type { HandleOwner } from "./device-array.js";
+
+export class PyRef {
+  /** The sidecar's id for the object (shared id space with array handles). */
+  readonly id: number;
+  /** The object's qualified Python type, e.g. `jax._src.custom_derivatives.custom_jvp`. */
+  readonly pythonType: string;
+  /** A short repr, for printing. */
+  readonly repr: string;
+  readonly owner: HandleOwner;
+
+  constructor(owner: HandleOwner, id: number, pythonType: string, repr: string) {
+    this.owner = owner;
+    this.id = id;
+    this.pythonType = pythonType;
+    this.repr = repr;
+    registry.register(this, { owner, id });
+  }
+
+  toString(): string {
+    return `PyRef(${this.repr})`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+const registry = new FinalizationRegistry<{ owner: HandleOwner; id: number }>(({ owner, id }) => {
+  if (!owner.closed) owner.release(id);
+});
+
+/** Base of the classes made for remote equinox Modules. */
+export class RemoteModule extends Module {
+  /** Key of the module's tree structure in the sidecar (lerax's fingerprint, hex). */
+  static remoteKey = "";
+  /** The Python class, e.g. `equinox.nn._mlp.MLP`. */
+  static pythonClass = "";
+}
+
+const classes = new Map<string, typeof RemoteModule>();
+
+/** The TypeScript class for a Python module structure (one per sidecar instance and structure). */
+export function remoteModuleClass(instance: string, key: string, qualname: string): typeof RemoteModule {
+  const cacheKey = `${instance}\u0000${key}`;
+  let cls = classes.get(cacheKey);
+  if (cls === undefined) {
+    const made = class extends RemoteModule {};
+    made.remoteKey = key;
+    made.pythonClass = qualname;
+    Object.defineProperty(made, "name", { value: qualname.split(".").pop() ?? "RemoteModule" });
+    cls = made;
+    classes.set(cacheKey, cls);
+  }
+  return cls;
+}
+
+export function makeRemoteModule(instance: string, key: string, qualname: string, fields: Record<string, unknown>): RemoteModule {
+  const cls = remoteModuleClass(instance, key, qualname);
+  return Module.build(cls.prototype, Object.keys(fields), Object.values(fields)) as RemoteModule;
+}
+
+/** The structure key of a RemoteModule instance, or undefined for other values. */
+export function remoteKeyOf(m: unknown): string | undefined {
+  if (!(m instanceof RemoteModule)) return undefined;
+  return (m.constructor as typeof RemoteModule).remoteKey;
+}
+
+/** What a module proxy needs from a session. */
+export interface ProxyHost {
+  call<T = unknown>(fn: string, ...args: unknown[]): Promise<T>;
+  listAttrs(path: string): Promise<{ name: string; kind: string }[]>;
+}
+
+/**
+ * A proxy for an allow-listed Python module: `m.MLP(kw({...}))` calls
+ * `mypkg.models.MLP` in the sidecar; attribute chains build dotted names.
+ * `$path` is the dotted name and `$dir()` lists what the sidecar lets a call
+ * reach below it (`$`-names cannot clash with Python identifiers).
+ */
+export type PyProxy = ((...args: unknown[]) => Promise<unknown>) & { readonly [name: string]: PyProxy } & {
+  readonly $path: string;
+  $dir(): Promise<string[]>;
+};
+
+export function pyProxy(host: ProxyHost, path: string): PyProxy {
+  const target = function () {} as unknown as PyProxy;
+  return new Proxy(target, {
+    get(_t, prop) {
+      if (prop === "$path") return path;
+      if (prop === "$dir") return async () => (await host.listAttrs(path)).map((e) => e.name);
+      // Not thenable, so `await proxy` yields the proxy rather than calling it.
+      if (prop === "then" || typeof prop === "symbol") {
+        if (prop === inspect.custom) return () => `<Python ${path}>`;
+        if (prop === Symbol.toPrimitive) return () => `<Python ${path}>`;
+        return undefined;
+      }
+      return pyProxy(host, `${path}.${prop}`);
+    },
+    apply(_t, _this, args: unknown[]) {
+      return host.call(path, ...args);
+    },
+    ownKeys() {
+      return ["prototype"];
+    },
+  });
+}
