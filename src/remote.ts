@@ -88,10 +88,13 @@ export interface ProxyHost {
  * `$path` is the dotted name and `$dir()` lists what the sidecar lets a call
  * reach below it (`$`-names cannot clash with Python identifiers).
  */
-export type PyProxy = ((...args: unknown[]) => Promise<unknown>) & { readonly [name: string]: PyProxy } & {
+export interface PyProxy {
+  (...args: unknown[]): Promise<any>;
   readonly $path: string;
   $dir(): Promise<string[]>;
-};
+  // Any attribute is another proxy; typed loosely because the names live in Python.
+  readonly [name: string]: any;
+}
 
 export function pyProxy(host: ProxyHost, path: string): PyProxy {
   const target = function () {} as unknown as PyProxy;

@@ -304,6 +304,12 @@ export class Session implements HandleOwner {
     return { fingerprint: new Uint8Array(r.fingerprint), leaves: new Uint8Array(r.leaves) };
   }
 
+  /** Load equinox leaf bytes into a skeleton held in the sidecar (e.g. a freshly built remote module). */
+  async deserialiseLeaves<T = unknown>(like: unknown, leaves: Uint8Array, opts: RequestOptions = {}): Promise<T> {
+    this.checkWireValue(like, "like");
+    return (await this.request("deserialise_leaves", { like, leaves, fetch: false }, opts)) as T;
+  }
+
   /** Names one level below a dotted path that this sidecar lets `call` reach ("" for the roots), for completion. */
   async listAttrs(path = "", opts: RequestOptions = {}): Promise<{ name: string; kind: "module" | "function" | "class" | "value" }[]> {
     return (await this.request("list_attrs", { path }, opts)) as { name: string; kind: "module" | "function" | "class" | "value" }[];

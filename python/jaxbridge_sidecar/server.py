@@ -69,6 +69,7 @@ class Server:
             "call_method": self.op_call_method,
             "fingerprint": lambda env: remote.fingerprint(self.materialize(env.get("value"))),
             "serialise_leaves": self.op_serialise_leaves,
+            "deserialise_leaves": self.op_deserialise_leaves,
         }
         from . import arrow_io, programs
 
@@ -266,6 +267,22 @@ class Server:
         buf = io.BytesIO()
         eqx.tree_serialise_leaves(buf, tree)
         return {"fingerprint": remote.fingerprint(tree), "leaves": buf.getvalue()}
+
+    def op_deserialise_leaves(self, env: dict[str, Any]) -> Any:
+        """Load equinox leaf bytes into the skeleton `like` (equinox checks each leaf's shape and dtype)."""
+        import io
+
+        import equinox as eqx
+
+        like = self.materialize(env.get("like"))
+        data = env.get("leaves")
+        if not isinstance(data, bytes):
+            raise WireError("ProtocolError", "deserialise_leaves needs `leaves` as bytes")
+        buf = io.BytesIO(data)
+        tree = eqx.tree_deserialise_leaves(buf, like)
+        if buf.tell() != len(data):
+            raise ValueError(f"{len(data) - buf.tell()} trailing bytes after the last leaf: the file holds more than this structure")
+        return self.export(tree, bool(env.get("fetch")))
 
 
 def _handles_in(value: Any) -> list[HandleOut]:

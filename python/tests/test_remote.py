@@ -140,3 +140,16 @@ def test_pyrefs_are_deduplicated_and_reference_counted(eqx_sidecar):
     client.decoded("free", handles=[rb.id])
     with pytest.raises(protocol.WireError):
         server.handles.get_object(rb.id)
+
+
+def test_leaves_load_into_a_fresh_skeleton_and_trailing_bytes_are_refused(eqx_sidecar):
+    _, client = eqx_sidecar
+    a = _mlp(client)
+    saved = client.decoded("serialise_leaves", value=_back(a))["result"]["leaves"]
+    key = client.decoded("call", fn="jax.random.PRNGKey", args=[9], kwargs={})["result"]
+    b = client.decoded("call", fn="equinox.nn.MLP", args=[], kwargs={"in_size": 3, "out_size": 2, "width_size": 4, "depth": 2, "key": HandleRef(key.id)})["result"]
+    loaded = client.decoded("deserialise_leaves", like=_back(b), leaves=saved)["result"]
+    again = client.decoded("serialise_leaves", value=_back(loaded))["result"]["leaves"]
+    assert again == saved
+    env, _ = client.request("deserialise_leaves", like=_back(b), leaves=saved + b"\0")
+    assert not env["ok"] and "trailing" in env["error"]["message"]
