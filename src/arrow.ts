@@ -79,7 +79,8 @@
  * IPC serialization here, the join of a stream over 16 MiB there; on the way
  * out: the serialization there, the join here; reading the stream is free.
  */
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { writeFileAtomic } from "./atomic-file.js";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { dirname } from "node:path";
 import {
@@ -600,15 +601,7 @@ export function toIPC(tableOrTree: unknown, format: IPCFormat = "stream"): Uint8
  */
 export async function writeArrowFile(path: string, tableOrTree: unknown, opts: { format?: IPCFormat } = {}): Promise<void> {
   const bytes = toIPC(tableOrTree, opts.format ?? "file");
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeFileAtomic(path, [bytes]);
 }
 
 /** Read an Arrow IPC file in either format. */

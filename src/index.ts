@@ -70,3 +70,24 @@ export {
   type IPCFormat,
 } from "./arrow.js";
 export * from "./trace/index.js";
+export { encodeNpy, encodeNpyHeader, decodeNpy, decodeNpyHeader, loadNpy, npyDescr, NpyFormatError, type NpyHeader, type NpyExpect } from "./npy.js";
+export {
+  Serializable,
+  SerializationError,
+  FingerprintMismatchError,
+  structureFingerprint,
+  canonicalStructure,
+  eqxPath,
+  serialiseLeaves,
+  deserialiseLeaves,
+  serializeTree,
+  deserializeTree,
+  FINGERPRINT_BYTES,
+  STRUCTURE_FORMAT,
+  STRUCTURE_VERSION,
+  type SerializeOptions,
+  type DeserializeOptions,
+  type DeserialiseLeavesOptions,
+  type DevicePutter,
+} from "./serializable.js";
+export { serializeRemote, deserializeRemote, type RemoteSerializeOptions } from "./remote-serialize.js";

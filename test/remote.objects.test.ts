@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { array, kw, DeviceArray, NDArray, PyRef, RemoteModule, treeEqual, flatten, treedefEqual, partition, combine, SidecarError } from "../src/index.js";
 import { runPython } from "./support/python.js";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { serializeRemote, deserializeRemote } from "../src/remote-serialize.js";
+import { FingerprintMismatchError } from "../src/serializable.js";
 import { useSession } from "./support/session.js";
 
 const MLP_ORACLE = `
@@ -82,5 +87,42 @@ describe("Python objects as TypeScript pytrees (equinox modules, PyRefs)", () =>
     const names = await nn.$dir();
     assert.ok(names.includes("MLP") && names.includes("Linear"));
     assert.equal(nn.MLP.$path, "equinox.nn.MLP");
+  });
+
+  it("serializes a remote module to fingerprint + equinox leaves that Python loads, and loads a Python-written file back", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jb-remote-ser-"));
+    const m = await mlp(5);
+    const written = await serializeRemote(jb(), m, join(dir, "sub", "policy.pt"));
+    assert.equal(written, join(dir, "sub", "policy.eqx"));
+    const check = await runPython<{ fp_ok: boolean; equal: boolean }>(
+      `import json, sys, hashlib, io
+import jax
+jax.config.update("jax_enable_x64", True)
+import equinox as eqx
+d = json.load(sys.stdin)
+data = open(d["path"], "rb").read()
+like = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(0))
+ref = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(5))
+fp_ok = data[:32] == hashlib.sha256(repr(jax.tree.structure(like)).encode()).digest()
+got = eqx.tree_deserialise_leaves(io.BytesIO(data[32:]), like)
+out = io.BytesIO(); eqx.tree_serialise_leaves(out, ref)
+# and a file written the same way by Python, for the TypeScript side to load
+open(d["py_path"], "wb").write(hashlib.sha256(repr(jax.tree.structure(ref)).encode()).digest() + out.getvalue())
+print(json.dumps({"fp_ok": fp_ok, "equal": bool(eqx.tree_equal(got, ref))}))`,
+      { path: written, py_path: join(dir, "from-python.eqx") },
+    );
+    assert.deepEqual(check, { fp_ok: true, equal: true });
+    const skeleton = await mlp(11);
+    const loaded = await deserializeRemote(jb(), join(dir, "from-python.eqx"), skeleton);
+    const a = await jb().callMethod<DeviceArray>(loaded, "__call__", array([0.5, 0.25, -1], "float32"));
+    const b = await jb().callMethod<DeviceArray>(m, "__call__", array([0.5, 0.25, -1], "float32"));
+    assert.deepEqual(Array.from((await a.toHost()).data as Float64Array), Array.from((await b.toHost()).data as Float64Array));
+    const bytes = readFileSync(written);
+    writeFileSync(join(dir, "short.eqx"), bytes.subarray(0, 20));
+    await assert.rejects(deserializeRemote(jb(), join(dir, "short.eqx"), skeleton), /truncated/);
+    const nn = await jb().import("equinox.nn");
+    const key = await jb().call<DeviceArray>("jax.random.PRNGKey", 0);
+    const other = await nn.MLP(kw({ in_size: 3, out_size: 2, width_size: 8, depth: 2, key }));
+    await assert.rejects(deserializeRemote(jb(), written, other), (e: unknown) => e instanceof FingerprintMismatchError && /different structure/.test((e as Error).message));
   });
 });
