@@ -98,6 +98,8 @@ export interface PyProxy {
 
 export function pyProxy(host: ProxyHost, path: string): PyProxy {
   const target = function () {} as unknown as PyProxy;
+  // util.inspect looks at the proxy's target, not at the get trap.
+  Object.defineProperty(target, inspect.custom, { value: () => `<Python ${path}>` });
   return new Proxy(target, {
     get(_t, prop) {
       if (prop === "$path") return path;
