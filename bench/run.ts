@@ -11,6 +11,7 @@ import { connect } from "../src/session.js";
 import { sidecarPython } from "../src/python-env.js";
 import { wireSection } from "./sections/wire.js";
 import { pythoniaSection } from "./sections/pythonia.js";
+import { traceSection } from "./sections/trace.js";
 
 export interface Row {
   name: string;
@@ -29,6 +30,7 @@ try {
   const sections: Array<[string, (c: typeof ctx) => Promise<void>]> = [
     ["wire", wireSection],
     ["pythonia", pythoniaSection],
+    ["trace", traceSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

@@ -10,14 +10,19 @@ resends with the body.
 from __future__ import annotations
 
 import collections
+import os
+import re
+import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from .lower import Lowered, lower, program_hash
 from .protocol import WireError
 
 DEFAULT_CAPACITY = 512
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ProgramCache:
@@ -45,7 +50,7 @@ class ProgramCache:
 
     def resolve(self, hash_: Any, body: Any) -> tuple[Lowered, bool]:
         """The program for a request: (entry, True when this request lowered it)."""
-        if not isinstance(hash_, str) or len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+        if not isinstance(hash_, str) or _SHA256_HEX.fullmatch(hash_) is None:
             raise WireError("ProtocolError", f"`hash` must be a sha256 as 64 lowercase hex digits, got {hash_!r}")
         if body is not None:
             if not isinstance(body, (bytes, bytearray, memoryview)):
@@ -99,3 +104,55 @@ def register(server: Any) -> None:
 
     server.ops["run"] = op_run
     server.ops["program_stats"] = op_program_stats
+    if os.environ.get(BENCH_ENV) == "1":
+        register_bench(server)
+
+
+# --- benchmark-only ops ---------------------------------------------------------------------
+
+BENCH_ENV = "JAXBRIDGE_BENCH_OPS"
+MAX_BENCH_STEPS = 10_000_000
+MAX_BENCH_REPEATS = 100
+
+
+def bench_mlp_body(c: dict[str, Any], _x: Any) -> tuple[dict[str, Any], Any]:
+    """The scan body `bench/sections/trace.ts` writes in TypeScript, op for op."""
+    z = jnp.tanh(jnp.add(jnp.matmul(c["h"], c["w1"]), c["b1"]))
+    h = jnp.tanh(jnp.add(jnp.matmul(z, c["w2"]), c["b2"]))
+    return {**c, "h": h}, jnp.sum(h)
+
+
+def register_bench(server: Any) -> None:
+    """`bench_lerax_scan`: the benchmark's Python side, timed inside the sidecar
+    process. Only for `npm run bench`: a sidecar registers it when started with
+    JAXBRIDGE_BENCH_OPS=1 in its environment, never by default."""
+
+    def op_bench_lerax_scan(env: dict[str, Any]) -> Any:
+        import equinox as eqx
+        import lerax.utils as lu
+
+        carry = server.materialize(env.get("carry"))
+        steps, repeats, mode = env.get("steps"), env.get("repeats"), env.get("mode", "jit")
+        if not isinstance(carry, dict) or set(carry) != {"h", "w1", "b1", "w2", "b2"}:
+            raise WireError("ArgumentError", "bench_lerax_scan needs `carry` as {h, w1, b1, w2, b2}")
+        if not isinstance(steps, int) or not 0 < steps <= MAX_BENCH_STEPS or not isinstance(repeats, int) or not 0 < repeats <= MAX_BENCH_REPEATS:
+            raise WireError("ArgumentError", f"bench_lerax_scan needs 0 < steps <= {MAX_BENCH_STEPS} and 0 < repeats <= {MAX_BENCH_REPEATS}")
+        if mode not in ("jit", "eager"):
+            raise WireError("ArgumentError", "bench_lerax_scan `mode` is 'jit' or 'eager'")
+        init = {**{k: jnp.asarray(v) for k, v in carry.items()}, "act": "tanh"}
+
+        def scan(c: dict[str, Any]) -> Any:
+            return lu.filter_scan(bench_mlp_body, c, None, length=steps)
+
+        fn = eqx.filter_jit(scan) if mode == "jit" else scan
+        jax.block_until_ready(fn(init))  # compile (and warm up): excluded from the timings
+        seconds = []
+        out = None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(fn(init))
+            seconds.append(time.perf_counter() - t0)
+        (final, ys) = out
+        return {"seconds": seconds, **server.export({"h": final["h"], "ys": ys}, True)}
+
+    server.ops["bench_lerax_scan"] = op_bench_lerax_scan

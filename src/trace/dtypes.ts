@@ -164,6 +164,19 @@ function nodeDType(n: Node, x64: boolean): DType {
  */
 export function resultType(args: readonly Typed[], x64: boolean): Typed {
   if (args.length === 0) throw new TypeError("resultType needs at least one operand");
+  // Memoized: tracing calls this once per operation with a handful of distinct inputs.
+  let key = x64 ? "1" : "0";
+  for (const a of args) key += a.weak ? `|${a.dtype}*` : `|${a.dtype}`;
+  const hit = RESULT_TYPES.get(key);
+  if (hit !== undefined) return { dtype: hit.dtype, weak: hit.weak };
+  const r = resultTypeUncached(args, x64);
+  RESULT_TYPES.set(key, r);
+  return { dtype: r.dtype, weak: r.weak };
+}
+
+const RESULT_TYPES = new Map<string, Typed>();
+
+function resultTypeUncached(args: readonly Typed[], x64: boolean): Typed {
   let dtype: DType;
   let weak: boolean;
   const dtypes = args.map((a) => a.dtype);

@@ -11,7 +11,41 @@ export { Tracer } from "./tracer.js";
 export { TraceError, TracerConversionError } from "./errors.js";
 export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace.js";
 export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./control.js";
-export { filterCond, filterScan, type FilterScanOptions } from "./filter.js";
-export { jit, runProgram, type Jitted, type JitOptions, type JitStats, type RunOptions, type RunResult } from "./run.js";
+export { type FilterScanOptions } from "./filter.js";
+// lerax's utilities, one function each for traced code and top level (see ../lerax.ts).
+export {
+  filterCond,
+  filterScan,
+  unstackPytree,
+  polyakAverage,
+  leraxCacheStats,
+  type TopLevelOptions,
+  type ScanCallOptions,
+  type UnstackOptions,
+  type TracerTree,
+  type DeviceResult,
+  type Stacked,
+  type Staged,
+  type HasTracer,
+  type MayHaveTracer,
+  type HasDevice,
+  type ScanResult,
+  type CondResult,
+  type UnstackResult,
+  type PolyakResult,
+} from "../lerax.js";
+export {
+  jit,
+  runProgram,
+  programStats,
+  resolveSession,
+  type Jitted,
+  type JitOptions,
+  type JitCallOptions,
+  type JitStats,
+  type ProgramStats,
+  type RunOptions,
+  type RunResult,
+} from "./run.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./dtypes.js";

@@ -69,40 +69,64 @@ export function isSubProgram(x: unknown): x is SubProgram {
  * (dtype names, primitive names, literal digits), which the encoder checks.
  */
 export function canonicalJson(value: unknown): string {
-  const parts: string[] = [];
-  const visit = (v: unknown, path: string): void => {
-    if (v === null) parts.push("null");
-    else if (typeof v === "boolean") parts.push(v ? "true" : "false");
-    else if (typeof v === "number") {
-      if (!Number.isSafeInteger(v)) throw new TypeError(`canonical encoding: ${path} is ${v}, not a safe integer (floats travel as literal bits)`);
-      parts.push(Object.is(v, -0) ? "0" : String(v));
-    } else if (typeof v === "string") {
-      if (!/^[\x20-\x7e]*$/.test(v)) throw new TypeError(`canonical encoding: ${path} is a string with characters outside printable ASCII`);
-      parts.push(JSON.stringify(v));
-    } else if (Array.isArray(v)) {
-      parts.push("[");
-      v.forEach((x, i) => {
-        if (i) parts.push(",");
-        visit(x, `${path}[${i}]`);
-      });
-      parts.push("]");
-    } else if (typeof v === "object") {
-      const keys = Object.keys(v as object)
-        .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-        .sort();
-      parts.push("{");
-      keys.forEach((k, i) => {
-        if (i) parts.push(",");
-        parts.push(JSON.stringify(k), ":");
-        visit((v as Record<string, unknown>)[k], `${path}.${k}`);
-      });
-      parts.push("}");
-    } else {
-      throw new TypeError(`canonical encoding: ${path} is a ${typeof v}`);
+  // Paths are only spelled out for an error message: keep the keys on a stack.
+  const stack: (string | number)[] = [];
+  const where = (): string => `program${stack.map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`)).join("")}`;
+  const visit = (v: unknown): string => {
+    if (v === null) return "null";
+    switch (typeof v) {
+      case "boolean":
+        return v ? "true" : "false";
+      case "number":
+        if (!Number.isSafeInteger(v)) throw new TypeError(`canonical encoding: ${where()} is ${v}, not a safe integer (floats travel as literal bits)`);
+        return Object.is(v, -0) ? "0" : String(v);
+      case "string":
+        return jsonString(v, where);
+      case "object":
+        break;
+      default:
+        throw new TypeError(`canonical encoding: ${where()} is a ${typeof v}`);
     }
+    let out: string;
+    if (Array.isArray(v)) {
+      out = "[";
+      for (let i = 0; i < v.length; i++) {
+        if (i) out += ",";
+        stack.push(i);
+        out += visit(v[i]);
+        stack.pop();
+      }
+      return out + "]";
+    }
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).sort();
+    out = "{";
+    let first = true;
+    for (const k of keys) {
+      const x = o[k];
+      if (x === undefined) continue;
+      if (!first) out += ",";
+      first = false;
+      stack.push(k);
+      out += jsonString(k, where) + ":" + visit(x);
+      stack.pop();
+    }
+    return out + "}";
   };
-  visit(value, "program");
-  return parts.join("");
+  return visit(value);
+}
+
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+const JSON_STRINGS = new Map<string, string>();
+
+/** A string's JSON, checked to be printable ASCII (primitive names, keys, dtypes and literal digits repeat: cached). */
+function jsonString(s: string, where: () => string): string {
+  let j = JSON_STRINGS.get(s);
+  if (j !== undefined) return j;
+  if (!PRINTABLE_ASCII.test(s)) throw new TypeError(`canonical encoding: ${where()} is a string with characters outside printable ASCII`);
+  j = JSON.stringify(s);
+  if (JSON_STRINGS.size < 4096) JSON_STRINGS.set(s, j);
+  return j;
 }
 
 /** The bytes that travel and that the sidecar hashes. */

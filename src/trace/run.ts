@@ -22,10 +22,10 @@
 import type { DeviceArray as DeviceArrayT } from "../device-array.js";
 import { DeviceArray } from "../device-array.js";
 import { NDArray } from "../ndarray.js";
-import { SidecarError } from "../errors.js";
-import type { RequestOptions, Session } from "../session.js";
-import { getDefaultSession } from "../session.js";
-import { flatten, isArray, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../tree.js";
+import { BridgeInputError, SidecarError } from "../errors.js";
+import type { RequestOptions } from "../session.js";
+import { getDefaultSession, Session } from "../session.js";
+import { flatten, flattenWithPath, isArray, keystr, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../tree.js";
 import { type Concrete, currentTrace, isConcrete, Trace } from "./core.js";
 import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { asTracer } from "./lax.js";
@@ -87,6 +87,58 @@ export async function runProgram(session: Session, traced: Pick<Traced, "hash" |
   return { outputs: reply.outputs, sentProgram, lowered: reply.lowered, traced: reply.traced };
 }
 
+// --- sessions -----------------------------------------------------------------------------
+
+/**
+ * The session a top-level call runs on: the explicit one, else the one that
+ * owns the DeviceArrays among `trees`' leaves, else the default session.
+ * DeviceArrays of another session than the one chosen are an error naming
+ * their path (a handle only means something to the sidecar that made it).
+ */
+export function resolveSession(op: string, trees: readonly unknown[], explicit?: Session): Session {
+  let chosen: Session | undefined = explicit;
+  let firstPath = "";
+  for (const [t, tree] of trees.entries()) {
+    for (const { path, value } of flattenWithPath(tree).leaves) {
+      if (!(value instanceof DeviceArray)) continue;
+      const where = `${trees.length > 1 ? `args[${t}]` : "tree"}${keystr(path)}`;
+      if (value.disposed) throw new BridgeInputError(`${op}: ${value.toString()} was disposed`, where);
+      const owner = value.owner;
+      if (chosen === undefined) {
+        if (!(owner instanceof Session)) throw new BridgeInputError(`${op}: ${value.toString()} is not owned by a Session`, where);
+        chosen = owner;
+        firstPath = where;
+      } else if (owner !== chosen) {
+        throw new BridgeInputError(
+          `${op}: ${value.toString()} belongs to sidecar ${owner.instance || "(closed)"}, but this call runs on sidecar ${chosen.instance || "(closed)"}` +
+            (explicit ? " (the session passed explicitly)" : ` (which owns ${firstPath})`) +
+            "; a handle only exists in the sidecar that made it: fetch it with toHost() and pass the NDArray instead",
+          where,
+        );
+      }
+    }
+  }
+  return chosen ?? getDefaultSession();
+}
+
+/** The sidecar's program cache counters (`program_stats`): lowerings, cache hits, JAX traces. */
+export interface ProgramStats {
+  /** Programs held. */
+  programs: number;
+  /** Runs answered from the cache (no lowering). */
+  hits: number;
+  misses: number;
+  /** Programs decoded and wrapped in jax.jit. */
+  lowered: number;
+  evicted: number;
+  /** Times JAX traced (and so compiled) a held program. */
+  traces: number;
+}
+
+export async function programStats(session: Session = getDefaultSession(), opts: RequestOptions = {}): Promise<ProgramStats> {
+  return (await session.request("program_stats", {}, opts)) as ProgramStats;
+}
+
 // --- jit ---------------------------------------------------------------------------------
 
 interface Entry {
@@ -102,87 +154,147 @@ interface Entry {
 }
 
 export interface JitOptions {
-  /** The session to run on (default: the default session). */
+  /** The session to run on (default: the one owning the DeviceArray arguments, else the default session). */
   session?: Session;
   name?: string;
+  /** Resolve to host arrays (NDArray) instead of DeviceArrays. */
+  fetch?: boolean;
+}
+
+/** Per-call options of a jitted function (`jitted.withOptions({...})(...args)`). */
+export interface JitCallOptions extends RequestOptions {
+  session?: Session;
+  fetch?: boolean;
 }
 
 export interface JitStats {
   /** Times `fn` was traced (once per signature). */
   traces: number;
-  /** Calls made. */
+  /** Top-level calls answered from the TypeScript cache: `fn` was not called. */
+  hits: number;
+  /** Top-level calls made. */
   calls: number;
-  /** Calls that sent the program body. */
+  /** Calls that sent the program body (the others sent only its hash). */
   programsSent: number;
 }
 
-export type Jitted<A extends unknown[], R> = ((...args: A) => Promise<R>) & { readonly stats: JitStats; readonly signatures: number };
+export type Jitted<A extends unknown[], R> = ((...args: A) => Promise<R>) & {
+  readonly stats: JitStats;
+  readonly signatures: number;
+  /** The traced programs, one per signature (for tests and debugging). */
+  readonly programs: readonly Traced[];
+  /** The same function with per-call options (session, fetch, signal, deadline). */
+  withOptions(opts: JitCallOptions): (...args: A) => Promise<R>;
+};
 
 const avalKey = (x: NDArray | DeviceArrayT): string => `${x.dtype}[${x.shape.join(",")}]`;
 
 /**
  * `jit(fn)`: trace `fn` once per signature into a Program and run it on the
  * sidecar. Array leaves of the arguments (NDArray, DeviceArray) are traced;
- * every other leaf is static (part of the signature). Returns a function
+ * every other leaf is static (part of the signature). The same array object
+ * at several leaves is one program input, sent once. Returns a function
  * whose calls resolve to `fn`'s output tree with DeviceArrays for array
- * leaves (NDArrays with `{fetch: true}` through `jitted.withOptions`).
+ * leaves (NDArrays with `{fetch: true}`); static outputs stay here.
+ *
+ * Inside a traced function a jitted function just calls `fn` (inlined, as
+ * nested jit is in JAX) and returns its result directly.
  */
 export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOptions = {}): Jitted<A, unknown> {
   const entries: Entry[] = [];
-  const stats: JitStats = { traces: 0, calls: 0, programsSent: 0 };
+  const stats: JitStats = { traces: 0, hits: 0, calls: 0, programsSent: 0 };
   const name = opts.name ?? (fn.name ? `jit(${fn.name})` : "jit(fn)");
 
   const lookup = (session: Session, args: A): { entry: Entry; dynamic: (NDArray | DeviceArrayT)[] } => {
     const { leaves, treedef } = flatten(args);
     const dynamic: (NDArray | DeviceArrayT)[] = [];
+    const slots: number[] = [];
     const statics: unknown[] = [];
+    const seen = new Map<object, number>();
+    let avals = `x64=${session.info.x64}`;
     for (const l of leaves) {
-      if (l instanceof NDArray || l instanceof DeviceArray) dynamic.push(l);
-      else if (isArray(l)) throw traceError(name, "a tracer was passed to a top-level jit call (tracers only exist inside traced functions)");
-      else statics.push(l);
+      if (l instanceof NDArray || l instanceof DeviceArray) {
+        let k = seen.get(l);
+        if (k === undefined) {
+          k = dynamic.length;
+          seen.set(l, k);
+          dynamic.push(l);
+          avals += `;${avalKey(l)}`;
+        } else avals += `;=${k}`;
+        slots.push(k);
+      } else if (isArray(l)) throw traceError(name, "a tracer was passed to a top-level jit call (tracers only exist inside traced functions)");
+      else {
+        statics.push(l);
+        slots.push(-1);
+      }
     }
-    const avals = `x64=${session.info.x64};${dynamic.map(avalKey).join(";")}`;
     const hit = entries.find((e) => e.avals === avals && treedefEqual(e.argDef, treedef) && e.statics.length === statics.length && e.statics.every((s, i) => staticValueEqual(s, statics[i])));
-    if (hit) return { entry: hit, dynamic };
-    const entry = traceJit(fn, name, session.info.x64, treedef, leaves, avals);
+    if (hit) {
+      stats.hits++;
+      return { entry: hit, dynamic };
+    }
+    const entry = traceJit(fn, name, session.info.x64, treedef, leaves, slots, dynamic, statics, avals);
     stats.traces++;
     entries.push(entry);
     return { entry, dynamic };
   };
 
-  const call = async (...args: A): Promise<unknown> => {
-    if (currentTrace() !== undefined) return fn(...args);
-    const session = opts.session ?? getDefaultSession();
+  const run = async (o: JitCallOptions, args: A): Promise<unknown> => {
     stats.calls++;
+    const session = resolveSession(name, args, o.session ?? opts.session);
     const { entry, dynamic } = lookup(session, args);
     const captures: Concrete[] = [];
     for (const [i, c] of entry.traced.captures.entries()) {
       if (c instanceof NDArray) {
         let d = entry.placed.get(i);
         if (!d || d.disposed || d.owner !== session) {
-          d = (await session.put(c)) as DeviceArrayT;
+          d = (await session.put(c, o)) as DeviceArrayT;
           entry.placed.set(i, d);
         }
         captures.push(d);
-      } else captures.push(c);
+      } else {
+        if (c.owner !== session) {
+          throw new BridgeInputError(`${name}: the function captures ${c.toString()}, which belongs to sidecar ${c.owner.instance || "(closed)"}, but this call runs on sidecar ${session.instance}`);
+        }
+        captures.push(c);
+      }
     }
-    const result = await runProgram(session, { hash: entry.traced.hash, bytes: entry.traced.bytes, captures }, dynamic);
+    const fetch = o.fetch ?? opts.fetch ?? false;
+    const result = await runProgram(session, { hash: entry.traced.hash, bytes: entry.traced.bytes, captures }, dynamic, { fetch, signal: o.signal, timeoutMs: o.timeoutMs });
     if (result.sentProgram) stats.programsSent++;
     const leaves = entry.outLeaves.map((l) => ("output" in l ? result.outputs[l.output] : l.value));
     return unflatten(entry.outDef, leaves);
   };
+  const bound = (o: JitCallOptions) => (...args: A): Promise<unknown> => {
+    // Inside a trace: inline (the result is fn's, not a promise).
+    if (currentTrace() !== undefined) return fn(...args) as unknown as Promise<unknown>;
+    return run(o, args);
+  };
+  const call = bound({});
   Object.defineProperty(call, "stats", { value: stats, enumerable: true });
   Object.defineProperty(call, "signatures", { get: () => entries.length, enumerable: true });
+  Object.defineProperty(call, "programs", { get: () => entries.map((e) => e.traced), enumerable: false });
+  Object.defineProperty(call, "withOptions", { value: (o: JitCallOptions) => bound(o), enumerable: false });
   return call as Jitted<A, unknown>;
 }
 
-function traceJit<A extends unknown[], R>(fn: (...args: A) => R, name: string, x64: boolean, argDef: TreeDef, leaves: unknown[], avals: string): Entry {
+function traceJit<A extends unknown[], R>(
+  fn: (...args: A) => R,
+  name: string,
+  x64: boolean,
+  argDef: TreeDef,
+  leaves: unknown[],
+  slots: readonly number[],
+  dynamic: readonly (NDArray | DeviceArrayT)[],
+  statics: unknown[],
+  avals: string,
+): Entry {
   const trace = new Trace(null, name, x64);
   let outDef!: TreeDef;
   const outLeaves: Entry["outLeaves"] = [];
-  const statics = leaves.filter((l) => !(l instanceof NDArray || l instanceof DeviceArray));
   const sub = trace.run(() => {
-    const traced = leaves.map((l) => (l instanceof NDArray || l instanceof DeviceArray ? trace.newInput({ dtype: l.dtype, shape: [...l.shape] }) : l));
+    const inputs = dynamic.map((l) => trace.newInput({ dtype: l.dtype, shape: [...l.shape] }));
+    const traced = leaves.map((l, i) => (slots[i]! >= 0 ? inputs[slots[i]!] : l));
     const out = fn(...(unflatten(argDef, traced) as A));
     const flat = flatten(out);
     outDef = flat.treedef;

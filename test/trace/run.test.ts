@@ -43,7 +43,7 @@ describe("jit on a sidecar", function () {
     assert.equal(r1.n, 3);
     for (let i = 0; i < 3; i++) await f({ w, act: "tanh" }, x);
     assert.equal(calls, 1, "fn was traced once");
-    assert.deepEqual(f.stats, { traces: 1, calls: 4, programsSent: 1 });
+    assert.deepEqual(f.stats, { traces: 1, hits: 3, calls: 4, programsSent: 1 });
     const after = await programStats();
     assert.equal(after.lowered - before.lowered, 1);
     assert.equal(after.traces - before.traces, 1, "JAX compiled once");

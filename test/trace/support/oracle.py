@@ -6,7 +6,8 @@ compares the outputs bit for bit (or within a tolerance the request states).
 
 Requests:
   {"id", "program": str, "args": [array], "oracle": "lambda ...: ...", "tol"?: {"rtol", "atol"}}
-  {"id", "exec": "python code that sets `result`", "args"?: [array]}
+  {"id", "exec": "python code that sets `result`", "args"?: [array], "tree"?: true}
+    (with "tree", the reply's "leaves" are the result's pytree leaves: arrays encoded, others as {"static": value})
 An array is {"dtype", "shape", "b64"}. Replies: {"id", "ok": true, ...} or {"id", "ok": false, "error"}.
 """
 
@@ -56,6 +57,26 @@ def filter_cond(pred, true_fun, false_fun, *args):
 
 
 NS["filter_cond"] = filter_cond
+
+
+def polyak_average(online, target, tau):
+    """lerax's polyak_average as its documentation specifies it (PyPI lerax 0.0.5 lacks it):
+    inexact array leaves become tau * online + (1 - tau) * target, every other leaf comes from online."""
+    import equinox as eqx
+
+    on_arr, on_static = eqx.partition(online, eqx.is_inexact_array)
+    tg_arr, _ = eqx.partition(target, eqx.is_inexact_array)
+    new = jax.tree.map(lambda o, t: tau * o + (1 - tau) * t, on_arr, tg_arr)
+    return eqx.combine(new, on_static)
+
+
+NS["polyak_average"] = polyak_average
+try:
+    import equinox as _eqx  # noqa: E402
+
+    NS["eqx"] = _eqx
+except Exception:  # noqa: BLE001
+    pass
 try:
     import lerax.utils as lerax_utils  # noqa: E402
 
@@ -127,6 +148,12 @@ def handle(req):
     if "exec" in req:
         ns = dict(NS, args=args)
         exec(req["exec"], ns)
+        if req.get("tree"):
+            # A pytree result: its leaves in jax.tree order, arrays encoded, other leaves as JSON.
+            import equinox as eqx
+
+            leaves = jax.tree.leaves(ns.get("result"))
+            return {"leaves": [encode(l) if eqx.is_array(l) else {"static": l} for l in leaves], "structure": str(jax.tree.structure(ns.get("result")))}
         return {"result": ns.get("result")}
     low = lower(req["program"])
     ours = [np.asarray(o) for o in low(args)]

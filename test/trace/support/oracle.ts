@@ -39,7 +39,12 @@ interface Reply {
   result?: unknown;
   ours?: WireArray[];
   traces?: number;
+  leaves?: (WireArray | { static: unknown })[];
+  structure?: string;
 }
+
+/** A pytree computed in Python: its leaves in jax.tree order (arrays decoded), or the error it raised. */
+export type TreeReply = { ok: true; leaves: (NDArray | { static: unknown })[]; structure: string } | { ok: false; error: string };
 
 /**
  * One Python process (per x64 mode) that lowers our programs with lower.py
@@ -97,6 +102,13 @@ export class Oracle {
     const r = await this.request(x64, { exec: code, args: args.map(toWire) });
     if (!r.ok) throw new Error(`${r.error}\n${r.traceback ?? ""}`);
     return r.result as T;
+  }
+
+  /** Run Python code that sets `result` to a pytree; returns its leaves (or the exception it raised). */
+  async execTree(x64: boolean, code: string, args: NDArray[] = []): Promise<TreeReply> {
+    const r = await this.request(x64, { exec: code, args: args.map(toWire), tree: true });
+    if (!r.ok) return { ok: false, error: r.error ?? "unknown error" };
+    return { ok: true, leaves: (r.leaves ?? []).map((l) => ("static" in l ? l : fromWire(l))), structure: r.structure ?? "" };
   }
 
   /**

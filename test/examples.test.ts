@@ -1,0 +1,79 @@
+/**
+ * The examples run as a user runs them (`node --import tsx examples/...`),
+ * each on its own embedded sidecar. The RL rollout's numbers are checked
+ * against the same rollout written in Python with lerax.utils.filter_scan
+ * (test/trace/support/rl_rollout.py): same seed, same initial parameters,
+ * same operations in the same order, so every number must be equal.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { sidecarPython } from "../src/python-env.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Report {
+  iterations: { critic: number[]; target: number[]; value: number[]; action: number[]; done: boolean[] }[];
+  state: number[];
+  episodes: number;
+  longest: number;
+}
+
+describe("examples", function () {
+  this.timeout(300_000);
+
+  it("quickstart.ts runs and prints what it computed", async () => {
+    const r = await run(process.execPath, ["--import", "tsx", "examples/quickstart.ts"], { JAXBRIDGE_URL: "" });
+    assert.equal(r.code, 0, `the quickstart exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^jaxbridge: JAX [\d.]+ on \w+/);
+    assert.match(r.stdout, /x @ w = array\(\[\[ 4\.5, -0\.5\],/);
+  });
+
+  it("rl-rollout.ts runs, prints its summary, and its numbers equal the same rollout in Python with lerax", async () => {
+    const [ts, py] = await Promise.all([
+      run(process.execPath, ["--import", "tsx", "examples/rl-rollout.ts", "--json"], { JAXBRIDGE_URL: "" }),
+      run(sidecarPython(), [join("test", "trace", "support", "rl_rollout.py")], { JAX_PLATFORMS: "cpu" }),
+    ]);
+    assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
+    assert.equal(py.code, 0, `the Python rollout exited ${py.code}:\n${py.stderr}`);
+    const lines = ts.stdout.trim().split("\n");
+    assert.match(lines[0]!, /^rl-rollout: cart-pole with an MLP policy and a TD\(0\) critic, 3 iterations x 250 steps, on \w+ \(JAX [\d.]+\)$/);
+    for (const it of [1, 2, 3]) {
+      assert.ok(
+        lines.some((l) => new RegExp(`^iteration ${it}: \\d+ episodes ended, mean length [\\d.]+, mean \\|td\\| [\\d.]+, critic \\|w\\| [\\d.]+ \\(target [\\d.]+\\)$`).test(l)),
+        `no summary line for iteration ${it}:\n${ts.stdout}`,
+      );
+    }
+    assert.ok(lines.some((l) => /^total: \d+ episodes ended, longest \d+ steps$/.test(l)));
+    // One trace and one program for three iterations: the later calls hit the cache and send only the hash.
+    assert.ok(lines.some((l) => /^filterScan traced 1 time\(s\) for 3 calls, sent the program 1 time\(s\)/.test(l)), ts.stdout);
+
+    const ours = JSON.parse(lines[lines.length - 1]!) as Report;
+    const theirs = JSON.parse(py.stdout.trim().split("\n").pop()!) as Report;
+    assert.ok(ours.episodes > 0, "some episodes ended (the cond reset the environment)");
+    assert.equal(ours.episodes, theirs.episodes);
+    assert.equal(ours.longest, theirs.longest);
+    assert.deepEqual(ours.state, theirs.state);
+    assert.equal(ours.iterations.length, 3);
+    ours.iterations.forEach((o, i) => {
+      const t = theirs.iterations[i]!;
+      for (const k of ["critic", "target", "value", "action", "done"] as const) {
+        assert.deepEqual(o[k], t[k], `iteration ${i + 1}: ${k} differs from the Python rollout`);
+      }
+      assert.notDeepEqual(o.critic, o.target, "the target critic lags the online one");
+    });
+  });
+});
