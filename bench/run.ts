@@ -12,6 +12,7 @@ import { sidecarPython } from "../src/python-env.js";
 import { wireSection } from "./sections/wire.js";
 import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
+import { callbacksSection } from "./sections/callbacks.js";
 
 export interface Row {
   name: string;
@@ -31,6 +32,7 @@ try {
     ["wire", wireSection],
     ["pythonia", pythoniaSection],
     ["trace", traceSection],
+    ["callbacks", callbacksSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

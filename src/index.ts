@@ -50,6 +50,8 @@ export {
   type HostTree,
 } from "./session.js";
 export { PROTOCOL_VERSION } from "./protocol.js";
+export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, toScijs, type CallbackOptions } from "./callbacks.js";
+export type { CallbackStats, EventRequestOptions, ShardingSpec } from "./session.js";
 export type { CurveClientKeys } from "./transport.js";
 export {
   toArrow,

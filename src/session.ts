@@ -6,7 +6,10 @@
 import { DeviceArray, type HandleOwner } from "./device-array.js";
 import { NDArray, describe } from "./ndarray.js";
 import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError } from "./errors.js";
-import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, sameValue } from "./protocol.js";
+import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, peekId, sameValue } from "./protocol.js";
+import { CallEvents, type CallbackStats, type EventSink } from "./callback-events.js";
+import type { HostCallback } from "./trace/core.js";
+import { AbortedError, DeadlineError } from "./errors.js";
 import { type CurveClientKeys, type RequestOptions, Transport } from "./transport.js";
 import { EmbeddedSidecar, type SpawnOptions } from "./sidecar-process.js";
 import { flatten, unflatten } from "./tree.js";
@@ -15,6 +18,20 @@ import { PyRef, RemoteModule, pyProxy, type PyProxy } from "./remote.js";
 import type { Table } from "apache-arrow";
 
 export type { RequestOptions } from "./transport.js";
+export type { CallbackStats } from "./callback-events.js";
+
+/** Options of a request whose op may produce callback events (`run`). */
+export interface EventRequestOptions extends RequestOptions {
+  /** The program's host callbacks, by the ids its `callback` equations name. */
+  callbacks?: readonly HostCallback[] | undefined;
+}
+
+/** A mesh over the sidecar's first devices, and how an array is laid out on it (`jax.sharding`). */
+export interface ShardingSpec {
+  mesh: { shape: number[]; axes: string[] };
+  /** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
+  spec: (string | null | string[])[];
+}
 
 export interface ConnectOptions extends SpawnOptions {
   /** A sidecar started elsewhere (`tcp://host:5555`); without it an embedded sidecar is spawned. */
@@ -104,7 +121,14 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
   return session;
 }
 
-export class Session implements HandleOwner {
+export class Session implements HandleOwner, EventSink {
+  /** Callback event counters (a 1e5-step scan with a per-step callback is a few hundred batches, not 1e5 messages). */
+  readonly callbackStats: CallbackStats = { batches: 0, events: 0, dropped: 0 };
+  /** Messages logged once each (unknown calls, unknown callback ids). */
+  readonly eventWarnings: string[] = [];
+  private readonly eventRoutes = new Map<number, CallEvents>();
+  private readonly liveCalls = new Set<(err: Error) => void>();
+  private readonly warned = new Set<string>();
   /** One live PyRef per sidecar object id; extra copies the sidecar sends are released at once. */
   private readonly pyrefs = new Map<number, WeakRef<PyRef>>();
   readonly url: string;
@@ -123,6 +147,10 @@ export class Session implements HandleOwner {
     this.sidecar = sidecar;
     this.defaultTimeoutMs = defaultTimeoutMs;
     transport.onAbandoned = (frames) => this.freeAbandoned(frames);
+    transport.onEvent = (frames) => this.onEvent(frames);
+    transport.onDeath = (err) => {
+      for (const kill of [...this.liveCalls]) kill(err);
+    };
     if (sidecar) {
       void sidecar.exitDescription.then((how) => {
         const tail = sidecar.stderr.trim().split("\n").slice(-15).join("\n");
@@ -150,19 +178,147 @@ export class Session implements HandleOwner {
   }
 
   /** Send one request and return its result; an error reply throws SidecarError. */
-  async request(op: string, fields: Record<string, unknown> = {}, opts: RequestOptions = {}): Promise<unknown> {
+  async request(op: string, fields: Record<string, unknown> = {}, opts: EventRequestOptions = {}): Promise<unknown> {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
-    const reply = await this.transport.request(
-      (id) => {
-        // Queued frees ride along with the next request instead of costing a message of their own.
-        if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
-        const free = this.frees;
-        this.frees = [];
-        return encode({ id, op, ...fields, free });
-      },
-      { signal: opts.signal, timeoutMs },
-    );
+    if (opts.callbacks !== undefined && opts.callbacks.length > 0) return this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs);
+    const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
     return this.unpackReply(reply, op);
+  }
+
+  private build(id: number, op: string, fields: Record<string, unknown>): Frame[] {
+    // Queued frees ride along with the next request instead of costing a message of their own.
+    if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
+    const free = this.frees;
+    this.frees = [];
+    return encode({ id, op, ...fields, free });
+  }
+
+  /**
+   * A request whose callback events are routed to `table`. Resolves after
+   * the reply and after every event was delivered and its callback returned;
+   * rejects with the first callback error, on the deadline (which covers the
+   * callbacks too), on abort, and when the session dies.
+   */
+  private async requestWithEvents(op: string, fields: Record<string, unknown>, table: readonly HostCallback[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<unknown> {
+    const start = Date.now();
+    let route: CallEvents | undefined;
+    let kill!: (err: Error) => void;
+    const killed = new Promise<never>((_, reject) => (kill = reject));
+    killed.catch(() => {});
+    this.liveCalls.add(kill);
+    try {
+      let reply: Frame[];
+      try {
+        reply = await this.transport.request(
+          (id) => {
+            route = new CallEvents(id, table, this);
+            this.eventRoutes.set(id, route);
+            return this.build(id, op, fields);
+          },
+          { signal, timeoutMs },
+        );
+      } catch (e) {
+        // The route stays until the abandoned reply arrives (freeAbandoned), acking what still comes.
+        route?.abandon();
+        throw e;
+      }
+      // Every event of this call preceded its reply on the wire: all were routed.
+      this.eventRoutes.delete(route!.call);
+      const waits: Promise<unknown>[] = [route!.drained(), killed];
+      let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+        const left = Math.max(0, timeoutMs - (Date.now() - start));
+        waits.push(new Promise((_, reject) => (timer = setTimeout(() => reject(new DeadlineError(`call ${route!.call} passed its deadline of ${timeoutMs} ms while its callbacks ran`)), left))));
+      }
+      if (signal) {
+        waits.push(new Promise((_, reject) => {
+          onAbort = () => reject(new AbortedError("call aborted while its callbacks ran"));
+          if (signal.aborted) onAbort();
+          else signal.addEventListener("abort", onAbort, { once: true });
+        }));
+      }
+      try {
+        await Promise.race(waits);
+      } catch (e) {
+        route!.abandon();
+        this.freeAbandoned(reply);
+        throw e;
+      } finally {
+        if (timer) clearTimeout(timer);
+        if (onAbort) signal?.removeEventListener("abort", onAbort);
+      }
+      const failed = route!.error;
+      if (failed !== undefined) {
+        this.freeAbandoned(reply);
+        throw failed.error;
+      }
+      return this.unpackReply(reply, op);
+    } finally {
+      this.liveCalls.delete(kill);
+    }
+  }
+
+  /** A message without an id: a callback batch for a pending call (else logged once and dropped). */
+  private onEvent(frames: Frame[]): void {
+    let env: Record<string, unknown>;
+    try {
+      env = decode(frames, this).envelope;
+    } catch (e) {
+      this.warnOnce("undecodable-event", `jaxbridge: an event from the sidecar could not be decoded (${(e as Error).message}); dropped`);
+      return;
+    }
+    if (env.event !== "callbacks") {
+      if (env.event !== undefined) this.warnOnce(`event-${String(env.event)}`, `jaxbridge: unknown event ${JSON.stringify(env.event)} from the sidecar; dropped`);
+      return;
+    }
+    const call = env.call;
+    const seq = env.batch;
+    const events = Array.isArray(env.events) ? (env.events as [number, NDArray[]][]) : [];
+    const route = typeof call === "number" ? this.eventRoutes.get(call) : undefined;
+    if (route === undefined || typeof seq !== "number") {
+      this.callbackStats.dropped += events.length;
+      this.warnOnce(`unknown-call-${String(call)}`, `jaxbridge: callback events for call ${String(call)}, which is not pending (finished or unknown); dropped`);
+      if (typeof call === "number" && typeof seq === "number") this.sendAck(call, seq);
+      return;
+    }
+    route.onBatch(seq, events);
+  }
+
+  sendAck(call: number, batch: number): void {
+    if (this.closed) return;
+    this.transport.sendOneWay(encode({ op: "ack", call, batch })).catch(() => {});
+  }
+
+  warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.eventWarnings.push(message);
+    if (process.env.JAXBRIDGE_QUIET !== "1") console.warn(message);
+  }
+
+  /**
+   * Place the array leaves of a pytree with a sharding: a mesh over the
+   * sidecar's first `prod(mesh.shape)` devices and a PartitionSpec
+   * (`devicePut(x, {mesh: {shape: [4], axes: ["x"]}, spec: ["x"]})` splits
+   * axis 0 over 4 devices). Static leaves stay here.
+   */
+  async devicePut<T>(tree: T, sharding: ShardingSpec, opts: RequestOptions = {}): Promise<DeviceTree<T>> {
+    const { leaves, treedef } = flatten(tree);
+    const sent: unknown[] = [];
+    const slots: number[] = [];
+    leaves.forEach((leaf, i) => {
+      if (leaf instanceof NDArray || leaf instanceof DeviceArray) {
+        if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
+        sent.push(leaf);
+        slots.push(i);
+      }
+    });
+    if (sent.length === 0) return tree as DeviceTree<T>;
+    const got = (await this.request("device_put", { value: sent, mesh: sharding.mesh, spec: sharding.spec }, opts)) as DeviceArray[];
+    const out = [...leaves];
+    slots.forEach((slot, k) => (out[slot] = got[k]));
+    return unflatten(treedef, out) as DeviceTree<T>;
   }
 
   private unpackReply(frames: Frame[], op: string): unknown {
@@ -350,6 +506,8 @@ export class Session implements HandleOwner {
   }
 
   private freeAbandoned(frames: Frame[]): void {
+    const id = frames.length ? peekId(frames[0]!) : null;
+    if (id !== null) this.eventRoutes.delete(id);
     try {
       const { handles } = decode(frames, this);
       for (const h of handles) h.dispose();

@@ -50,6 +50,8 @@ export class Transport {
   onAbandoned: (frames: Frame[]) => void = () => {};
   /** Called once when the transport dies. */
   onDeath: (err: Error) => void = () => {};
+  /** Called with a message that is not a reply (no id): sidecar events (callback batches). */
+  onEvent: (frames: Frame[]) => void = () => {};
 
   constructor(opts: TransportOptions) {
     this.url = opts.url;
@@ -120,6 +122,12 @@ export class Transport {
     });
   }
 
+  /** Send a message that gets no reply (`ack`); resolves once sent. */
+  sendOneWay(frames: Frame[]): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    return this.enqueueSend(frames);
+  }
+
   /** Send without expecting a reply to be awaited by anyone (batched frees). */
   private enqueueSend(frames: Frame[]): Promise<void> {
     const next = this.sendChain.then(() => {
@@ -162,8 +170,13 @@ export class Transport {
 
   private dispatch(frames: Frame[]): void {
     const id = frames.length ? peekId(frames[0]!) : null;
-    const entry = id === null ? undefined : this.pending.get(id);
-    if (id === null || entry === undefined) {
+    if (id === null) {
+      // Events carry no id (docs/protocol.md, "Events"); the session routes them.
+      this.onEvent(frames);
+      return;
+    }
+    const entry = this.pending.get(id);
+    if (entry === undefined) {
       // A reply nobody waits for (its id was lost): nothing to resolve.
       return;
     }

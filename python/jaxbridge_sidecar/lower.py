@@ -468,6 +468,47 @@ def _while(ins, p):
     return list(lax.while_loop(cond_fn, body_fn, list(init)))
 
 
+# --- callbacks: jax.debug.callback into the client ------------------------------------
+
+
+class CallbackSink:
+    """Where `callback` equations deliver: `current` is the sink of the run now
+    executing (one run with callbacks executes at a time, see server.py). A
+    compiled program is cached and reused across calls, so its host function
+    looks the sink up at event time rather than capturing one."""
+
+    current: Any = None
+
+
+def _host_callback(cb_id: int) -> Callable[..., None]:
+    def host_fn(*arrays: Any) -> None:
+        sink = CallbackSink.current
+        if sink is None:
+            return  # run outside a callback context (a direct lower() call): dropped
+        sink.emit(cb_id, [np.asarray(a) for a in arrays])
+
+    return host_fn
+
+
+@_rule("callback", {"callback": "uint", "ordered": "bool", "partitioned": "bool"}, arity=(0, None))
+def _callback(ins, p):
+    jax.debug.callback(_host_callback(p["callback"]), *ins, ordered=p["ordered"], partitioned=p["partitioned"])
+    return []
+
+
+def has_callbacks(sub: Sub) -> bool:
+    """Whether a program (or any of its sub-programs) holds a `callback` equation."""
+    for e in sub.eqns:
+        if e.prim == "callback":
+            return True
+        for v in e.params.values():
+            if isinstance(v, Sub) and has_callbacks(v):
+                return True
+            if isinstance(v, tuple) and any(isinstance(b, Sub) and has_callbacks(b) for b in v):
+                return True
+    return False
+
+
 def _int_enum_check(kind: str, value: Any, where: str, name: str) -> int:
     choices = [int(c) for c in kind[len("enum_int:") :].split("|")]
     if not _is_int(value) or value not in choices:
@@ -625,6 +666,7 @@ class Lowered:
         self.program = program
         self.hash = hash_
         self.traces = 0
+        self.has_callbacks = has_callbacks(program)
 
         def fn(*args: Any) -> list[Any]:
             self.traces += 1

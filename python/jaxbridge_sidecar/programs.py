@@ -91,13 +91,22 @@ def register(server: Any) -> None:
         if not isinstance(args, list):
             raise WireError("ProtocolError", "run needs `args` as a list")
         before = entry.traces
-        outs = entry(server.materialize(args))
-        outs = jax.block_until_ready(outs)
-        return {
-            "outputs": server.export(list(outs), bool(env.get("fetch"))),
-            "lowered": lowered,
-            "traced": entry.traces > before,
-        }
+        fetch = bool(env.get("fetch"))
+        values = server.materialize(args)
+
+        def reply(outs: Any) -> dict[str, Any]:
+            return {"outputs": server.export(list(outs), fetch), "lowered": lowered, "traced": entry.traces > before}
+
+        if entry.has_callbacks:
+            # Runs on the worker thread so that its events flow while it runs;
+            # the reply is built on the I/O thread after its last event batch.
+            def work() -> Any:
+                outs = jax.block_until_ready(entry(values))
+                jax.effects_barrier()
+                return outs
+
+            return server.start_worker_run(env.get("id"), work, reply)
+        return reply(jax.block_until_ready(entry(values)))
 
     def op_program_stats(env: dict[str, Any]) -> Any:
         return cache.stats()

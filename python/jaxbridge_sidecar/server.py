@@ -10,7 +10,9 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 import jax
@@ -22,12 +24,19 @@ from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
 from .handles import HandleTable
 from .protocol import HandleOut, HandleRef, WireError
 from . import remote
+from .events import Mailbox, RunEvents
 from .remote_errors import error_body
 from .sample import handshake_sample, same
 
 log = logging.getLogger("jaxbridge.sidecar")
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024**3
+
+# An op's result that means "no reply now": `ack` never gets one; a `run` on
+# the worker thread gets its reply when it finishes.
+NO_REPLY = object()
+# Requests that wait (in arrival order) while a run with callbacks executes.
+SERIALIZED_OPS = frozenset({"run", "call", "call_method"})
 
 
 @dataclasses.dataclass
@@ -70,7 +79,16 @@ class Server:
             "fingerprint": lambda env: remote.fingerprint(self.materialize(env.get("value"))),
             "serialise_leaves": self.op_serialise_leaves,
             "deserialise_leaves": self.op_deserialise_leaves,
+            "ack": self.op_ack,
+            "device_put": self.op_device_put,
         }
+        # Runs with callbacks: one at a time on a worker thread (see serve_forever).
+        self.mailbox = Mailbox(self.ctx)
+        self.active: dict[str, Any] | None = None
+        self.waiting: deque[list[Any]] = deque()
+        self._ident: Any = None
+        self.event_batches = 0
+        self.events_sent = 0
         from . import arrow_io, programs
 
         arrow_io.register(self)
@@ -92,31 +110,116 @@ class Server:
         # A blocking receive with a timeout (rather than poll + non-blocking
         # reads) saves a syscall and an exception per request: measured ~2x
         # on the small-message round trip. The timeout bounds how late we
-        # notice a dead parent or a stop request.
+        # notice a dead parent or a stop request. Only while a run with
+        # callbacks executes on the worker thread does the loop poll the
+        # socket and the mailbox's wake-up together (and flush stale batches).
         self.sock.setsockopt(zmq.RCVTIMEO, 250)
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.mailbox.rx, zmq.POLLIN)
         while not self._stop:
-            try:
-                msg = self.sock.recv_multipart(copy=False)
-            except zmq.Again:
-                msg = None
-            if msg is not None:
-                self._serve_one(msg)
+            if self.active is None:
+                try:
+                    msg = self.sock.recv_multipart(copy=False)
+                except zmq.Again:
+                    msg = None
+                if msg is not None:
+                    self._serve_one(msg)
+            else:
+                ready = dict(poller.poll(timeout=2))
+                if self.mailbox.rx in ready:
+                    self.mailbox.drain_wakeups()
+                self._deliver()
+                if self.sock in ready:
+                    for _ in range(64):
+                        try:
+                            msg = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._serve_one(msg)
+                if self.active is not None:
+                    self.active["sink"].flush_stale()
             if not self._parent_alive():
                 log.warning("parent process %s is gone; exiting", self.config.parent_pid)
                 break
+        if self.active is not None:
+            self.active["sink"].abort()
         self.sock.close(0)
+        self.mailbox.close()
 
-    def _serve_one(self, msg: list[Any]) -> None:
-        ident, frames = msg[0], msg[1:]
-        reply = self.handle(frames)
+    def _send(self, ident: Any, frames: list[Any]) -> bool:
         try:
-            self.sock.send_multipart([ident, *reply], copy=False)
+            self.sock.send_multipart([ident, *frames], copy=False)
+            return True
         except zmq.ZMQError as e:
             # EHOSTUNREACH: the peer left; nothing to deliver to.
             log.warning("reply dropped: %s", e)
+            return False
+
+    def _serve_one(self, msg: list[Any]) -> None:
+        ident, frames = msg[0], msg[1:]
+        if self.active is not None and _salvage_op(frames) in SERIALIZED_OPS:
+            self.waiting.append(msg)  # FIFO: runs and calls wait for the worker run
+            return
+        self._ident = ident
+        reply = self.handle(frames)
+        if reply is not None:
+            self._send(ident, reply)
+
+    # --- runs with callbacks: the worker thread ------------------------------
+    def start_worker_run(self, rid: Any, fn: Callable[[], Any], finish: Callable[[Any], Any]) -> Any:
+        """Run `fn` (which executes a program with callbacks) on a worker
+        thread; `finish(outputs)` builds the reply on the I/O thread. Events
+        go out as `{"event": "callbacks", "call": rid, ...}` before the reply."""
+        from .lower import CallbackSink
+
+        sink = RunEvents(rid, self._ident, self.mailbox.post)
+        self.active = {"sink": sink, "rid": rid, "ident": self._ident, "finish": finish}
+
+        def work() -> None:
+            CallbackSink.current = sink
+            try:
+                out: Any = ("ok", fn())
+            except BaseException as e:  # noqa: BLE001 - becomes the reply
+                out = ("error", e)
+            finally:
+                CallbackSink.current = None
+            sink.finish()
+            self.mailbox.post(("done", sink, out))
+
+        threading.Thread(target=work, name="jaxbridge-run", daemon=True).start()
+        return NO_REPLY
+
+    def _deliver(self) -> None:
+        """Send what the worker posted, in order; after a run's reply, serve the requests that waited."""
+        for item in self.mailbox.take():
+            if item[0] == "events":
+                _, sink, seq, events = item
+                if sink.aborted:
+                    continue
+                frames = protocol.Encoder().pack({"event": "callbacks", "call": sink.call_id, "batch": seq, "events": events})
+                if self._send(sink.ident, frames):
+                    self.event_batches += 1
+                    self.events_sent += len(events)
+                else:
+                    sink.abort()
+            elif item[0] == "done":
+                _, sink, (status, value) = item
+                active, self.active = self.active, None
+                rid = sink.call_id
+                if status == "ok":
+                    try:
+                        reply = protocol.Encoder().pack({"id": rid, "ok": True, "result": active["finish"](value)})
+                    except Exception as e:  # noqa: BLE001
+                        reply = _error_reply(rid, e)
+                else:
+                    reply = _error_reply(rid, value)
+                self._send(sink.ident, reply)
+                while self.waiting and self.active is None:
+                    self._serve_one(self.waiting.popleft())
 
     # --- dispatch ------------------------------------------------------------
-    def handle(self, frames: list[Any]) -> list[Any]:
+    def handle(self, frames: list[Any]) -> list[Any] | None:
         self.requests += 1
         rid: Any = None
         try:
@@ -129,6 +232,8 @@ class Server:
                 raise WireError("UnknownOp", f"unknown op {op!r}; this sidecar speaks protocol {protocol.PROTOCOL_VERSION} with ops {', '.join(sorted(self.ops))}")
             try:
                 result = fn(env)
+                if result is NO_REPLY:
+                    return None
             finally:
                 # Frees ride on any request (see docs/protocol.md) so that a
                 # loop that disposes as it goes sends no extra messages.
@@ -142,13 +247,8 @@ class Server:
                 enc.frames.extend(extra)
                 return enc.pack({"id": rid, "ok": True, "result": body})
             return enc.pack({"id": rid, "ok": True, "result": result})
-        except WireError as e:
-            body = {"type": e.kind, "message": str(e), "traceback": ""}
-        except NotAllowed as e:
-            body = {"type": "NotAllowed", "message": str(e), "traceback": ""}
         except Exception as e:  # noqa: BLE001 - every failure becomes a reply
-            body = error_body(e)
-        return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": body})
+            return _error_reply(rid, e)
 
     # --- values ----------------------------------------------------------------
     def materialize(self, value: Any) -> Any:
@@ -230,7 +330,47 @@ class Server:
         return self.export(out, bool(env.get("fetch")))
 
     def op_stats(self, env: dict[str, Any]) -> Any:
-        return {"handles": len(self.handles), "objects": self.handles.object_count, "bytes": self.handles.nbytes(), "requests": self.requests}
+        return {
+            "handles": len(self.handles), "objects": self.handles.object_count, "bytes": self.handles.nbytes(), "requests": self.requests,
+            "event_batches": self.event_batches, "events": self.events_sent,
+        }
+
+    def op_ack(self, env: dict[str, Any]) -> Any:
+        """The client consumed callback batches up to `batch` of call `call` (no reply)."""
+        active = self.active
+        call, seq = env.get("call"), env.get("batch")
+        if active is not None and active["rid"] == call and isinstance(seq, int):
+            active["sink"].ack(seq)
+        return NO_REPLY
+
+    def op_device_put(self, env: dict[str, Any]) -> Any:
+        """Place arrays with a sharding: `mesh` {shape, axes} over the first devices, `spec` a PartitionSpec."""
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh, spec = env.get("mesh"), env.get("spec")
+        if not isinstance(mesh, dict) or not isinstance(mesh.get("shape"), list) or not isinstance(mesh.get("axes"), list):
+            raise WireError("ProtocolError", "device_put needs `mesh` as {shape: [ints], axes: [names]}")
+        shape, axes = mesh["shape"], mesh["axes"]
+        if len(shape) != len(axes) or not all(isinstance(d, int) and d > 0 for d in shape) or not all(isinstance(a, str) for a in axes):
+            raise WireError("ArgumentError", f"mesh shape {shape!r} and axes {axes!r} must be positive ints and names of equal length")
+        n = int(np.prod(shape))
+        devices = jax.devices()
+        if n > len(devices):
+            raise WireError("ArgumentError", f"a mesh of {n} devices needs more than this sidecar's {len(devices)} devices")
+        if not isinstance(spec, list) or not all(s is None or isinstance(s, str) or (isinstance(s, list) and all(isinstance(x, str) for x in s)) for s in spec):
+            raise WireError("ProtocolError", "device_put needs `spec` as a list of axis names, null, or lists of axis names")
+        sharding = NamedSharding(Mesh(np.array(devices[:n]).reshape(shape), tuple(axes)), PartitionSpec(*[tuple(s) if isinstance(s, list) else s for s in spec]))
+
+        def leaf(v: Any, _path: str) -> Any:
+            if isinstance(v, np.ndarray):
+                return self.handles.add(jax.device_put(v, sharding))
+            if isinstance(v, HandleRef):
+                return self.handles.add(jax.device_put(self.handles.get(v.id), sharding))
+            return v
+
+        out = protocol.walk(env.get("value"), leaf)
+        jax.block_until_ready([self.handles.get(h.id) for h in _handles_in(out)])
+        return out
 
     def op_import(self, env: dict[str, Any]) -> Any:
         """Check a module may be imported (it is inside the allow-list) and list what it offers."""
@@ -289,6 +429,27 @@ def _handles_in(value: Any) -> list[HandleOut]:
     found: list[HandleOut] = []
     protocol.walk(value, lambda v, _p: found.append(v) if isinstance(v, HandleOut) else None)
     return found
+
+
+def _error_reply(rid: Any, e: BaseException) -> list[Any]:
+    if isinstance(e, WireError):
+        body = {"type": e.kind, "message": str(e), "traceback": ""}
+    elif isinstance(e, NotAllowed):
+        body = {"type": "NotAllowed", "message": str(e), "traceback": ""}
+    else:
+        body = error_body(e)
+    return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": body})
+
+
+def _salvage_op(frames: list[Any]) -> Any:
+    """The request's op, read without decoding arrays (to queue runs behind a worker run)."""
+    try:
+        import msgpack
+
+        env = msgpack.unpackb(frames[0], raw=False, ext_hook=lambda c, d: None, strict_map_key=False)
+        return env.get("op") if isinstance(env, dict) else None
+    except Exception:
+        return None
 
 
 def _salvage_id(frames: list[Any]) -> Any:

@@ -43,6 +43,23 @@ interface RecEqn {
   readonly outputs: readonly Var[];
 }
 
+/**
+ * A host callback recorded by a `callback` equation: the program names it by
+ * its position in the root trace's table (first seen = 0), never by the JS
+ * function, so the program's bytes and hash do not depend on which function
+ * it is. `deliver` rebuilds the arguments from the event's arrays and calls
+ * the user's function (see ../callbacks.ts).
+ */
+export interface HostCallback {
+  readonly ordered: boolean;
+  deliver(arrays: NDArray[]): unknown;
+}
+
+/** The outermost trace being recorded (where callback tables live). */
+export function rootTrace(): Trace | undefined {
+  return stack[0];
+}
+
 /** Primitives with effects: never removed as dead code. */
 export const EFFECTFUL = new Set<string>(["callback"]);
 
@@ -75,6 +92,8 @@ export class Trace {
   readonly inputs: Tracer[] = [];
   readonly captures: Capture[] = [];
   readonly eqns: RecEqn[] = [];
+  /** Host callbacks of this program (only the root trace's is used). */
+  readonly callbacks: HostCallback[] = [];
   #captureMap = new Map<object, Tracer>();
   #outputs: (Var | Literal)[] | null = null;
 

@@ -26,7 +26,7 @@ import { BridgeInputError, SidecarError } from "../errors.js";
 import type { RequestOptions } from "../session.js";
 import { getDefaultSession, Session } from "../session.js";
 import { flatten, flattenWithPath, isArray, keystr, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../tree.js";
-import { type Concrete, currentTrace, isConcrete, Trace } from "./core.js";
+import { type Concrete, currentTrace, type HostCallback, isConcrete, Trace } from "./core.js";
 import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { asTracer } from "./lax.js";
 import { Tracer } from "./tracer.js";
@@ -65,13 +65,14 @@ function held(session: Session): Set<string> {
  * Run a traced program with its array arguments (captures are appended
  * here). Sends the body only when the sidecar may not hold it.
  */
-export async function runProgram(session: Session, traced: Pick<Traced, "hash" | "bytes" | "captures">, args: readonly (NDArray | DeviceArrayT)[], opts: RunOptions = {}): Promise<RunResult> {
+export async function runProgram(session: Session, traced: Pick<Traced, "hash" | "bytes" | "captures"> & { callbacks?: readonly HostCallback[] | undefined }, args: readonly (NDArray | DeviceArrayT)[], opts: RunOptions = {}): Promise<RunResult> {
   const hashes = held(session);
   const all = [...args, ...traced.captures];
   const send = async (withBody: boolean) => {
     const fields: Record<string, unknown> = { hash: traced.hash, args: all, fetch: opts.fetch === true };
     if (withBody) fields.program = traced.bytes;
-    return (await session.request("run", fields, opts)) as { outputs: (DeviceArrayT | NDArray)[]; lowered: boolean; traced: boolean };
+    const ro = { signal: opts.signal, timeoutMs: opts.timeoutMs, callbacks: traced.callbacks };
+    return (await session.request("run", fields, ro)) as { outputs: (DeviceArrayT | NDArray)[]; lowered: boolean; traced: boolean };
   };
   let sentProgram = !hashes.has(traced.hash) && opts.assumeHeld !== true;
   let reply;
@@ -260,7 +261,7 @@ export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOpti
       }
     }
     const fetch = o.fetch ?? opts.fetch ?? false;
-    const result = await runProgram(session, { hash: entry.traced.hash, bytes: entry.traced.bytes, captures }, dynamic, { fetch, signal: o.signal, timeoutMs: o.timeoutMs });
+    const result = await runProgram(session, { hash: entry.traced.hash, bytes: entry.traced.bytes, captures, callbacks: entry.traced.callbacks }, dynamic, { fetch, signal: o.signal, timeoutMs: o.timeoutMs });
     if (result.sentProgram) stats.programsSent++;
     const leaves = entry.outLeaves.map((l) => ("output" in l ? result.outputs[l.output] : l.value));
     return unflatten(entry.outDef, leaves);
@@ -317,6 +318,7 @@ function traceJit<A extends unknown[], R>(
     captures: trace.captures.map((c) => c.outer as Concrete),
     inputs: program.inputs,
     outputs: [],
+    callbacks: trace.callbacks,
   };
   return { argDef, statics, avals, traced, outDef, outLeaves, placed: new Map() };
 }

@@ -9,7 +9,7 @@
  */
 
 import type { DType } from "../dtype.js";
-import { type Concrete, isConcrete, Trace } from "./core.js";
+import { type Concrete, type HostCallback, isConcrete, Trace } from "./core.js";
 import { type Aval, encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
 import { asTracer, lit } from "./lax.js";
@@ -39,6 +39,8 @@ export interface Traced {
   readonly captures: readonly Concrete[];
   readonly inputs: readonly Aval[];
   readonly outputs: readonly Aval[];
+  /** Host callbacks its `callback` equations name by index (empty when it has none). */
+  readonly callbacks?: readonly HostCallback[];
 }
 
 export type FlatOut = Tracer | Concrete | JsScalar;
@@ -66,7 +68,7 @@ export function traceFlat(fn: (...args: Tracer[]) => FlatOut | readonly FlatOut[
   const bytes = encodeProgram(full);
   const captures = trace.captures.map((c) => c.outer as Concrete);
   const outAvals = full.outputs.map((o) => (typeof o === "number" ? avalOfVar(full, o) : { dtype: o.dtype, shape: [] }));
-  return { program: full, bytes, hash: sha256Hex(bytes), captures, inputs: full.inputs, outputs: outAvals };
+  return { program: full, bytes, hash: sha256Hex(bytes), captures, inputs: full.inputs, outputs: outAvals, callbacks: trace.callbacks };
 }
 
 /** The type of variable `id` in a program (inputs first, then each equation's outputs). */

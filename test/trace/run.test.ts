@@ -17,14 +17,15 @@ import type { Tracer } from "../../src/trace/tracer.js";
 import { useSession } from "../support/session.js";
 import { runPython } from "../support/python.js";
 
-const session = useSession();
-
-async function programStats(): Promise<{ programs: number; hits: number; lowered: number; traces: number }> {
-  return (await session().request("program_stats")) as { programs: number; hits: number; lowered: number; traces: number };
-}
-
 describe("jit on a sidecar", function () {
   this.timeout(120000);
+  // Inside the describe, so the session lives only as long as these tests
+  // (a root-level one would become every other file's default session).
+  const session = useSession();
+
+  async function programStats(): Promise<{ programs: number; hits: number; lowered: number; traces: number }> {
+    return (await session().request("program_stats")) as { programs: number; hits: number; lowered: number; traces: number };
+  }
 
   it("traces once, sends the program once, then runs by hash with no relowering or retracing", async () => {
     const jb = session();

@@ -1,0 +1,154 @@
+"""Callback events from the sidecar: `callback` equations run as
+jax.debug.callback on a worker thread, batched events reach the client
+before the run's reply, backpressure blocks the program when the client
+does not ack, and the I/O thread keeps serving meanwhile. The oracle is
+lerax.utils.callback_wrapper running the same computation in Python."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import msgpack
+import numpy as np
+import pytest
+
+from jaxbridge_sidecar import events, protocol
+from jaxbridge_sidecar.lower import program_hash
+from jaxbridge_sidecar.server import Server, ServerConfig
+
+from conftest import Client, _reply_ext
+from programs_support import Builder, aval, f32
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
+    endpoint = f"ipc://{tmp_path}/c-{uuid.uuid4().hex[:8]}.sock"
+    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
+    server.bind()
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    client = Client(endpoint)
+    yield server, client
+    client.close()
+    server.stop()
+    t.join(5)
+
+
+def scan_program(n: int, ordered: bool = True) -> bytes:
+    """carry f32[] -> scan n steps of {callback(carry, carry*2); carry + 1}."""
+    body = Builder(aval("float32"))
+    (d,) = body.eq("mul", [0, f32(2.0)], {}, [aval("float32")])
+    body.eq("callback", [0, d], {"callback": 0, "ordered": ordered, "partitioned": False}, [])
+    (c,) = body.eq("add", [0, f32(1.0)], {}, [aval("float32")])
+    b = Builder(aval("float32"))
+    (out,) = b.eq(
+        "scan", [0],
+        {"body": body.sub([c]), "length": n, "reverse": False, "unroll": 1, "num_consts": 0, "num_carry": 1, "_split_transpose": False},
+        [aval("float32")],
+    )
+    return b.bytes([out])
+
+
+def recv(client: Client, timeout_ms: int = 60000) -> dict[str, Any]:
+    if not client.sock.poll(timeout_ms):
+        raise TimeoutError("nothing arrived")
+    frames = client.sock.recv_multipart(copy=False)
+    return msgpack.unpackb(frames[0].bytes, raw=False, ext_hook=_reply_ext(frames[1:]))
+
+
+def start_run(client: Client, data: bytes, args: list[Any], rid: int) -> None:
+    client.send_raw(protocol.encode({"id": rid, "op": "run", "hash": program_hash(data), "program": data, "args": args, "fetch": True}))
+
+
+def collect(client: Client, rid: int, ack: bool = True, first: int = 0) -> tuple[list[Any], dict[str, Any], int]:
+    got: list[Any] = []
+    batches = first
+    while True:
+        m = recv(client)
+        if "event" in m:
+            assert m["event"] == "callbacks" and m["call"] == rid and m["batch"] == batches
+            batches += 1
+            got.extend(m["events"])
+            if ack:
+                client.send_raw(protocol.encode({"op": "ack", "call": rid, "batch": m["batch"]}))
+            continue
+        assert m["id"] == rid
+        return got, m, batches
+
+
+def lerax_sequence(n: int) -> list[list[float]]:
+    import lerax.utils as lu
+
+    seen: list[list[float]] = []
+    cb = lu.callback_with_list_wrapper(lambda a, b: seen.append([a, b]), ordered=True)
+
+    def step(c, _):
+        cb(c, c * 2)
+        return c + 1, None
+
+    jax.block_until_ready(jax.jit(lambda c: jax.lax.scan(step, c, None, length=n)[0])(jnp.float32(0.5)))
+    jax.effects_barrier()
+    return seen
+
+
+def test_ordered_events_match_lerax_value_for_value_and_come_before_the_reply(served):
+    server, client = served
+    n = 3000
+    start_run(client, scan_program(n), [np.array(0.5, np.float32)], 1)
+    got, reply, batches = collect(client, 1)
+    assert reply["ok"], reply
+    assert float(reply["result"]["outputs"][0]) == 0.5 + n
+    assert all(cb == 0 for cb, _ in got)
+    ours = [[np.asarray(a).tolist() for a in arrays] for _, arrays in got]
+    assert ours == lerax_sequence(n)
+    assert batches < n / 20, f"{batches} batches for {n} events: not batched"
+    assert server.event_batches == batches and server.events_sent == n
+
+
+def test_unacked_batches_block_the_program_until_the_client_acks(served, monkeypatch):
+    server, client = served
+    monkeypatch.setattr(events, "BATCH_MAX_EVENTS", 10)
+    monkeypatch.setattr(events, "WINDOW", 3)
+    n = 200
+    start_run(client, scan_program(n), [np.array(0.0, np.float32)], 7)
+    seen = [recv(client) for _ in range(3)]  # the window's worth (after compiling)
+    while client.sock.poll(1000):
+        seen.append(recv(client))
+    assert [m.get("batch") for m in seen] == [0, 1, 2], "the sidecar sent past its window"
+    # The I/O thread still serves while the program is blocked; a second run waits its turn.
+    client.send_raw(protocol.encode({"id": 8, "op": "ping"}))
+    assert recv(client)["result"] == "pong"
+    start_run(client, scan_program(2), [np.array(0.0, np.float32)], 9)
+    assert not client.sock.poll(300), "a run overtook the blocked run"
+    client.send_raw(protocol.encode({"op": "ack", "call": 7, "batch": 2}))
+    got, reply, batches = collect(client, 7, first=3)
+    assert reply["ok"] and len(got) == n - 30 and batches == n // 10
+    second, reply2, _ = collect(client, 9)
+    assert reply2["ok"] and len(second) == 2
+
+
+def test_a_run_without_callbacks_still_replies_inline(served):
+    server, client = served
+    b = Builder(aval("float32"))
+    (o,) = b.eq("add", [0, f32(1.0)], {}, [aval("float32")])
+    data = b.bytes([o])
+    env = client.decoded("run", hash=program_hash(data), program=data, args=[np.array(1, np.float32)], fetch=True)
+    assert env["ok"] and float(env["result"]["outputs"][0]) == 2.0
+    assert server.active is None
+
+
+def test_an_error_in_a_callback_run_is_a_reply_and_the_sidecar_keeps_serving(served):
+    server, client = served
+    data = scan_program(3)
+    start_run(client, data, [np.array([1.0, 2.0], np.float32)], 3)  # wrong shape
+    got, reply, _ = collect(client, 3)
+    assert not reply["ok"] and reply["error"]["type"] == "ArgumentError" and got == []
+    start_run(client, data, [np.array(0.0, np.float32)], 4)
+    got, reply, _ = collect(client, 4)
+    assert reply["ok"] and len(got) == 3
