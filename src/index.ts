@@ -93,3 +93,4 @@ export {
   type DevicePutter,
 } from "./serializable.js";
 export { serializeRemote, deserializeRemote, type RemoteSerializeOptions } from "./remote-serialize.js";
+export { loadCurveKeys, loadKeyPair, loadPublicKey, parseCertificate, formatCertificate, generateKeyPair, writeKeyPair, curveFromEnv, isZ85Key, CURVE_ENV, type KeyPair, type Certificate, type CurveFiles, type WrittenKeys } from "./keys.js";

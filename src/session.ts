@@ -11,6 +11,7 @@ import { CallEvents, type CallbackStats, type EventSink } from "./callback-event
 import type { HostCallback } from "./trace/core.js";
 import { AbortedError, DeadlineError } from "./errors.js";
 import { type CurveClientKeys, type RequestOptions, Transport } from "./transport.js";
+import { curveFromEnv } from "./keys.js";
 import { EmbeddedSidecar, type SpawnOptions } from "./sidecar-process.js";
 import { flatten, unflatten } from "./tree.js";
 import { putArrow, getArrow, type FromArrowOptions } from "./arrow.js";
@@ -109,7 +110,9 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
     sidecar = await EmbeddedSidecar.start(opts);
     url = sidecar.url;
   }
-  const transport = new Transport({ url, ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}), ...(opts.curve ? { curve: opts.curve } : {}) });
+  // A remote sidecar's CURVE keys: given, or from JAXBRIDGE_CURVE_SERVER_KEY / JAXBRIDGE_CURVE_CLIENT_KEY.
+  const curve = opts.curve ?? (sidecar === undefined ? curveFromEnv() : undefined);
+  const transport = new Transport({ url, ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}), ...(curve ? { curve } : {}) });
   const session = new Session(transport, sidecar, opts.defaultTimeoutMs);
   try {
     await session.handshake({ timeoutMs: opts.handshakeTimeoutMs ?? 30_000, signal: opts.signal });

@@ -46,6 +46,9 @@ export class Transport {
   private nextId = 1;
   private sendChain: Promise<void> = Promise.resolve();
   private dead: Error | null = null;
+  private readonly curve: boolean;
+  /** Set once a ZMTP handshake succeeded: a disconnect before that is a refusal, not a crash. */
+  private handshaken = false;
   /** Called with the frames of a reply whose caller already gave up (so its handles can be freed). */
   onAbandoned: (frames: Frame[]) => void = () => {};
   /** Called once when the transport dies. */
@@ -67,9 +70,12 @@ export class Transport {
         ? { curveServerKey: opts.curve.serverPublicKey, curvePublicKey: opts.curve.publicKey, curveSecretKey: opts.curve.secretKey }
         : {}),
     });
+    this.curve = opts.curve !== undefined;
+    // Subscribe to socket events before connecting: a refusal can come within
+    // a millisecond, and a monitor attached later would miss it.
+    void this.watchEvents();
     this.socket.connect(opts.url);
     void this.readLoop();
-    void this.watchEvents();
   }
 
   get inFlight(): number {
@@ -193,12 +199,29 @@ export class Transport {
   private async watchEvents(): Promise<void> {
     try {
       for await (const event of this.socket.events) {
-        if (event.type === "disconnect" && !this.socket.closed) {
+        if (event.type === "handshake") {
+          this.handshaken = true;
+        } else if (event.type === "disconnect" && !this.socket.closed && !this.handshaken && this.url.startsWith("tcp://")) {
+          // Dropped during the ZMTP handshake: with CURVE the sidecar could not
+          // open our HELLO, i.e. the server key we were given is not its key.
+          this.fail(
+            new SidecarDiedError(
+              `the sidecar at ${this.url} closed the connection during the handshake: ${this.curve ? "the server public key given in `curve` is not this sidecar's key" : "it probably requires CURVE: pass `curve` keys (its public key and this client's pair) to connect()"}`,
+              this.url,
+            ),
+          );
+        } else if (event.type === "disconnect" && !this.socket.closed) {
           // A moment's grace lets a more specific cause (the embedded child's
           // exit status) name the failure; pending calls still reject well within a second.
           setTimeout(() => this.fail(new SidecarDiedError(`the sidecar at ${this.url} disconnected; pending calls were lost. Reconnect with connect()`, this.url)), 100).unref();
         } else if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol") {
-          this.fail(new SidecarDiedError(`the sidecar at ${this.url} refused the connection (${event.type}): check the CURVE keys`, this.url));
+          const why =
+            event.type === "handshake:error:auth"
+              ? "this client's public key is not among the sidecar's --authorized-keys"
+              : this.curve
+                ? "this client uses CURVE and the sidecar does not (or it is not a jaxbridge sidecar)"
+                : "it requires CURVE: pass `curve` keys (its public key and this client's pair) to connect()";
+          this.fail(new SidecarDiedError(`the sidecar at ${this.url} refused the connection (${event.type}): ${why}`, this.url));
         }
       }
     } catch {

@@ -1,4 +1,4 @@
-"""`python -m jaxbridge_sidecar serve|doctor`."""
+"""`python -m jaxbridge_sidecar serve|doctor|keygen`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,23 @@ def _configure_jax(x64: bool) -> None:
     jax.config.update("jax_enable_x64", x64)
 
 
+def _fail(message: str) -> int:
+    print(f"jaxbridge-sidecar: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from . import auth
+
+    # Keys and the binding rule are checked before JAX starts a backend, so a
+    # refused bind fails at once with the reason.
+    if bool(args.curve_secret_key) != bool(args.authorized_keys):
+        return _fail("CURVE needs both --curve-secret-key (this sidecar's .key_secret) and --authorized-keys (the clients' public keys)")
+    try:
+        curve = auth.load_server_keys(args.curve_secret_key, args.authorized_keys) if args.curve_secret_key else None
+        auth.check_bind(args.endpoint, curve)
+    except auth.AuthConfigError as e:
+        return _fail(str(e))
     _configure_jax(not args.no_x64)
     from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES
     from .server import Server, ServerConfig, die_with_parent
@@ -30,11 +46,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         namespaces=tuple(DEFAULT_NAMESPACES) + tuple(args.allow or ()),
         names=DEFAULT_NAMES,
         max_message_bytes=args.max_message_bytes,
+        curve=curve,
+        max_recv_frame_bytes=args.max_recv_frame_bytes,
     )
     server = Server(config)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
-    bound = server.bind()
+    try:
+        bound = server.bind()
+    except auth.AuthConfigError as e:
+        return _fail(str(e))
     if args.bench_echo:
         from .echo import start_echo
 
@@ -42,8 +63,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import jax
 
     jax.devices()  # initialise the backend before we say we are ready
+    if curve:
+        print(f"jaxbridge-sidecar: CURVE on, public key {curve.public_key.decode()}, {len(curve.authorized)} authorized client key(s)", file=sys.stderr, flush=True)
     print(f"JAXBRIDGE READY {bound}", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.close_auth()
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from . import auth
+
+    try:
+        pub, sec, key = auth.write_key_pair(args.out, args.name, force=args.force)
+    except (auth.AuthConfigError, OSError) as e:
+        return _fail(str(e))
+    print(f"wrote {pub} (public key: give it to the other side)")
+    print(f"wrote {sec} (key pair: keep it here, mode 0600)")
+    print(f"public key: {key.decode()}")
     return 0
 
 
@@ -81,8 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--allow", action="append", help="allow calls into this Python namespace (repeatable)")
     s.add_argument("--no-x64", action="store_true", help="run JAX with 32-bit defaults (64-bit arrays are then narrowed by JAX)")
     s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3)
+    s.add_argument("--curve-secret-key", metavar="FILE", help="this sidecar's key pair (a .key_secret certificate from `keygen`): turns on CURVE; needed to bind anything but loopback")
+    s.add_argument("--authorized-keys", metavar="FILE_OR_DIR", action="append", help="client public keys allowed to connect: a folder of *.key certificates, one certificate, or a file of Z85 keys one per line (repeatable)")
+    s.add_argument("--max-recv-frame-bytes", type=int, default=64 * 1024 * 1024, help="on tcp://, disconnect a peer that sends a larger frame (ZMQ_MAXMSGSIZE; default 64 MiB; array frames are at most 16 MiB)")
     s.add_argument("--bench-echo", metavar="ENDPOINT", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_serve)
+    k = sub.add_parser("keygen", help="write a CURVE key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (0600)")
+    k.add_argument("--out", metavar="DIR", default=".", help="folder to write into (created 0700 if missing; default: here)")
+    k.add_argument("--name", default="jaxbridge", help="file name stem (default jaxbridge): e.g. `server` on the sidecar's host, `laptop` on a client")
+    k.add_argument("--force", action="store_true", help="replace existing files")
+    k.set_defaults(fn=cmd_keygen)
     d = sub.add_parser("doctor", help="print what this Python and JAX see, as JSON")
     d.add_argument("--no-x64", action="store_true")
     d.set_defaults(fn=cmd_doctor)

@@ -21,6 +21,7 @@ import zmq
 
 from . import protocol
 from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
+from .auth import DEFAULT_MAX_RECV_FRAME_BYTES, CurveServerKeys, secure_socket
 from .handles import HandleTable
 from .protocol import HandleOut, HandleRef, WireError
 from . import remote
@@ -46,6 +47,11 @@ class ServerConfig:
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     names: tuple[str, ...] = DEFAULT_NAMES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # CURVE: the sidecar's key pair and the client keys it accepts (see auth.py).
+    # Without it only loopback and ipc:// binds are allowed.
+    curve: CurveServerKeys | None = None
+    # ZMQ_MAXMSGSIZE: the largest single frame accepted (see auth.py for the value).
+    max_recv_frame_bytes: int = DEFAULT_MAX_RECV_FRAME_BYTES
 
 
 class Server:
@@ -96,8 +102,21 @@ class Server:
 
     # --- lifecycle -----------------------------------------------------------
     def bind(self) -> str:
-        self.sock.bind(self.config.endpoint)
+        """Bind the endpoint after applying the binding rule, the frame limit and
+        CURVE (auth.py); raises auth.AuthConfigError for a bind it refuses."""
+        self.authenticator = secure_socket(self.sock, self.config.endpoint, self.config.curve, self.config.max_recv_frame_bytes)
+        try:
+            self.sock.bind(self.config.endpoint)
+        except BaseException:
+            self.close_auth()
+            raise
         return self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def close_auth(self) -> None:
+        """Stop the ZAP thread, if CURVE started one (after the socket is closed)."""
+        auth, self.authenticator = getattr(self, "authenticator", None), None
+        if auth is not None:
+            auth.stop()
 
     def stop(self, *_: Any) -> None:
         self._stop = True
