@@ -83,7 +83,8 @@ def collect(client: Client, rid: int, ack: bool = True, first: int = 0) -> tuple
 
 
 def lerax_sequence(n: int) -> list[list[float]]:
-    import lerax.utils as lu
+    # lerax needs Python >= 3.13; on 3.11 the oracle is not installable.
+    lu = pytest.importorskip("lerax.utils")
 
     seen: list[list[float]] = []
     cb = lu.callback_with_list_wrapper(lambda a, b: seen.append([a, b]), ordered=True)
