@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from pathlib import Path
@@ -80,15 +81,24 @@ def _reply_ext(frames: list[Any]):
     return hook
 
 
-@pytest.fixture()
-def sidecar(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
+@contextlib.contextmanager
+def running_sidecar(tmp_path: Path, **config: Any) -> Iterator[tuple[Server, Client]]:
+    """A real sidecar served from a thread on a private ipc:// socket, and a bare client for it."""
     endpoint = f"ipc://{tmp_path}/s-{uuid.uuid4().hex[:8]}.sock"
-    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
+    server = Server(ServerConfig(endpoint=endpoint, **{"max_message_bytes": 64 * 1024 * 1024, **config}))
     server.bind()
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     client = Client(endpoint)
-    yield server, client
-    client.close()
-    server.stop()
-    t.join(5)
+    try:
+        yield server, client
+    finally:
+        client.close()
+        server.stop()
+        t.join(5)
+
+
+@pytest.fixture()
+def sidecar(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
+    with running_sidecar(tmp_path) as pair:
+        yield pair

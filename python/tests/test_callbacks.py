@@ -27,17 +27,8 @@ from programs_support import Builder, aval, f32
 
 
 @pytest.fixture()
-def served(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
-    endpoint = f"ipc://{tmp_path}/c-{uuid.uuid4().hex[:8]}.sock"
-    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
-    server.bind()
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    client = Client(endpoint)
-    yield server, client
-    client.close()
-    server.stop()
-    t.join(5)
+def served(sidecar: tuple[Server, Client]) -> tuple[Server, Client]:
+    return sidecar
 
 
 def scan_program(n: int, ordered: bool = True) -> bytes:
@@ -129,7 +120,10 @@ def test_unacked_batches_block_the_program_until_the_client_acks(served, monkeyp
     assert not client.sock.poll(300), "a run overtook the blocked run"
     client.send_raw(protocol.encode({"op": "ack", "call": 7, "batch": 2}))
     got, reply, batches = collect(client, 7, first=3)
-    assert reply["ok"] and len(got) == n - 30 and batches == n // 10
+    # Batches also close on age (5 ms), so a slow moment can split one: count
+    # events, and only bound the number of batches from below.
+    early = sum(len(m["events"]) for m in seen)
+    assert reply["ok"] and len(got) == n - early and batches >= n // 10
     second, reply2, _ = collect(client, 9)
     assert reply2["ok"] and len(second) == 2
 

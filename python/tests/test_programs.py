@@ -24,19 +24,8 @@ from programs_support import Builder, aval, f32, f64
 
 
 @pytest.fixture()
-def served(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
-    endpoint = f"ipc://{tmp_path}/p-{uuid.uuid4().hex[:8]}.sock"
-    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
-    if "run" not in server.ops:  # the lead wires programs.register into Server; until then, here
-        programs.register(server)
-    server.bind()
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    client = Client(endpoint)
-    yield server, client
-    client.close()
-    server.stop()
-    t.join(5)
+def served(sidecar: tuple[Server, Client]) -> tuple[Server, Client]:
+    return sidecar
 
 
 def mlp_program() -> bytes:

@@ -18,21 +18,13 @@ from jaxbridge_sidecar import protocol
 from jaxbridge_sidecar.protocol import HandleRef, ModuleIn, ModuleOut, PyRefIn, PyRefOut
 from jaxbridge_sidecar.server import Server, ServerConfig
 from jaxbridge_sidecar.allowlist import DEFAULT_NAMESPACES
-from conftest import Client
+from conftest import running_sidecar
 
 
 @pytest.fixture()
 def eqx_sidecar(tmp_path: Path):
-    endpoint = f"ipc://{tmp_path}/r-{uuid.uuid4().hex[:8]}.sock"
-    server = Server(ServerConfig(endpoint=endpoint, namespaces=(*DEFAULT_NAMESPACES, "equinox.nn")))
-    server.bind()
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    client = Client(endpoint)
-    yield server, client
-    client.close()
-    server.stop()
-    t.join(5)
+    with running_sidecar(tmp_path, namespaces=(*DEFAULT_NAMESPACES, "equinox.nn")) as pair:
+        yield pair
 
 
 def _back(value):
