@@ -33,27 +33,8 @@ from jaxbridge_sidecar.protocol import dtype_from_name, dtype_name  # noqa: E402
 NS = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "nn": jax.nn, "random": jax.random, "ml_dtypes": ml_dtypes}
 
 
-def filter_cond(pred, true_fun, false_fun, *args):
-    """lerax's filter_cond as DESIGN.md decides it (PyPI lerax 0.0.5 lacks it): one lax.cond,
-    static outputs of both branches must be equal."""
-    import equinox as eqx
-
-    dyn, stat = eqx.partition(args, eqx.is_array)
-    statics = {}
-
-    def wrap(fun, name):
-        def g(d):
-            out = fun(*eqx.combine(d, stat))
-            od, os_ = eqx.partition(out, eqx.is_array)
-            statics[name] = os_
-            return od
-
-        return g
-
-    od = lax.cond(pred, wrap(true_fun, "t"), wrap(false_fun, "f"), dyn)
-    if not eqx.tree_equal(statics["t"], statics["f"]):
-        raise ValueError("The non-array leaves of the outputs of true_fun and false_fun must be identical.")
-    return eqx.combine(od, statics["t"])
+# lerax 0.0.5 on PyPI lacks filter_cond: the spec-derived one, shared with the other oracles.
+from lerax_spec import filter_cond  # noqa: E402,F401
 
 
 NS["filter_cond"] = filter_cond

@@ -41,23 +41,8 @@ TAU = 0.05
 NOISE = 0.5
 
 
-def filter_cond(pred, true_fun, false_fun, *args):
-    dyn, stat = eqx.partition(args, eqx.is_array)
-    statics = {}
-
-    def wrap(fun, name):
-        def g(d):
-            out = fun(*eqx.combine(d, stat))
-            od, os_ = eqx.partition(out, eqx.is_array)
-            statics[name] = os_
-            return od
-
-        return g
-
-    od = lax.cond(pred, wrap(true_fun, "t"), wrap(false_fun, "f"), dyn)
-    if not eqx.tree_equal(statics["t"], statics["f"]):
-        raise ValueError("The non-array leaves of the outputs of true_fun and false_fun must be identical.")
-    return eqx.combine(od, statics["t"])
+# lerax 0.0.5 on PyPI lacks filter_cond: the spec-derived one, shared with the other oracles.
+from lerax_spec import filter_cond  # noqa: E402,F401
 
 
 def polyak_average(online, target, tau):
