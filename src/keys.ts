@@ -85,9 +85,11 @@ export function loadKeyPair(path: string): KeyPair {
   return { publicKey: cert.publicKey, secretKey: cert.secretKey };
 }
 
-/** A key given as itself (40 Z85 characters) or as a certificate file to read it from. */
+/** A key given as itself (40 Z85 characters), or a file holding a certificate or just the key. */
 function publicKeyFrom(keyOrPath: string): string {
-  return isZ85Key(keyOrPath) && !existsSync(keyOrPath) ? keyOrPath : loadPublicKey(keyOrPath);
+  if (isZ85Key(keyOrPath) && !existsSync(keyOrPath)) return keyOrPath;
+  const text = readText(keyOrPath, "key file");
+  return isZ85Key(text.trim()) ? text.trim() : parseCertificate(text, keyOrPath).publicKey;
 }
 
 export interface CurveFiles {

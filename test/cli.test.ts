@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,7 +8,8 @@ import { connect, kw } from "../src/session.js";
 import { array } from "../src/ndarray.js";
 import { PROTOCOL_VERSION } from "../src/protocol.js";
 import { formatDoctor, type DoctorReport } from "../src/cli/doctor.js";
-import { readKeyPair, readPublicKey } from "../src/cli/curve.js";
+import { loadKeyPair, loadPublicKey } from "../src/keys.js";
+import { curveFromArgs } from "../src/cli/curve.js";
 import type { DeviceArray } from "../src/device-array.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -132,9 +133,16 @@ describe("jaxbridge command", function () {
         assert.equal(r.status, 0, r.stderr);
         assert.ok(existsSync(join(dir, `${name}.key`)) && existsSync(join(dir, `${name}.key_secret`)));
       }
-      const pair = readKeyPair(join(dir, "laptop.key_secret"));
-      assert.equal(readPublicKey(join(dir, "laptop.key")), pair.publicKey);
+      const pair = loadKeyPair(join(dir, "laptop.key_secret"));
+      assert.equal(loadPublicKey(join(dir, "laptop.key")), pair.publicKey);
       assert.equal(pair.secretKey.length, 40);
+      // --server-key also takes the key itself, or a file holding just the key.
+      const serverKey = loadPublicKey(join(dir, "server.key"));
+      writeFileSync(join(dir, "server.z85"), `${serverKey}\n`);
+      for (const given of [serverKey, join(dir, "server.z85"), join(dir, "server.key")]) {
+        assert.deepEqual(curveFromArgs({ serverKey: given, clientKey: join(dir, "laptop.key_secret") }), { serverPublicKey: serverKey, ...pair });
+      }
+      assert.throws(() => curveFromArgs({ serverKey }), /needs both/);
 
       const url = `tcp://127.0.0.1:${await freePort()}`;
       const child = await serve(["--endpoint", url, "--curve-secret-key", join(dir, "server.key_secret"), "--authorized-keys", join(dir, "laptop.key")]);
