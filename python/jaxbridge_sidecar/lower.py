@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import pycall
 from .allowlist import NotAllowed
 from .protocol import WireError, dtype_from_name, dtype_name
 
@@ -144,8 +145,9 @@ def _ints(x: Any, where: str, name: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _kind_check(kind: str, value: Any, where: str, name: str, depth: int) -> Any:
-    """Validate and convert one parameter value."""
+def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, server: Any = None) -> Any:
+    """Validate and convert one parameter value. `server` resolves what a
+    `pycall` names (PyRefs, module structures); without one, pycall is refused."""
     if kind == "int":
         if not _is_int(value):
             raise ProgramError(f"{where}: parameter {name} must be an integer, got {value!r}")
@@ -196,11 +198,21 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int) -> Any
             raise ProgramError(f"{where}: scatter dimension_numbers must have exactly the fields {fields}")
         return lax.ScatterDimensionNumbers(**{f: _ints(value[f], where, f) for f in fields})
     if kind == "program":
-        return _decode_sub(value, f"{where}.{name}", depth + 1)
+        return _decode_sub(value, f"{where}.{name}", depth + 1, server)
     if kind == "programs":
         if not isinstance(value, list) or not value:
             raise ProgramError(f"{where}: parameter {name} must be a non-empty list of programs")
-        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1) for i, v in enumerate(value))
+        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1, server) for i, v in enumerate(value))
+    if kind == "pycall":
+        if server is None:
+            raise NotAllowed(f"{where}: pycall names Python objects, which only a running sidecar can resolve")
+        if not isinstance(value, dict) or set(value) != {"object", "args"}:
+            raise ProgramError(f"{where}: parameter {name} is {{object, args}}: the target template and the argument templates")
+        return pycall.Target(server, value["object"], value["args"], f"{where}.{name}")
+    if kind == "method":
+        return pycall.check_method_name(value, where)
+    if kind == "pyout":
+        return pycall.check_output_node(value, f"{where}.{name}")
     raise AssertionError(kind)
 
 
@@ -496,6 +508,20 @@ def _callback(ins, p):
     return []
 
 
+# --- calls into remote Python objects (see pycall.py) -------------------------------------
+
+
+@_rule("pycall", {"target": "pycall", "method": "method", "out": "pyout"}, arity=(0, None))
+def _pycall(ins, p):
+    target = p["target"]
+    if len(ins) != target.arrays:
+        raise ProgramError(f"pycall: its templates take {target.arrays} arrays, the equation has {len(ins)} inputs")
+    node, outs = pycall.call(target, p["method"], ins, "pycall")
+    if node != p["out"]:
+        raise ProgramError(f"pycall: {target.cls.__qualname__}.{p['method']} returned {node}, the program declares {p['out']}")
+    return outs
+
+
 def has_callbacks(sub: Sub) -> bool:
     """Whether a program (or any of its sub-programs) holds a `callback` equation."""
     for e in sub.eqns:
@@ -536,7 +562,7 @@ def _decode_operand(obj: Any, defined: int, where: str) -> int | Lit:
     return decode_literal(obj, where)
 
 
-def _decode_sub(obj: Any, where: str, depth: int) -> Sub:
+def _decode_sub(obj: Any, where: str, depth: int, server: Any = None) -> Sub:
     if depth > MAX_DEPTH:
         raise ProgramError(f"{where}: programs nest deeper than {MAX_DEPTH}")
     if not isinstance(obj, dict) or not {"inputs", "eqns", "outputs"} <= set(obj):
@@ -573,7 +599,7 @@ def _decode_sub(obj: Any, where: str, depth: int) -> Sub:
         params = {}
         for name, kind in rule.params.items():
             v = e["params"][name]
-            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth)
+            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, server)
         outs = tuple(_decode_aval(a, f"{ew}.outputs[{i}]") for i, a in enumerate(e["outputs"]))
         defined += len(outs)
         eqns.append(Eqn(prim, ins, params, outs))
@@ -581,7 +607,7 @@ def _decode_sub(obj: Any, where: str, depth: int) -> Sub:
     return Sub(inputs, tuple(eqns), outputs)
 
 
-def decode_program(data: bytes | bytearray | memoryview | str) -> Program:
+def decode_program(data: bytes | bytearray | memoryview | str, server: Any = None) -> Program:
     """Parse and check a program's canonical JSON. Raises WireError('ProgramError') or NotAllowed."""
     raw = bytes(data) if not isinstance(data, str) else data.encode()
     if len(raw) > MAX_PROGRAM_BYTES:
@@ -598,7 +624,7 @@ def decode_program(data: bytes | bytearray | memoryview | str) -> Program:
         raise ProgramError(f"program IR version {obj.get('version')!r}; this sidecar reads version {IR_VERSION}")
     if not isinstance(obj.get("x64"), bool):
         raise ProgramError("program needs `x64`: the jax_enable_x64 mode it was traced for")
-    sub = _decode_sub(obj, "program", 0)
+    sub = _decode_sub(obj, "program", 0, server)
     return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"])
 
 
@@ -680,6 +706,8 @@ class Lowered:
         return self.fn(*args)
 
 
-def lower(data: bytes | bytearray | memoryview | str) -> Lowered:
+def lower(data: bytes | bytearray | memoryview | str, server: Any = None) -> Lowered:
+    """Decode and wrap a program. `server` is the sidecar whose objects a
+    `pycall` equation may name; without it such programs are refused."""
     raw = bytes(data) if not isinstance(data, str) else data.encode()
-    return Lowered(decode_program(raw), program_hash(raw))
+    return Lowered(decode_program(raw, server), program_hash(raw))

@@ -26,8 +26,10 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ProgramCache:
-    def __init__(self, capacity: int = DEFAULT_CAPACITY):
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, server: Any = None):
         self.capacity = capacity
+        # Resolves the objects `pycall` equations name (see pycall.py).
+        self.server = server
         self._entries: collections.OrderedDict[str, Lowered] = collections.OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -65,7 +67,7 @@ class ProgramCache:
         self.misses += 1
         if body is None:
             raise WireError("UnknownProgram", f"this sidecar does not hold program {hash_}; send it again with `program`")
-        entry = lower(body)
+        entry = lower(body, self.server)
         self.add(entry)
         return entry, True
 
@@ -82,7 +84,7 @@ class ProgramCache:
 
 def register(server: Any) -> None:
     """Add `run` and `program_stats` to a Server's ops."""
-    cache = ProgramCache()
+    cache = ProgramCache(server=server)
     server.programs = cache
 
     def op_run(env: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ EXT_ARRAY = 1
 EXT_HANDLE = 2
 EXT_PYREF = 3
 EXT_MODULE = 4
-OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "fingerprint", "serialise_leaves", "deserialise_leaves", "ack", "device_put")
+OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "pycall_shapes", "fingerprint", "serialise_leaves", "deserialise_leaves", "ack", "device_put")
 
 _DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)

@@ -24,7 +24,7 @@ from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
 from .auth import DEFAULT_MAX_RECV_FRAME_BYTES, CurveServerKeys, secure_socket
 from .handles import HandleTable
 from .protocol import HandleOut, HandleRef, WireError
-from . import remote
+from . import pycall, remote
 from .events import Mailbox, RunEvents
 from .remote_errors import error_body
 from .sample import handshake_sample, same
@@ -37,7 +37,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024**3
 # the worker thread gets its reply when it finishes.
 NO_REPLY = object()
 # Requests that wait (in arrival order) while a run with callbacks executes.
-SERIALIZED_OPS = frozenset({"run", "call", "call_method"})
+SERIALIZED_OPS = frozenset({"run", "call", "call_method", "pycall_shapes"})
 
 
 @dataclasses.dataclass
@@ -82,6 +82,7 @@ class Server:
             "list_attrs": lambda env: self.allow.list_attrs(env.get("path", "")),
             "import": self.op_import,
             "call_method": self.op_call_method,
+            "pycall_shapes": lambda env: pycall.op_pycall_shapes(self, env),
             "fingerprint": lambda env: remote.fingerprint(self.materialize(env.get("value"))),
             "serialise_leaves": self.op_serialise_leaves,
             "deserialise_leaves": self.op_deserialise_leaves,
@@ -403,9 +404,7 @@ class Server:
 
     def op_call_method(self, env: dict[str, Any]) -> Any:
         """Call a public method (or __call__) of an object the sidecar handed out."""
-        name = env.get("name")
-        if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):
-            raise NotAllowed(f"method {name!r}: only public methods and __call__ can be called")
+        name = pycall.check_method_name(env.get("name"), "call_method")
         target = self.materialize(env.get("target"))
         owner = type(target).__module__
         if not self.allow._in_namespace(owner):

@@ -112,9 +112,13 @@ def test_a_declared_output_type_that_jax_disagrees_with_is_caught():
         lower(b.bytes([1]))([np.zeros(3, np.float32)])
 
 
-def test_every_rule_has_a_lax_counterpart_and_no_rule_reaches_python_objects():
+def test_every_rule_has_a_lax_counterpart_and_only_pycall_reaches_python_objects():
     assert "add" in RULES and "scan" in RULES and "cond" in RULES and "while" in RULES
     for name, rule in RULES.items():
+        if name == "pycall":
+            # The one exception, by design: it names objects by ids the sidecar handed out (test_pycall.py).
+            assert rule.params == {"target": "pycall", "method": "method", "out": "pyout"}
+            continue
         for kind_ in rule.params.values():
             assert kind_ in {"int", "uint", "bool", "ints", "ints?", "dtype", "dtype?", "null", "dot_dims", "pad_config", "gather_dims", "scatter_dims", "program", "programs"} or kind_.startswith(("enum:", "enum_int:")), (name, kind_)
 

@@ -1,0 +1,206 @@
+"""Calling a remote Python object from a traced program: the `pycall` primitive.
+
+A TypeScript function being traced can call a method of an equinox Module or
+of another object the sidecar handed out (a PyRef). The program cannot name
+Python objects directly, so the equation carries a *target template*: the
+module's wire form with every array leaf replaced by the next input of the
+equation. Templates are JSON (the program is canonical JSON):
+
+    node := null | "array" | {"ref": id} | {"list": [node, ...]}
+          | {"dict": [[key, node], ...]} | {"module": key, "fields": [[name, node], ...]}
+
+The target itself is a module node or a ref. PyRefs and module structures
+are resolved once, when the program is decoded, and held by the decoded
+program: a cached program keeps working after the client released them.
+
+Outputs are described the same way (`"array"`, null, list, tuple, dict of
+them), so the tracer knows their structure before the program runs; the
+`pycall_shapes` op answers that with `jax.eval_shape`, and the run checks
+that the method still returns that structure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .allowlist import DENIED_ATTRS, NotAllowed
+from .protocol import WireError, dtype_from_name, dtype_name
+
+Builder = Callable[[list[Any]], Any]
+
+
+def _error(message: str) -> WireError:
+    return WireError("ProgramError", message)
+
+
+def check_method_name(name: Any, where: str) -> str:
+    """Public methods and __call__, minus the names the allow-list denies everywhere (file I/O, config)."""
+    if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):
+        raise NotAllowed(f"{where}: method {name!r}: only public methods and __call__ can be called")
+    if name in DENIED_ATTRS:
+        raise NotAllowed(f"{where}: method {name!r} is denied everywhere (it touches files, pickles or configuration)")
+    return name
+
+
+class Target:
+    """A decoded target template and its argument templates: `build(arrays)`
+    makes the object and the arguments; `cls` is the object's class. Array
+    slots are numbered through the target first, then the arguments."""
+
+    def __init__(self, server: Any, node: Any, args: Any, where: str):
+        self._slots = 0
+        if isinstance(node, dict) and ("module" in node or set(node) == {"ref"}):
+            target = self._parse(server, node, where)
+        else:
+            raise _error(f"{where}: a pycall target is a module node or a ref, got {node!r}")
+        if not isinstance(args, list):
+            raise _error(f"{where}: pycall args are a list of template nodes, got {args!r}")
+        arg_builders = [self._parse(server, a, f"args[{i}]") for i, a in enumerate(args)]
+        self._build = lambda arrays: (target(arrays), [b(arrays) for b in arg_builders])
+        if "module" in node:
+            self.cls: type = server.structures.get(node["module"]).node_data()[0]
+        else:
+            self.cls = type(server.handles.get_object(node["ref"]))
+        owner = getattr(self.cls, "__module__", "")
+        if not server.allow._in_namespace(owner):
+            raise NotAllowed(f"{where}: {self.cls.__qualname__} is defined in {owner!r}, which is outside the allow-list ({server.allow.describe()})")
+
+    @property
+    def arrays(self) -> int:
+        """How many arrays the templates take (their "array" slots, in order)."""
+        return self._slots
+
+    def build(self, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        if len(arrays) != self._slots:
+            raise _error(f"pycall target takes {self._slots} arrays, got {len(arrays)}")
+        return self._build(arrays)
+
+    def _parse(self, server: Any, node: Any, where: str) -> Builder:
+        if node is None:
+            return lambda arrays: None
+        if node == "array":
+            k = self._slots
+            self._slots += 1
+            return lambda arrays: arrays[k]
+        if not isinstance(node, dict) or len(node) not in (1, 2):
+            raise _error(f"{where}: a template node is null, \"array\", or a ref, list, dict or module node; got {node!r}")
+        if set(node) == {"ref"}:
+            hid = node["ref"]
+            if not isinstance(hid, int) or isinstance(hid, bool):
+                raise _error(f"{where}: a ref is an integer id, got {hid!r}")
+            obj = server.handles.get_object(hid)
+            return lambda arrays: obj
+        if set(node) == {"list"} and isinstance(node["list"], list):
+            items = [self._parse(server, x, f"{where}[{i}]") for i, x in enumerate(node["list"])]
+            return lambda arrays: [b(arrays) for b in items]
+        if set(node) == {"dict"}:
+            pairs = self._pairs(server, node["dict"], where, "dict")
+            return lambda arrays: {k: b(arrays) for k, b in pairs}
+        if set(node) == {"module", "fields"}:
+            key = node["module"]
+            if not isinstance(key, str):
+                raise _error(f"{where}: a module node's key is a string, got {key!r}")
+            treedef = server.structures.get(key)
+            fields = self._pairs(server, node["fields"], where, "fields")
+
+            def module(arrays: list[Any]) -> Any:
+                # As remote.materialize does: the leaves of the children, unflattened
+                # with the structure the module left the sidecar with.
+                leaves = jax.tree.leaves([b(arrays) for _, b in fields])
+                if len(leaves) != treedef.num_leaves:
+                    raise _error(f"{where}: module {treedef.node_data()[0].__qualname__} expects {treedef.num_leaves} leaves, the template gives {len(leaves)}")
+                return jax.tree.unflatten(treedef, leaves)
+
+            return module
+        raise _error(f"{where}: unknown template node {sorted(node)}")
+
+    def _pairs(self, server: Any, pairs: Any, where: str, what: str) -> list[tuple[str, Builder]]:
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+            raise _error(f"{where}: {what} is a list of [name, node] pairs")
+        return [(k, self._parse(server, v, f"{where}.{k}" if what == "fields" else f"{where}[{k!r}]")) for k, v in pairs]
+
+
+# --- outputs --------------------------------------------------------------------------
+
+
+def flatten_output(value: Any, where: str = "result") -> tuple[Any, list[Any]]:
+    """The output's description and its arrays, depth first (dict keys sorted, as JAX orders them)."""
+    arrays: list[Any] = []
+
+    def go(v: Any, path: str) -> Any:
+        if isinstance(v, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)):
+            arrays.append(jnp.asarray(v))
+            return "array"
+        if v is None:
+            return None
+        if isinstance(v, tuple) and not hasattr(v, "_fields"):
+            return {"tuple": [go(x, f"{path}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, list):
+            return {"list": [go(x, f"{path}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+            return {"dict": [[k, go(v[k], f"{path}[{k!r}]")] for k in sorted(v)]}
+        t = type(v)
+        raise _error(f"{path} is an instance of {t.__module__}.{t.__qualname__}: a method called from a traced function returns arrays, or tuples, lists and dicts of them")
+
+    return go(value, where), arrays
+
+
+def check_output_node(node: Any, where: str) -> Any:
+    """Validate a declared output description (a program parameter)."""
+    if node is None or node == "array":
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        (kind, items), = node.items()
+        if kind in ("list", "tuple") and isinstance(items, list):
+            return {kind: [check_output_node(x, f"{where}[{i}]") for i, x in enumerate(items)]}
+        if kind == "dict" and isinstance(items, list) and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in items):
+            return {"dict": [[k, check_output_node(v, f"{where}[{k!r}]")] for k, v in items]}
+    raise _error(f"{where}: an output node is \"array\", null, or a list, tuple or dict node; got {node!r}")
+
+
+def call(target: Target, method: str, arrays: list[Any], where: str) -> tuple[Any, list[Any]]:
+    obj, args = target.build(arrays)
+    fn = getattr(obj, method, None)
+    if not callable(fn):
+        raise _error(f"{where}: {type(obj).__qualname__}.{method} is not a method")
+    return flatten_output(fn(*args), f"{where}: {type(obj).__qualname__}.{method}(...)")
+
+
+# --- the op that types a call before it is traced ------------------------------------------
+
+
+def _avals(value: Any, name: str) -> list[jax.ShapeDtypeStruct]:
+    if not isinstance(value, list):
+        raise WireError("ProtocolError", f"pycall_shapes needs `{name}` as a list of {{dtype, shape}}")
+    out = []
+    for i, a in enumerate(value):
+        shape = a.get("shape") if isinstance(a, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise WireError("ProtocolError", f"pycall_shapes `{name}[{i}]` must be {{dtype, shape}} with a shape of non-negative integers, got {a!r}")
+        out.append(jax.ShapeDtypeStruct(tuple(shape), dtype_from_name(a.get("dtype"))))
+    return out
+
+
+def op_pycall_shapes(server: Any, env: dict[str, Any]) -> dict[str, Any]:
+    """The output structure and types of `target.method(*args)`, by `jax.eval_shape`."""
+    method = check_method_name(env.get("method"), "pycall")
+    target = Target(server, env.get("target"), env.get("args"), "target")
+    arrays = _avals(env.get("arrays"), "arrays")
+    if len(arrays) != target.arrays:
+        raise WireError("ArgumentError", f"pycall_shapes: the templates have {target.arrays} array slots, `arrays` gives {len(arrays)}")
+    described: list[Any] = []
+
+    def run(arrays: list[Any]) -> list[Any]:
+        node, outs = call(target, method, arrays, "pycall")
+        described.append(node)
+        return outs
+
+    outs = jax.eval_shape(run, arrays)
+    return {
+        "tree": described[0],
+        "outputs": [{"dtype": dtype_name(o.dtype), "shape": list(o.shape), "weak": bool(getattr(o, "weak_type", False))} for o in outs],
+    }
