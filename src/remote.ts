@@ -46,6 +46,8 @@ export class RemoteModule extends Module {
   static remoteKey = "";
   /** The Python class, e.g. `equinox.nn._mlp.MLP`. */
   static pythonClass = "";
+  /** The sidecar instance the structure key belongs to. */
+  static remoteInstance = "";
 }
 
 const classes = new Map<string, typeof RemoteModule>();
@@ -58,6 +60,7 @@ export function remoteModuleClass(instance: string, key: string, qualname: strin
     const made = class extends RemoteModule {};
     made.remoteKey = key;
     made.pythonClass = qualname;
+    made.remoteInstance = instance;
     Object.defineProperty(made, "name", { value: qualname.split(".").pop() ?? "RemoteModule" });
     cls = made;
     classes.set(cacheKey, cls);

@@ -10,6 +10,7 @@ export * as random from "./random.js";
 export { Tracer } from "./tracer.js";
 export { TraceError, TracerConversionError } from "./errors.js";
 export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace.js";
+export { pyCall, pyMethod, PyShapesNeeded, resolvePyShapes, type PyCallRequest, type PyCallShapes } from "./pycall.js";
 export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./control.js";
 export { type FilterScanOptions } from "./filter.js";
 // lerax's utilities, one function each for traced code and top level (see ../lerax.ts).

@@ -32,6 +32,7 @@ import { asTracer } from "./lax.js";
 import { Tracer } from "./tracer.js";
 import { traceError } from "./errors.js";
 import type { Traced } from "./trace.js";
+import { PyShapesNeeded, resolvePyShapes, topLevelHook } from "./pycall.js";
 
 export interface RunOptions extends RequestOptions {
   /** Return host arrays instead of device handles. */
@@ -188,6 +189,9 @@ export type Jitted<A extends unknown[], R> = ((...args: A) => Promise<R>) & {
   withOptions(opts: JitCallOptions): (...args: A) => Promise<R>;
 };
 
+/** Distinct Python calls one trace may discover (each costs a round trip and a retrace). */
+const MAX_PYCALL_ROUNDS = 256;
+
 const avalKey = (x: NDArray | DeviceArrayT): string => `${x.dtype}[${x.shape.join(",")}]`;
 
 /**
@@ -240,10 +244,23 @@ export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOpti
     return { entry, dynamic };
   };
 
+  // A trace that calls Python (pyCall) stops at the first call whose output
+  // types are unknown; ask the sidecar and trace again, once per new call.
+  const lookupResolvingPyShapes = async (session: Session, args: A, o: JitCallOptions): Promise<ReturnType<typeof lookup>> => {
+    for (let round = 0; ; round++) {
+      try {
+        return lookup(session, args);
+      } catch (e) {
+        if (!(e instanceof PyShapesNeeded) || round >= MAX_PYCALL_ROUNDS) throw e;
+        await resolvePyShapes(session, e, { signal: o.signal, timeoutMs: o.timeoutMs });
+      }
+    }
+  };
+
   const run = async (o: JitCallOptions, args: A): Promise<unknown> => {
     stats.calls++;
     const session = resolveSession(name, args, o.session ?? opts.session);
-    const { entry, dynamic } = lookup(session, args);
+    const { entry, dynamic } = await lookupResolvingPyShapes(session, args, o);
     const captures: Concrete[] = [];
     for (const [i, c] of entry.traced.captures.entries()) {
       if (c instanceof NDArray) {
@@ -319,6 +336,9 @@ function traceJit<A extends unknown[], R>(
     inputs: program.inputs,
     outputs: [],
     callbacks: trace.callbacks,
+    keep: trace.keep,
   };
   return { argDef, statics, avals, traced, outDef, outLeaves, placed: new Map() };
 }
+
+topLevelHook.jit = (fn, name) => jit(fn, { name }) as (...a: unknown[]) => Promise<unknown>;
