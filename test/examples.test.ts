@@ -9,17 +9,20 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { sidecarPython } from "../src/python-env.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
@@ -75,5 +78,32 @@ describe("examples", function () {
       }
       assert.notDeepEqual(o.critic, o.target, "the target critic lags the online one");
     });
+  });
+
+  it("remote-mlp.ts: a remote equinox MLP in a traced scan, a Polyak target, saved, and reloaded in a fresh sidecar with the same outputs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jaxbridge-example-"));
+    try {
+      const ts = await run(process.execPath, ["--import", "tsx", "examples/remote-mlp.ts", "--json", "--dir", dir], { JAXBRIDGE_URL: "" });
+      assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
+      const lines = ts.stdout.trim().split("\n");
+      assert.match(lines[0]!, /^remote-mlp: two equinox MLPs .* on \w+ \(JAX [\d.]+\)$/);
+      assert.ok(lines.includes(`saved ${join(dir, "online.eqx")} and ${join(dir, "target.eqx")}`), ts.stdout);
+      assert.ok(lines.some((l) => /^fresh sidecar: loaded both files; outputs on 3 probes are identical$/.test(l)), ts.stdout);
+      const report = lines[lines.length - 1]!;
+      const ours = JSON.parse(report) as { scanned: unknown; before: unknown; after: { online: number[][]; target: number[][] } };
+
+      // equinox and lerax in Python, from the same keys: the scan, the files, and the reloaded networks.
+      const py = await run(sidecarPython(), [join("test", "trace", "support", "remote_mlp.py")], { JAX_PLATFORMS: "cpu" }, report);
+      assert.equal(py.code, 0, `the Python oracle exited ${py.code}:\n${py.stderr}`);
+      const theirs = JSON.parse(py.stdout.trim().split("\n").pop()!) as { scanned: unknown; loaded: unknown; fingerprints: boolean[]; leaves_equal: boolean[] };
+      assert.deepEqual(ours.scanned, theirs.scanned, "the traced scan's outputs equal lerax.utils.filter_scan's");
+      assert.deepEqual(theirs.fingerprints, [true, true], "each file starts with lerax's fingerprint");
+      assert.deepEqual(theirs.leaves_equal, [true, true], "equinox loads each file into exactly the networks Python computed");
+      assert.deepEqual(ours.after, theirs.loaded);
+      assert.deepEqual(ours.before, ours.after);
+      assert.notDeepEqual(ours.after.online, ours.after.target, "the target is not the online network");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
