@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, kw } from "../src/session.js";
@@ -11,6 +10,7 @@ import { formatDoctor, type DoctorReport } from "../src/cli/doctor.js";
 import { loadKeyPair, loadPublicKey } from "../src/keys.js";
 import { curveFromArgs } from "../src/cli/curve.js";
 import type { DeviceArray } from "../src/device-array.js";
+import { freePort } from "./support/net.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "jaxbridge.mjs");
@@ -20,16 +20,6 @@ function jaxbridge(args: string[], timeoutMs = 120_000): { status: number | null
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** Start `jaxbridge serve ...` and wait until its sidecar is ready. */
 async function serve(args: string[]): Promise<ChildProcess> {

@@ -14,7 +14,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { GenericContainer, type StartedTestContainer, Wait, getContainerRuntimeClient } from "testcontainers";
 import { SidecarDiedError } from "../src/errors.js";
@@ -22,6 +21,7 @@ import { PACKAGE_ROOT } from "../src/python-env.js";
 import { connect } from "../src/session.js";
 import { conformance } from "./conformance/index.js";
 import { type KeySet, makeKeys } from "./conformance/support.js";
+import { freePort } from "./support/net.js";
 
 // The Ryuk reaper image cannot be pulled where no registry is reachable; the
 // suite removes what it starts itself.
@@ -81,16 +81,6 @@ async function base(env: string, local: string, official: string): Promise<strin
   return process.env[env] || ((await imageExists(local)) ? local : official);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe("docker: the sidecar image and the Compose dev stack", function () {
   this.timeout(900_000);

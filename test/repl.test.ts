@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Recoverable } from "node:repl";
@@ -13,6 +12,7 @@ import { array } from "../src/index.js";
 import type { Session } from "../src/session.js";
 import { sidecarPython } from "../src/python-env.js";
 import { Tmux } from "./support/tmux.js";
+import { freePort } from "./support/net.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin", "jaxbridge.mjs");
@@ -84,16 +84,6 @@ describe("repl: plots and completion (no sidecar)", () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
 
 describe("repl in a terminal (tmux)", function () {
   this.timeout(180_000);
