@@ -13,6 +13,7 @@ import { wireSection } from "./sections/wire.js";
 import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
+import { pycallSection } from "./sections/pycall.js";
 
 export interface Row {
   name: string;
@@ -33,6 +34,7 @@ try {
     ["pythonia", pythoniaSection],
     ["trace", traceSection],
     ["callbacks", callbacksSection],
+    ["pycall", pycallSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

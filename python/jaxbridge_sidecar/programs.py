@@ -134,8 +134,8 @@ def bench_mlp_body(c: dict[str, Any], _x: Any) -> tuple[dict[str, Any], Any]:
 
 
 def register_bench(server: Any) -> None:
-    """`bench_lerax_scan`: the benchmark's Python side, timed inside the sidecar
-    process. Only for `npm run bench`: a sidecar registers it when started with
+    """`bench_lerax_scan` and `bench_module_scan`: the benchmark's Python side,
+    timed inside the sidecar process. Only for `npm run bench`: a sidecar registers it when started with
     JAXBRIDGE_BENCH_OPS=1 in its environment, never by default."""
 
     def op_bench_lerax_scan(env: dict[str, Any]) -> Any:
@@ -167,3 +167,24 @@ def register_bench(server: Any) -> None:
         return {"seconds": seconds, **server.export({"h": final["h"], "ys": ys}, True)}
 
     server.ops["bench_lerax_scan"] = op_bench_lerax_scan
+
+    def op_bench_module_scan(env: dict[str, Any]) -> Any:
+        """`model(x)` for each row of `xs` in a jitted lax.scan: the native side of bench/sections/pycall.ts."""
+        import equinox as eqx
+
+        model = server.materialize(env.get("model"))
+        xs = jnp.asarray(server.materialize(env.get("xs")))
+        repeats = env.get("repeats")
+        if not isinstance(repeats, int) or not 0 < repeats <= MAX_BENCH_REPEATS:
+            raise WireError("ArgumentError", f"bench_module_scan needs 0 < repeats <= {MAX_BENCH_REPEATS}")
+        fn = eqx.filter_jit(lambda m, xs: jax.lax.scan(lambda c, x: (c, m(x)), 0, xs)[1])
+        jax.block_until_ready(fn(model, xs))  # compile: excluded
+        seconds = []
+        ys = None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ys = jax.block_until_ready(fn(model, xs))
+            seconds.append(time.perf_counter() - t0)
+        return {"seconds": seconds, "ys": server.export(ys, True)}
+
+    server.ops["bench_module_scan"] = op_bench_module_scan
