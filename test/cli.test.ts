@@ -10,6 +10,7 @@ import { formatDoctor, type DoctorReport } from "../src/cli/doctor.js";
 import { loadKeyPair, loadPublicKey } from "../src/keys.js";
 import { curveFromArgs } from "../src/cli/curve.js";
 import type { DeviceArray } from "../src/device-array.js";
+import { SidecarError } from "../src/errors.js";
 import { freePort } from "./support/net.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -22,8 +23,8 @@ function jaxbridge(args: string[], timeoutMs = 120_000): { status: number | null
 
 
 /** Start `jaxbridge serve ...` and wait until its sidecar is ready. */
-async function serve(args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });
+async function serve(args: string[], env: Record<string, string> = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT, env: { ...process.env, ...env } });
   let err = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   await new Promise<void>((res, rej) => {
@@ -107,6 +108,27 @@ describe("jaxbridge command", function () {
       child.kill("SIGTERM");
     }
     assert.equal(await exited(child), 0);
+  });
+
+  it("serve takes more namespaces from JAXBRIDGE_ALLOW and refuses names that are not module names", async () => {
+    const url = `tcp://127.0.0.1:${await freePort()}`;
+    const child = await serve(["--endpoint", url], { JAXBRIDGE_ALLOW: " json, equinox.nn " });
+    try {
+      const jb = await connect({ url });
+      try {
+        assert.equal(await jb.call("json.dumps", [1]), "[1]");
+        assert.ok((await jb.import("equinox.nn").then((m) => m.$dir())).includes("MLP"));
+        await assert.rejects(jb.call("os.getcwd"), (e: unknown) => e instanceof SidecarError && e.remoteType === "NotAllowed");
+      } finally {
+        await jb.close();
+      }
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.equal(await exited(child), 0);
+    const r = spawnSync(process.execPath, [BIN, "serve", "--endpoint", "tcp://127.0.0.1:1"], { encoding: "utf8", cwd: ROOT, env: { ...process.env, JAXBRIDGE_ALLOW: "json,../etc" } });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /JAXBRIDGE_ALLOW: '\.\.\/etc' is not a dotted Python module name/);
   });
 
   it("serve passes the sidecar's refusals through: no public bind without keys", () => {

@@ -10,6 +10,11 @@ import signal
 import sys
 
 
+# More namespaces to allow, comma-separated, added to --allow: the sidecar's
+# configuration where a command line is awkward (Compose, the embedded sidecar).
+ALLOW_ENV = "JAXBRIDGE_ALLOW"
+
+
 def _configure_jax(x64: bool) -> None:
     # x64 on by default: int64/float64 arrays are stored as themselves instead
     # of being narrowed by JAX. Must run before any array exists.
@@ -35,6 +40,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth.check_bind(args.endpoint, curve)
     except auth.AuthConfigError as e:
         return _fail(str(e))
+    allow = [*(args.allow or ()), *(n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip())]
+    bad = [n for n in allow if not all(part.isidentifier() for part in n.split("."))]
+    if bad:
+        return _fail(f"--allow / {ALLOW_ENV}: {', '.join(map(repr, bad))} is not a dotted Python module name")
     _configure_jax(not args.no_x64)
     from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES
     from .server import Server, ServerConfig, die_with_parent
@@ -43,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         endpoint=args.endpoint,
         parent_pid=args.parent_pid,
-        namespaces=tuple(DEFAULT_NAMESPACES) + tuple(args.allow or ()),
+        namespaces=tuple(DEFAULT_NAMESPACES) + tuple(allow),
         names=DEFAULT_NAMES,
         max_message_bytes=args.max_message_bytes,
         curve=curve,
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="serve requests on a ZeroMQ endpoint")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind (ipc://PATH or tcp://HOST:PORT)")
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer our parent")
-    s.add_argument("--allow", action="append", help="allow calls into this Python namespace (repeatable)")
+    s.add_argument("--allow", action="append", help=f"allow calls into this Python namespace (repeatable; also ${ALLOW_ENV}, comma-separated)")
     s.add_argument("--no-x64", action="store_true", help="run JAX with 32-bit defaults (64-bit arrays are then narrowed by JAX)")
     s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3)
     s.add_argument("--curve-secret-key", metavar="FILE", help="this sidecar's key pair (a .key_secret certificate from `keygen`): turns on CURVE; needed to bind anything but loopback")

@@ -63,7 +63,7 @@ Environment:
     .command("serve")
     .description("start a sidecar for TypeScript clients to connect() to (runs `python -m jaxbridge_sidecar serve`)")
     .option("--endpoint <url>", "ZeroMQ endpoint to bind (tcp://HOST:PORT or ipc://PATH)", "tcp://127.0.0.1:5555")
-    .option("--allow <namespace>", "also allow calls into this Python namespace (repeatable)", collect, [])
+    .option("--allow <namespace>", "also allow calls into this Python namespace (repeatable; also JAXBRIDGE_ALLOW, comma-separated)", collect, [])
     .option("--no-x64", "run JAX with its 32-bit defaults")
     .option("--curve-secret-key <file>", "CURVE: the sidecar's secret certificate (needed for a non-loopback bind)")
     .option("--authorized-keys <fileOrDir>", "CURVE: client public keys allowed to connect (a file or a folder of certificates)")
