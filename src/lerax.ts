@@ -33,6 +33,7 @@ import { DeviceArray } from "./device-array.js";
 import { dtypeInfo, isInexact } from "./dtype.js";
 import { BridgeInputError } from "./errors.js";
 import { array, NDArray } from "./ndarray.js";
+import { PyRef } from "./remote.js";
 import type { RequestOptions, Session } from "./session.js";
 import { describeStatic, firstDifference, flatten, flattenWithPath, keystr, type KeyPath, treeMap, unflatten } from "./tree.js";
 import { currentTrace } from "./trace/core.js";
@@ -302,6 +303,8 @@ export type UnstackResult<T> =
 
 interface UnstackPlan {
   leaves: { path: KeyPath; value: ArrayLeaf; axis: number }[];
+  /** Position of each flattened leaf: an index into `leaves`, or a PyRef every slice shares. */
+  slots: (number | PyRef)[];
   treedef: ReturnType<typeof flatten>["treedef"];
   n: number;
 }
@@ -316,8 +319,15 @@ function planUnstack(tree: unknown, axis: number): UnstackPlan {
   if (!Number.isInteger(axis)) throw new BridgeInputError(`${op}: axis must be an integer, got ${String(axis)}`);
   const { leaves, treedef } = flattenWithPath(tree);
   const out: UnstackPlan["leaves"] = [];
+  const slots: UnstackPlan["slots"] = [];
   for (const { path, value } of leaves) {
     const where = keystr(path) || "the root";
+    if (value instanceof PyRef) {
+      // A Python object inside a remote module (its activation function): static, as
+      // eqx.partition would put it, so every slice shares it.
+      slots.push(value);
+      continue;
+    }
     if (!(value instanceof Tracer || value instanceof NDArray || value instanceof DeviceArray)) {
       throw new BridgeInputError(
         `${op}: every leaf must be an array (lerax slices each leaf along the axis); ${where} is ${describeStatic(value)}. ` +
@@ -328,6 +338,7 @@ function planUnstack(tree: unknown, axis: number): UnstackPlan {
     if (axis < -nd || axis >= nd) {
       throw new BridgeInputError(`${op}: axis ${axis} is out of bounds for ${where}, which is ${arrayDesc(value)} (${nd} dimension${nd === 1 ? "" : "s"})`);
     }
+    slots.push(out.length);
     out.push({ path, value, axis: axis < 0 ? axis + nd : axis });
   }
   if (out.length === 0) throw new BridgeInputError(`${op}: the tree has no array leaves, so there is nothing to unstack (and no size to split into)`);
@@ -340,7 +351,7 @@ function planUnstack(tree: unknown, axis: number): UnstackPlan {
       `${op}: all leaves must have the same size along axis ${axis}, but ${desc(first)}, while ${odd.map(desc).join(", ")}`,
     );
   }
-  return { leaves: out, treedef, n };
+  return { leaves: out, slots, treedef, n };
 }
 
 /** Slices of a host array along `axis`: views when every slice is contiguous (axis 0, or all leading sizes 1). */
@@ -371,7 +382,7 @@ function sliceHost(a: NDArray, axis: number): NDArray[] {
 function unstackPlanned(plan: UnstackPlan, slice: (l: UnstackPlan["leaves"][number]) => unknown[]): unknown[] {
   const columns = plan.leaves.map(slice);
   const out: unknown[] = [];
-  for (let i = 0; i < plan.n; i++) out.push(unflatten(plan.treedef, columns.map((c) => c[i])));
+  for (let i = 0; i < plan.n; i++) out.push(unflatten(plan.treedef, plan.slots.map((k) => (typeof k === "number" ? columns[k]![i] : k))));
   return out;
 }
 
@@ -384,7 +395,8 @@ function unstackTraced(tree: unknown, axis: number): unknown[] {
 /**
  * `lerax.utils.unstack_pytree`: split a tree whose array leaves share a
  * size along `axis` into a JS array of trees of the same structure, one per
- * index. Every leaf must be an array that has the axis; leaves of different
+ * index. Every leaf must be an array that has the axis (PyRefs, the Python
+ * objects inside remote modules, are shared by every slice); leaves of different
  * sizes along it are an error naming each offending leaf and its size
  * (lerax's own check, `~times == times[0]`, never fires).
  *

@@ -4,7 +4,7 @@
  * directly in Python from the same keys.
  */
 import assert from "node:assert/strict";
-import { array, connect, filterScan, jit, kw, Module, programStats, pyCall, pyMethod, SidecarError, TraceError, type DeviceArray, type NDArray, type PyRef, type RemoteModule, type Tracer } from "../src/index.js";
+import { array, connect, filterCond, filterScan, jit, jnp, kw, Module, polyakAverage, programStats, pyCall, pyMethod, SidecarError, TraceError, Tracer, treeMap, unstackPytree, type DeviceArray, type NDArray, type PyRef, type RemoteModule } from "../src/index.js";
 import { runPython } from "./support/python.js";
 import { useSession } from "./support/session.js";
 import { dirname, join } from "node:path";
@@ -26,8 +26,15 @@ def step(hc, xi):
     h, c = cell(xi, hc)
     return (h, c), h
 (h, c), hs = jax.jit(lambda xs: jax.lax.scan(step, (jnp.zeros(2), jnp.zeros(2)), xs))(x)
+other = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(1))
+o, static = eqx.partition(mlp, eqx.is_inexact_array)
+t, _ = eqx.partition(other, eqx.is_inexact_array)
+averaged = eqx.combine(jax.tree.map(lambda a, b: 0.25 * a + (1 - 0.25) * b, o, t), static)
 print(json.dumps({
     "mlp2": np.asarray(jax.jit(lambda v: 2 * mlp(v))(x[0])).tolist(),
+    "other": np.asarray(other(x[0])).tolist(),
+    "averaged": np.asarray(averaged(x[0])).tolist(),
+    "averaged_w0": np.asarray(averaged.layers[0].weight).tolist(),
     "mlp": np.asarray(mlp(x[0])).tolist(),
     "relu": np.asarray(jax.nn.relu(x[0])).tolist(),
     "lstm": {"h": np.asarray(h).tolist(), "c": np.asarray(c).tolist(), "hs": np.asarray(hs).tolist()},
@@ -36,6 +43,9 @@ print(json.dumps({
 
 interface Oracle {
   mlp2: number[];
+  other: number[];
+  averaged: number[];
+  averaged_w0: number[][];
   mlp: number[];
   relu: number[];
   lstm: { h: number[]; c: number[]; hs: number[][] };
@@ -150,6 +160,31 @@ print(json.dumps({"scaled": np.asarray(s(x)).tolist(), "pos": np.asarray(p["pos"
       jit((x: NDArray) => pyCall<Tracer>(relu, x))(array([1], "float32")),
       (e: unknown) => e instanceof SidecarError && e.remoteType === "NotAllowed" && /custom_jvp .* outside the allow-list/.test(e.message),
     );
+  });
+
+  it("lerax's utilities take remote modules: polyakAverage, filterCond, unstackPytree and jit", async () => {
+    const online = await mlp();
+    const target = await build("MLP", 1, { in_size: 3, out_size: 2, width_size: 4, depth: 2 });
+    const x0 = array(rows(xs)[0]!, "float32");
+    const host = async (a: unknown) => Array.from((await (a as DeviceArray).toHost()).data as Float64Array);
+
+    const averaged = (await polyakAverage(online, target, 0.25)) as unknown as RemoteModule;
+    assert.equal(averaged.className, "MLP");
+    const w0 = (averaged as unknown as { layers: { weight: DeviceArray }[] }).layers[0]!.weight;
+    assert.deepEqual(rows(await w0.toHost()), want.averaged_w0);
+    assert.deepEqual(await host(await jb().callMethod(averaged, "__call__", x0)), want.averaged, "sent back, it is the equinox module lerax's formula gives");
+
+    const pick = (p: boolean) => filterCond(array(p), (a: RemoteModule, b: RemoteModule, x: Tracer) => pyCall<Tracer>(a, x), (a: RemoteModule, b: RemoteModule, x: Tracer) => pyCall<Tracer>(b, x), online, target, x0);
+    assert.deepEqual(await host(await pick(true)), want.mlp);
+    assert.deepEqual(await host(await pick(false)), want.other);
+
+    // Stack two modules leaf by leaf in a jitted function, then unstack them: each is its original again.
+    const stack = jit((a: RemoteModule, b: RemoteModule) => treeMap((u: unknown, v: unknown) => (u instanceof Tracer ? jnp.stack([u, v as Tracer]) : u), a, b));
+    const stacked = (await stack(online, target)) as RemoteModule;
+    const [first, second] = (await unstackPytree(stacked)) as unknown as RemoteModule[];
+    assert.equal(first!.className, "MLP");
+    assert.deepEqual(await host(await pyCall(first!, x0)), want.mlp);
+    assert.deepEqual(await host(await pyCall(second!, x0)), want.other);
   });
 
   it("refuses bad targets and methods with errors that say what was wrong, and the sidecar keeps serving", async () => {
