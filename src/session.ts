@@ -81,6 +81,9 @@ export interface CallOptions extends RequestOptions {
 export class Kwargs {
   constructor(readonly values: Record<string, unknown>) {}
 }
+/** Puts at least this large send queued frees in a message of their own first (see put). */
+const LARGE_PUT_BYTES = 1 << 20;
+
 export function kw(values: Record<string, unknown>): Kwargs {
   return new Kwargs(values);
 }
@@ -355,6 +358,10 @@ export class Session implements HandleOwner, EventSink {
       }
     });
     if (sent.length === 0) return tree as DeviceTree<T>;
+    // Frees riding on this request would run after its arrays are decoded: for
+    // a large put, send them first so the sidecar releases old buffers before
+    // it allocates new ones (peak memory, and fresh pages are slow to fault in).
+    if (this.frees.length > 0 && sent.some((a) => a instanceof NDArray && a.nbytes >= LARGE_PUT_BYTES)) void this.flushFrees();
     const fields: Record<string, unknown> = { value: sent };
     if (opts.device !== undefined) fields.device = opts.device;
     const got = (await this.request("put", fields, opts)) as DeviceArray[];

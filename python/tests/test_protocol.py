@@ -47,6 +47,37 @@ def test_large_arrays_split_into_16_mib_frames():
     assert np.array_equal(back, arr)
 
 
+@pytest.mark.parametrize("offset", [0, 8, 40])
+@pytest.mark.parametrize("mib", [1, 20])
+def test_large_arrays_decode_64_byte_aligned_so_device_put_copies_nothing(offset, mib):
+    import jax
+
+    arr = np.arange(mib * 256 * 1024, dtype=np.float32)
+    frames = protocol.encode({"id": 1, "op": "put", "value": arr})
+    # Frames as ZeroMQ hands them over: at any address.
+    moved = []
+    for f in frames:
+        raw = bytearray(len(memoryview(f)) + 64)
+        base = np.frombuffer(raw, np.uint8).ctypes.data
+        at = (offset - base) % 64
+        raw[at : at + len(memoryview(f))] = bytes(f)
+        moved.append(memoryview(raw)[at : at + len(memoryview(f))])
+    back = protocol.decode(moved, 1 << 40)["value"]
+    assert np.array_equal(back, arr)
+    assert back.ctypes.data % protocol.HOST_ALIGNMENT == 0
+    on_device = jax.device_put(back)
+    if jax.default_backend() == "cpu":
+        assert on_device.unsafe_buffer_pointer() == back.ctypes.data, "XLA's CPU client aliases the aligned host buffer"
+    assert np.array_equal(np.asarray(on_device), arr)
+
+
+def test_small_arrays_are_views_of_their_frame():
+    frames = protocol.encode({"id": 1, "op": "put", "value": np.arange(16, dtype=np.int32)})
+    data = [bytes(f) for f in frames]
+    back = protocol.decode(data, 1 << 40)["value"]
+    assert back.base is not None and not back.flags.writeable, "a view of the (read-only) frame, not a copy"
+
+
 def _array_ext(dtype, shape, first, count):
     return msgpack.ExtType(protocol.EXT_ARRAY, msgpack.packb([dtype, shape, first, count]))
 
