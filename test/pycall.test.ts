@@ -4,7 +4,7 @@
  * directly in Python from the same keys.
  */
 import assert from "node:assert/strict";
-import { array, connect, filterCond, filterScan, jit, jnp, kw, Module, polyakAverage, programStats, pyCall, pyMethod, SidecarError, TraceError, Tracer, treeMap, unstackPytree, type DeviceArray, type NDArray, type PyRef, type RemoteModule } from "../src/index.js";
+import { array, connect, filterCond, filterScan, jit, jnp, kw, Module, polyakAverage, programStats, pyCall, pyMethod, SidecarError, TraceError, Tracer, traceFlat, treeMap, unstackPytree, PyShapesNeeded, resolvePyShapes, runProgram, type DeviceArray, type NDArray, type PyRef, type RemoteModule } from "../src/index.js";
 import { runPython } from "./support/python.js";
 import { useSession } from "./support/session.js";
 import { dirname, join } from "node:path";
@@ -98,6 +98,28 @@ describe("pyCall: remote equinox modules inside traced TypeScript functions", ()
     assert.deepEqual(f.stats, { traces: 1, hits: 1, calls: 2, programsSent: 1 });
     const after = await programStats(jb());
     assert.equal(after.lowered - before.lowered, 1);
+  });
+
+  it("traceFlat stops at an untyped call with PyShapesNeeded; resolvePyShapes types it for the next trace", async () => {
+    // A signature no other test typed (the cache is per sidecar, and PyRefs like relu are shared).
+    const m = await build("MLP", 0, { in_size: 3, out_size: 2, width_size: 5, depth: 1 });
+    const fn = (x: Tracer) => pyCall<Tracer>(m, x);
+    const spec = [{ dtype: "float32" as const, shape: [3] }];
+    const x64 = jb().info.x64;
+    let need: unknown;
+    try {
+      traceFlat(fn, spec, { x64 });
+    } catch (e) {
+      need = e;
+    }
+    assert.ok(need instanceof PyShapesNeeded && need.request.method === "__call__" && need.instance === jb().instance);
+    await resolvePyShapes(jb(), need);
+    const traced = traceFlat(fn, spec, { x64 });
+    assert.deepEqual(traced.outputs, [{ dtype: "float64", shape: [2] }]);
+    const x0 = array(rows(xs)[0]!, "float32");
+    const r = await runProgram(jb(), traced, [x0], { fetch: true });
+    const eager = await (await jb().callMethod<DeviceArray>(m, "__call__", x0)).toHost();
+    assert.deepEqual(Array.from((r.outputs[0] as NDArray).data as Float64Array), Array.from(eager.data as Float64Array));
   });
 
   it("runs at top level as its own program and agrees with the eager callMethod", async () => {

@@ -480,6 +480,7 @@ const HELP = `jaxbridge REPL: TypeScript in, JAX in the sidecar.
   jb                    the session: await jb.call("jax.numpy.sum", x, kw({ axis: 0 }))
   py                    the same calls by name: await py.jax.numpy.sum(x, kw({ axis: 0 }))
   jnp lax nn random     tracer namespaces for jit(fn), filterScan, filterCond
+  pyCall(m, x)          a remote (equinox) module's __call__, inside those too: m = await py.equinox.nn.MLP(...)
   array(...)            a host array (NDArray); prints like numpy
   await show(x)         fetch x's DeviceArrays (any size) and print them with their values
   await plot(x)         a line plot of a 1-d array (or [n, k]: k series)
