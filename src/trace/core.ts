@@ -95,7 +95,7 @@ export class Trace {
   /** Host callbacks of this program (only the root trace's is used). */
   readonly callbacks: HostCallback[] = [];
   /** Objects the program names by id (PyRefs of pycall equations): held as long as the program is (only the root trace's is used). */
-  readonly keep: unknown[] = [];
+  readonly keep = new Set<unknown>();
   #captureMap = new Map<object, Tracer>();
   #outputs: (Var | Literal)[] | null = null;
 

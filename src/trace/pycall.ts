@@ -228,7 +228,8 @@ export function pyMethod<T = any>(target: RemoteModule | PyRef, method: string, 
     known.outputs.map((o) => ({ aval: { dtype: o.dtype, shape: o.shape }, weak: o.weak })),
   );
   // The program names these ids: keep them alive as long as the program is.
-  rootTrace()?.keep.push(...t.refs);
+  const root = rootTrace();
+  for (const r of t.refs) root?.keep.add(r);
   return rebuild(known.tree, outs, { i: 0 }) as T;
 }
 

@@ -336,7 +336,7 @@ function traceJit<A extends unknown[], R>(
     inputs: program.inputs,
     outputs: [],
     callbacks: trace.callbacks,
-    keep: trace.keep,
+    keep: [...trace.keep],
   };
   return { argDef, statics, avals, traced, outDef, outLeaves, placed: new Map() };
 }

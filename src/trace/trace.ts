@@ -70,7 +70,7 @@ export function traceFlat(fn: (...args: Tracer[]) => FlatOut | readonly FlatOut[
   const bytes = encodeProgram(full);
   const captures = trace.captures.map((c) => c.outer as Concrete);
   const outAvals = full.outputs.map((o) => (typeof o === "number" ? avalOfVar(full, o) : { dtype: o.dtype, shape: [] }));
-  return { program: full, bytes, hash: sha256Hex(bytes), captures, inputs: full.inputs, outputs: outAvals, callbacks: trace.callbacks, keep: trace.keep };
+  return { program: full, bytes, hash: sha256Hex(bytes), captures, inputs: full.inputs, outputs: outAvals, callbacks: trace.callbacks, keep: [...trace.keep] };
 }
 
 /** The type of variable `id` in a program (inputs first, then each equation's outputs). */
