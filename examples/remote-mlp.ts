@@ -8,8 +8,9 @@
  *    the target towards the online network by `polyakAverage`, so the
  *    target's weights are a scan carry;
  * 3. serialize both with lerax's file layout (fingerprint + equinox leaves);
- * 4. close the sidecar, start a fresh one, load both files into freshly
- *    built skeletons and check that they give the same outputs.
+ * 4. close the session (and its embedded sidecar), start a fresh one, load
+ *    both files into freshly built skeletons and check that they give the
+ *    same outputs.
  *
  * `node --import tsx examples/remote-mlp.ts [--json] [--dir DIR]`. With
  * `--json` the last line holds the numbers and file paths that
@@ -121,7 +122,9 @@ let after: { online: number[][]; target: number[][] };
 }
 
 const same = JSON.stringify(before) === JSON.stringify(after);
-console.log(`fresh sidecar: loaded both files; outputs on ${probes.shape[0]} probes ${same ? "are identical" : "DIFFER"}`);
+// With JAXBRIDGE_URL the second session reaches the same sidecar; embedded, it is a new process.
+const fresh = process.env.JAXBRIDGE_URL ? "fresh session" : "fresh sidecar";
+console.log(`${fresh}: loaded both files; outputs on ${probes.shape[0]} probes ${same ? "are identical" : "DIFFER"}`);
 console.log(`online(probe 0) = [${after.online[0]!.map((v) => v.toFixed(6)).join(", ")}], target(probe 0) = [${after.target[0]!.map((v) => v.toFixed(6)).join(", ")}]`);
 if (json) console.log(JSON.stringify({ shape: SHAPE, tau: TAU, xs: xs.toList(), probes: probes.toList(), scanned, before, after, paths }));
 if (!same) process.exitCode = 1;
