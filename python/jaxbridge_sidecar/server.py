@@ -178,7 +178,7 @@ class Server:
 
     def _serve_one(self, msg: list[Any]) -> None:
         ident, frames = msg[0], msg[1:]
-        if self.active is not None and _salvage_op(frames) in SERIALIZED_OPS:
+        if self.active is not None and _salvage(frames, "op") in SERIALIZED_OPS:
             self.waiting.append(msg)  # FIFO: runs and calls wait for the worker run
             return
         self._ident = ident
@@ -243,8 +243,11 @@ class Server:
         self.requests += 1
         rid: Any = None
         try:
-            rid = _salvage_id(frames)
-            env = protocol.decode(frames, self.config.max_message_bytes)
+            try:
+                env = protocol.decode(frames, self.config.max_message_bytes)
+            except Exception:
+                rid = _salvage(frames, "id")
+                raise
             rid = env.get("id")
             op = env.get("op")
             fn = self.ops.get(op) if isinstance(op, str) else None
@@ -459,24 +462,15 @@ def _error_reply(rid: Any, e: BaseException) -> list[Any]:
     return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": body})
 
 
-def _salvage_op(frames: list[Any]) -> Any:
-    """The request's op, read without decoding arrays (to queue runs behind a worker run)."""
+def _salvage(frames: list[Any], key: str) -> Any:
+    """One envelope field (`op`, `id`), read without decoding arrays: to queue
+    runs behind a worker run, and so that even a malformed request's error
+    reaches its caller."""
     try:
         import msgpack
 
         env = msgpack.unpackb(frames[0], raw=False, ext_hook=lambda c, d: None, strict_map_key=False)
-        return env.get("op") if isinstance(env, dict) else None
-    except Exception:
-        return None
-
-
-def _salvage_id(frames: list[Any]) -> Any:
-    """The request id, read without decoding arrays, so even a malformed request's error reaches its caller."""
-    try:
-        import msgpack
-
-        env = msgpack.unpackb(frames[0], raw=False, ext_hook=lambda c, d: None, strict_map_key=False)
-        return env.get("id") if isinstance(env, dict) else None
+        return env.get(key) if isinstance(env, dict) else None
     except Exception:
         return None
 
