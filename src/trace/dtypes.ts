@@ -12,7 +12,7 @@
  */
 
 import type { DType } from "../dtype.js";
-import { dtypeInfo, numberToBfloat16Bits, numberToFloat16Bits } from "../dtype.js";
+import { bfloat16BitsToNumber, dtypeInfo, float16BitsToNumber, numberToBfloat16Bits, numberToFloat16Bits } from "../dtype.js";
 
 /** An abstract value as promotion sees it. */
 export interface Typed {
@@ -275,18 +275,10 @@ export function bitsToFloat(bits: string, dtype: DType): number {
     case "float64":
       u64buf[0] = n;
       return f64buf[0]!;
-    case "float16": {
-      const h = Number(n);
-      const sign = h & 0x8000 ? -1 : 1;
-      const e = (h >> 10) & 0x1f;
-      const f = h & 0x3ff;
-      if (e === 0) return sign * f * 2 ** -24;
-      if (e === 0x1f) return f ? NaN : sign * Infinity;
-      return sign * (1 + f / 1024) * 2 ** (e - 15);
-    }
+    case "float16":
+      return float16BitsToNumber(Number(n));
     case "bfloat16":
-      u32buf[0] = Number(n) << 16;
-      return f32buf[0]!;
+      return bfloat16BitsToNumber(Number(n));
     default:
       throw new TypeError(`${dtype} is not a float dtype`);
   }
