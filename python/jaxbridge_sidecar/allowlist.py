@@ -50,6 +50,12 @@ class AllowList:
     def _in_namespace(self, dotted: str) -> bool:
         return any(dotted == ns or dotted.startswith(ns + ".") for ns in self.namespaces)
 
+    def check_class(self, cls: type, where: str = "") -> None:
+        """Methods may be called on objects whose class is defined inside the allow-list."""
+        owner = getattr(cls, "__module__", "") or ""
+        if not self._in_namespace(owner):
+            raise NotAllowed(f"{where + ': ' if where else ''}{cls.__qualname__} is defined in {owner!r}, which is outside the allow-list ({self.describe()})")
+
     def resolve(self, dotted: Any) -> Callable[..., Any]:
         if not isinstance(dotted, str) or not dotted:
             raise NotAllowed(f"a function name must be a non-empty dotted string, got {dotted!r}")

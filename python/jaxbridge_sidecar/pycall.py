@@ -29,6 +29,7 @@ import numpy as np
 
 from .allowlist import DENIED_ATTRS, NotAllowed
 from .protocol import WireError, dtype_from_name, dtype_name
+from .remote import rebuild_module
 
 Builder = Callable[[list[Any]], Any]
 
@@ -65,9 +66,7 @@ class Target:
             self.cls: type = server.structures.get(node["module"]).node_data()[0]
         else:
             self.cls = type(server.handles.get_object(node["ref"]))
-        owner = getattr(self.cls, "__module__", "")
-        if not server.allow._in_namespace(owner):
-            raise NotAllowed(f"{where}: {self.cls.__qualname__} is defined in {owner!r}, which is outside the allow-list ({server.allow.describe()})")
+        server.allow.check_class(self.cls, where)
 
     @property
     def arrays(self) -> int:
@@ -75,8 +74,7 @@ class Target:
         return self._slots
 
     def build(self, arrays: list[Any]) -> tuple[Any, list[Any]]:
-        if len(arrays) != self._slots:
-            raise _error(f"pycall target takes {self._slots} arrays, got {len(arrays)}")
+        """The object and the arguments, from exactly `self.arrays` arrays (its callers check the count)."""
         return self._build(arrays)
 
     def _parse(self, server: Any, node: Any, where: str) -> Builder:
@@ -107,15 +105,8 @@ class Target:
             treedef = server.structures.get(key)
             fields = self._pairs(server, node["fields"], where, "fields")
 
-            def module(arrays: list[Any]) -> Any:
-                # As remote.materialize does: the leaves of the children, unflattened
-                # with the structure the module left the sidecar with.
-                leaves = jax.tree.leaves([b(arrays) for _, b in fields])
-                if len(leaves) != treedef.num_leaves:
-                    raise _error(f"{where}: module {treedef.node_data()[0].__qualname__} expects {treedef.num_leaves} leaves, the template gives {len(leaves)}")
-                return jax.tree.unflatten(treedef, leaves)
-
-            return module
+            error = lambda message: _error(f"{where}: {message}")  # noqa: E731
+            return lambda arrays: rebuild_module(treedef, [b(arrays) for _, b in fields], error)
         raise _error(f"{where}: unknown template node {sorted(node)}")
 
     def _pairs(self, server: Any, pairs: Any, where: str, what: str) -> list[tuple[str, Builder]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 import equinox as eqx
 import jax
@@ -85,6 +85,17 @@ def export(server: Any, value: Any, fetch: bool) -> Any:
     return go(value, True)
 
 
+def rebuild_module(treedef: Any, children: list[Any], error: Callable[[str], Exception] = ValueError) -> Any:
+    """A module from the values of its fields, in the structure it left the
+    sidecar with. Children are flattened by default, as when the structure
+    was taken, so children exported as PyRefs (custom nodes) expand here
+    exactly as they did there."""
+    leaves = jax.tree.leaves(children)
+    if len(leaves) != treedef.num_leaves:
+        raise error(f"module {treedef} expects {treedef.num_leaves} leaves, the client sent {len(leaves)}: its structure was changed in TypeScript")
+    return jax.tree.unflatten(treedef, leaves)
+
+
 def materialize(server: Any, value: Any) -> Any:
     """Handles, PyRefs and module nodes in a request become the objects they name."""
     table = server.handles
@@ -95,14 +106,7 @@ def materialize(server: Any, value: Any) -> Any:
         if isinstance(v, PyRefIn):
             return table.get_object(v.id)
         if isinstance(v, ModuleIn):
-            treedef = server.structures.get(v.key)
-            children = [go(x) for x in v.fields.values()]
-            # Default flattening, as when the structure was taken: children
-            # exported as PyRefs (custom nodes) expand here exactly as they did there.
-            leaves = jax.tree.leaves(children)
-            if len(leaves) != treedef.num_leaves:
-                raise ValueError(f"module {treedef} expects {treedef.num_leaves} leaves, the client sent {len(leaves)}: its structure was changed in TypeScript")
-            return jax.tree.unflatten(treedef, leaves)
+            return rebuild_module(server.structures.get(v.key), [go(x) for x in v.fields.values()])
         if isinstance(v, dict):
             return {k: go(x) for k, x in v.items()}
         if isinstance(v, list):

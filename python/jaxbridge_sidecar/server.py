@@ -409,9 +409,7 @@ class Server:
         """Call a public method (or __call__) of an object the sidecar handed out."""
         name = pycall.check_method_name(env.get("name"), "call_method")
         target = self.materialize(env.get("target"))
-        owner = type(target).__module__
-        if not self.allow._in_namespace(owner):
-            raise NotAllowed(f"{type(target).__qualname__} is defined in {owner!r}, which is outside the allow-list ({self.allow.describe()})")
+        self.allow.check_class(type(target))
         method = getattr(target, name)
         args = env.get("args") or []
         kwargs = env.get("kwargs") or {}
