@@ -24,7 +24,7 @@ import { bind, currentTrace, type In, rootTrace } from "./core.js";
 import { isJsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 import { type Aval, canonicalJson, type ParamValue } from "./ir.js";
-import { asTracer, describeArg, lit } from "./lax.js";
+import { asTracer, avalOf, describeArg, lit } from "./lax.js";
 import { Tracer } from "./tracer.js";
 
 /** A target template node (docs/protocol.md). */
@@ -151,7 +151,10 @@ function templatesOf(op: string, target: unknown, args: readonly unknown[], x64:
     if (v instanceof RemoteModule) {
       const cls = v.constructor as typeof RemoteModule;
       claim(cls.remoteInstance, where);
-      const fields = Module.fieldsOf(v).map((f) => [f.name, go((v as unknown as Record<string, unknown>)[f.name], [...path, { kind: "attr", name: f.name }])] as const);
+      // The fields the wire's module node carries (protocol.ts packs the non-static ones).
+      const fields = Module.fieldsOf(v)
+        .filter((f) => !f.static)
+        .map((f) => [f.name, go((v as unknown as Record<string, unknown>)[f.name], [...path, { kind: "attr", name: f.name }])] as const);
       return { module: cls.remoteKey, fields };
     }
     if (Array.isArray(v)) return { list: v.map((x, i) => go(x, [...path, { kind: "index", index: i }])) };
@@ -172,10 +175,6 @@ function templatesOf(op: string, target: unknown, args: readonly unknown[], x64:
     return go(x, []);
   });
   return { target: t, args: a, ins, refs, instance: instance ?? "" };
-}
-
-function avalOf(x: In): Aval {
-  return x instanceof Tracer ? x.aval : { dtype: x.literal.dtype, shape: [] };
 }
 
 function rebuild(node: OutputNode, outs: readonly Tracer[], at: { i: number }): unknown {
