@@ -34,3 +34,8 @@ export function fmtUs(us: number): string {
 export function fmtRatio(r: number): string {
   return r >= 100 ? `${r.toFixed(0)}x` : `${r.toFixed(2)}x`;
 }
+
+/** The median of timings taken by hand (the upper one of an even count, as `time` reports it). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}

@@ -18,15 +18,13 @@ import { connect, kw } from "../../src/session.js";
 import { pyCall } from "../../src/trace/pycall.js";
 import { jit } from "../../src/trace/run.js";
 import type { Tracer } from "../../src/trace/tracer.js";
-import { fmtRatio, fmtUs, time } from "../measure.js";
+import { fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";
 
 const STEPS = 100_000;
 const REPEATS = 5;
 const SHAPE = { in_size: 8, out_size: 4, width_size: 32, depth: 2 };
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function rows(n: number, width: number): NDArray {
   const data = new Float32Array(n * width);

@@ -19,7 +19,7 @@ import * as jnp from "../../src/trace/jnp.js";
 import { jit } from "../../src/trace/run.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import type { Tracer } from "../../src/trace/tracer.js";
-import { fmtRatio, fmtUs, time } from "../measure.js";
+import { fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";
 
@@ -53,8 +53,6 @@ function det(shape: number[], scale: number, seed: number): NDArray {
   }
   return new NDArray(data, shape, "float32");
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function scanVsLerax(rows: Row[]): Promise<void> {
   const jb: Session = await connect({ env: { JAXBRIDGE_BENCH_OPS: "1" } });
