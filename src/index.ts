@@ -2,13 +2,13 @@
  * jaxbridge: drive real JAX from TypeScript. This file is the whole public
  * API; everything else in src/ is internal.
  */
-export * from "./dtype.js";
-export { NDArray, array, zerosHost, shapeSize, type Shape, type Scalar, type NestedArray, type Complex } from "./ndarray.js";
-export { DeviceArray } from "./device-array.js";
-export { PyRef, RemoteModule, type PyProxy } from "./remote.js";
-export * from "./errors.js";
-export { formatNDArray, formatSummary, setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, type PrintOptions } from "./format.js";
-export { Module, type ModuleField, type ModuleClass } from "./module.js";
+export * from "./values/dtype.js";
+export { NDArray, array, zerosHost, shapeSize, type Shape, type Scalar, type NestedArray, type Complex } from "./values/ndarray.js";
+export { DeviceArray } from "./values/device-array.js";
+export { PyRef, RemoteModule, type PyProxy } from "./values/remote.js";
+export * from "./values/errors.js";
+export { formatNDArray, formatSummary, setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, type PrintOptions } from "./values/format.js";
+export { Module, type ModuleField, type ModuleClass } from "./values/module.js";
 export {
   type KeyEntry,
   type KeyPath,
@@ -34,7 +34,7 @@ export {
   firstDifference,
   isArray,
   isNode,
-} from "./tree.js";
+} from "./values/tree.js";
 export {
   connect,
   Session,
@@ -48,11 +48,11 @@ export {
   type RequestOptions,
   type DeviceTree,
   type HostTree,
-} from "./session.js";
-export { PROTOCOL_VERSION } from "./protocol.js";
-export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, toScijs, type CallbackOptions } from "./callbacks.js";
-export type { CallbackStats, EventRequestOptions, ShardingSpec } from "./session.js";
-export type { CurveClientKeys } from "./transport.js";
+} from "./session/session.js";
+export { PROTOCOL_VERSION } from "./wire/protocol.js";
+export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, toScijs, type CallbackOptions } from "./lerax/callbacks.js";
+export type { CallbackStats, EventRequestOptions, ShardingSpec } from "./session/session.js";
+export type { CurveClientKeys } from "./wire/transport.js";
 export {
   toArrow,
   fromArrow,
@@ -70,9 +70,9 @@ export {
   SHAPE_KEY,
   type FromArrowOptions,
   type IPCFormat,
-} from "./arrow.js";
+} from "./io/arrow.js";
 export * from "./trace/index.js";
-export { encodeNpy, encodeNpyHeader, decodeNpy, decodeNpyHeader, loadNpy, npyDescr, NpyFormatError, type NpyHeader, type NpyExpect } from "./npy.js";
+export { encodeNpy, encodeNpyHeader, decodeNpy, decodeNpyHeader, loadNpy, npyDescr, NpyFormatError, type NpyHeader, type NpyExpect } from "./io/npy.js";
 export {
   Serializable,
   SerializationError,
@@ -91,6 +91,6 @@ export {
   type DeserializeOptions,
   type DeserialiseLeavesOptions,
   type DevicePutter,
-} from "./serializable.js";
-export { serializeRemote, deserializeRemote, type RemoteSerializeOptions } from "./remote-serialize.js";
-export { loadCurveKeys, loadKeyPair, loadPublicKey, parseCertificate, formatCertificate, generateKeyPair, writeKeyPair, curveFromEnv, isZ85Key, CURVE_ENV, type KeyPair, type Certificate, type CurveFiles, type WrittenKeys } from "./keys.js";
+} from "./io/serializable.js";
+export { serializeRemote, deserializeRemote, type RemoteSerializeOptions } from "./io/remote-serialize.js";
+export { loadCurveKeys, loadKeyPair, loadPublicKey, parseCertificate, formatCertificate, generateKeyPair, writeKeyPair, curveFromEnv, isZ85Key, CURVE_ENV, type KeyPair, type Certificate, type CurveFiles, type WrittenKeys } from "./wire/keys.js";

@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { sidecarPython } from "../src/python-env.js";
+import { sidecarPython } from "../src/wire/python-env.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 

@@ -6,8 +6,8 @@
  * process, via `bench_lerax_scan`'s neighbour) is reported for context.
  */
 import { array, callbackWrapper, jit, type NDArray, type Tracer } from "../../src/index.js";
-import { filterScan } from "../../src/lerax.js";
-import type { Session } from "../../src/session.js";
+import { filterScan } from "../../src/lerax/utils.js";
+import type { Session } from "../../src/session/session.js";
 import type { Row } from "../run.js";
 
 export async function callbacksSection(ctx: { jb: Session; rows: Row[] }): Promise<void> {

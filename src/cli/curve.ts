@@ -4,8 +4,8 @@
  * certificate, or a file holding just the key) and `--client-key` this
  * client's `.key_secret` certificate. Reading them is src/keys.ts's job.
  */
-import { loadCurveKeys } from "../keys.js";
-import type { CurveClientKeys } from "../transport.js";
+import { loadCurveKeys } from "../wire/keys.js";
+import type { CurveClientKeys } from "../wire/transport.js";
 
 /** `--server-key` and `--client-key` to the session's `curve` option. */
 export function curveFromArgs(opts: { serverKey?: string; clientKey?: string }): CurveClientKeys | undefined {

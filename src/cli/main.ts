@@ -4,7 +4,7 @@
  * from dist/ in an installed package) and calls `main`.
  */
 import { Command, Option } from "commander";
-import type { ConnectOptions } from "../session.js";
+import type { ConnectOptions } from "../session/session.js";
 import { curveFromArgs } from "./curve.js";
 import { doctor, formatDoctor } from "./doctor.js";
 import { runScript, runSidecarCli, sidecarCliOutput } from "./python.js";

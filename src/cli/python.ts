@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { PACKAGE_ROOT, sidecarPython } from "../python-env.js";
+import { PACKAGE_ROOT, sidecarPython } from "../wire/python-env.js";
 
 /** Run `python -m jaxbridge_sidecar <args>` attached to this terminal; resolves with its exit code. */
 export function runSidecarCli(args: string[]): Promise<number> {

@@ -13,8 +13,8 @@
  * completion is then off for that session and JavaScript completion remains.
  */
 import { inspect } from "node:util";
-import type { Session } from "../session.js";
-import { SidecarError } from "../errors.js";
+import type { Session } from "../session/session.js";
+import { SidecarError } from "../values/errors.js";
 
 export interface RemoteEntry {
   name: string;

@@ -12,12 +12,12 @@
  * - Colour only when the output is a colour terminal and NO_COLOR is unset.
  */
 import { inspect, type InspectOptionsStylized } from "node:util";
-import { DeviceArray } from "../device-array.js";
-import { NDArray } from "../ndarray.js";
-import { Module } from "../module.js";
-import { formatNDArray } from "../format.js";
-import { JaxBridgeError, SidecarDiedError, SidecarError } from "../errors.js";
-import { Session } from "../session.js";
+import { DeviceArray } from "../values/device-array.js";
+import { NDArray } from "../values/ndarray.js";
+import { Module } from "../values/module.js";
+import { formatNDArray } from "../values/format.js";
+import { JaxBridgeError, SidecarDiedError, SidecarError } from "../values/errors.js";
+import { Session } from "../session/session.js";
 
 /** Results whose DeviceArrays total at most this many bytes are fetched for display. */
 export const AUTO_FETCH_BYTES = 1 << 20;

@@ -14,8 +14,8 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import * as api from "../index.js";
-import { connect, type ConnectOptions, Session } from "../session.js";
-import type { CurveClientKeys, RequestOptions } from "../transport.js";
+import { connect, type ConnectOptions, Session } from "../session/session.js";
+import type { CurveClientKeys, RequestOptions } from "../wire/transport.js";
 import { curveFromArgs } from "../cli/curve.js";
 import { toJavaScript } from "./transform.js";
 import { colorEnabled, formatError, installDeviceArrayDisplay, installSessionDisplay, makeWriter, paint, rememberFetched, toAutoFetch, collectDeviceArrays, trimStack } from "./display.js";
@@ -74,8 +74,8 @@ function installInterrupts(): () => void {
   };
 }
 
-/** src/lerax.ts (filterCond, filterScan, unstackPytree, polyakAverage at top level), loaded if it is there. */
-const LERAX = "../lerax.js";
+/** src/lerax/utils.ts (filterCond, filterScan, unstackPytree, polyakAverage at top level), loaded if it is there. */
+const LERAX = "../lerax/utils.js";
 
 async function optionalModule(spec: string): Promise<Record<string, unknown>> {
   try {

@@ -10,9 +10,9 @@
  */
 import asciichart from "asciichart";
 import { inspect } from "node:util";
-import { DeviceArray } from "../device-array.js";
-import { NDArray } from "../ndarray.js";
-import { BridgeInputError } from "../errors.js";
+import { DeviceArray } from "../values/device-array.js";
+import { NDArray } from "../values/ndarray.js";
+import { BridgeInputError } from "../values/errors.js";
 
 export interface PlotOptions {
   /** Rows of the plot (default 10). */

@@ -5,9 +5,9 @@
  * (closure conversion). Tracer itself lives in tracer.ts.
  */
 
-import type { DType } from "../dtype.js";
-import { DeviceArray } from "../device-array.js";
-import { NDArray } from "../ndarray.js";
+import type { DType } from "../values/dtype.js";
+import { DeviceArray } from "../values/device-array.js";
+import { NDArray } from "../values/ndarray.js";
 import type { Aval, Eqn, Literal, Operand, ParamValue, SubProgram } from "./ir.js";
 import { TraceError, traceError } from "./errors.js";
 import { Tracer } from "./tracer.js";

@@ -11,8 +11,8 @@
  * `astype` for that. A JS boolean is a (strong) bool like Python's `True`.
  */
 
-import type { DType } from "../dtype.js";
-import { bfloat16BitsToNumber, dtypeInfo, float16BitsToNumber, numberToBfloat16Bits, numberToFloat16Bits } from "../dtype.js";
+import type { DType } from "../values/dtype.js";
+import { bfloat16BitsToNumber, dtypeInfo, float16BitsToNumber, numberToBfloat16Bits, numberToFloat16Bits } from "../values/dtype.js";
 
 /** An abstract value as promotion sees it. */
 export interface Typed {

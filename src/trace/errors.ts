@@ -1,4 +1,4 @@
-import { JaxBridgeError } from "../errors.js";
+import { JaxBridgeError } from "../values/errors.js";
 
 /**
  * A traced operation that cannot be recorded: a shape or dtype mismatch, a
@@ -36,7 +36,7 @@ export const TRACER_AS_VALUE = (what: string, desc: string): string =>
 export function userSite(): string | undefined {
   const stack = new Error().stack?.split("\n").slice(1) ?? [];
   for (const line of stack) {
-    if (/[\\/]src[\\/](trace[\\/]|lerax\.[jt]s)/.test(line)) continue;
+    if (/[\\/]src[\\/](trace|lerax)[\\/]/.test(line)) continue;
     if (/\(node:|at node:|node_modules[\\/]|\(<anonymous>\)|at <anonymous>/.test(line)) continue;
     return line.trim();
   }

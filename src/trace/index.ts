@@ -3,16 +3,16 @@
  * mirror JAX's: `jnp`, `lax`, `nn`, `random`.
  */
 
-export * as jnp from "./jnp.js";
-export * as lax from "./lax.js";
-export * as nn from "./nn.js";
-export * as random from "./random.js";
+export * as jnp from "./lib/jnp.js";
+export * as lax from "./lib/lax.js";
+export * as nn from "./lib/nn.js";
+export * as random from "./lib/random.js";
 export { Tracer } from "./tracer.js";
 export { TraceError, TracerConversionError } from "./errors.js";
 export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace.js";
 export { pyCall, pyMethod, PyShapesNeeded, resolvePyShapes, type PyCallRequest, type PyCallShapes } from "./pycall.js";
-export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./control.js";
-export { type FilterScanOptions } from "./filter.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./lib/control.js";
+export { type FilterScanOptions } from "../lerax/filter.js";
 // lerax's utilities, one function each for traced code and top level (see ../lerax.ts).
 export {
   filterCond,
@@ -34,7 +34,7 @@ export {
   type CondResult,
   type UnstackResult,
   type PolyakResult,
-} from "../lerax.js";
+} from "../lerax/utils.js";
 export {
   jit,
   runProgram,
@@ -47,6 +47,6 @@ export {
   type ProgramStats,
   type RunOptions,
   type RunResult,
-} from "./run.js";
+} from "./jit.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./dtypes.js";

@@ -9,7 +9,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { DType } from "../dtype.js";
+import type { DType } from "../values/dtype.js";
 import { showLiteral } from "./dtypes.js";
 
 export const IR_VERSION = 1;

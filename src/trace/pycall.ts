@@ -15,16 +15,16 @@
  * a program" for the template the equation carries.
  */
 
-import { DeviceArray } from "../device-array.js";
-import { Module } from "../module.js";
-import { NDArray } from "../ndarray.js";
-import { PyRef, RemoteModule } from "../remote.js";
-import { keystr, type KeyEntry } from "../tree.js";
+import { DeviceArray } from "../values/device-array.js";
+import { Module } from "../values/module.js";
+import { NDArray } from "../values/ndarray.js";
+import { PyRef, RemoteModule } from "../values/remote.js";
+import { keystr, type KeyEntry } from "../values/tree.js";
 import { bind, currentTrace, type In, rootTrace } from "./core.js";
 import { isJsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 import { type Aval, canonicalJson, type ParamValue } from "./ir.js";
-import { asTracer, avalOf, describeArg, lit } from "./lax.js";
+import { asTracer, avalOf, describeArg, lit } from "./lib/lax.js";
 import { Tracer } from "./tracer.js";
 
 /** A target template node (docs/protocol.md). */

@@ -8,11 +8,11 @@
  * structure) is the caller's: this level sees flat lists of arrays.
  */
 
-import type { DType } from "../dtype.js";
+import type { DType } from "../values/dtype.js";
 import { type Concrete, type HostCallback, isConcrete, Trace } from "./core.js";
 import { type Aval, encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
-import { asTracer, lit } from "./lax.js";
+import { asTracer, lit } from "./lib/lax.js";
 import { canonicalize, isJsScalar, type JsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 

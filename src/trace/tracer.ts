@@ -9,14 +9,14 @@
  */
 
 import { inspect } from "node:util";
-import type { DType } from "../dtype.js";
+import type { DType } from "../values/dtype.js";
 import type { Aval } from "./ir.js";
 import { showAval } from "./ir.js";
 import type { Trace, Var } from "./core.js";
 import { TracerConversionError, TRACER_AS_VALUE } from "./errors.js";
-import * as jnp from "./jnp.js";
-import { registerArrayClass } from "../tree.js";
-import type { ArrayLike, AxisArg, Index } from "./jnp.js";
+import * as jnp from "./lib/jnp.js";
+import { registerArrayClass } from "../values/tree.js";
+import type { ArrayLike, AxisArg, Index } from "./lib/jnp.js";
 
 export class Tracer {
   readonly trace: Trace;

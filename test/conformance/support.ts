@@ -7,9 +7,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type KeyPair, loadCurveKeys, loadKeyPair, writeKeyPair } from "../../src/keys.js";
-import { PACKAGE_ROOT, sidecarPython } from "../../src/python-env.js";
-import type { CurveClientKeys } from "../../src/transport.js";
+import { type KeyPair, loadCurveKeys, loadKeyPair, writeKeyPair } from "../../src/wire/keys.js";
+import { PACKAGE_ROOT, sidecarPython } from "../../src/wire/python-env.js";
+import type { CurveClientKeys } from "../../src/wire/transport.js";
 
 const execFileP = promisify(execFile);
 

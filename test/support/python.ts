@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { sidecarPython } from "../../src/python-env.js";
+import { sidecarPython } from "../../src/wire/python-env.js";
 
 /**
  * Run a Python snippet in the sidecar's environment as an independent oracle.

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { type DType, dtypeInfo } from "../../src/dtype.js";
-import { NDArray } from "../../src/ndarray.js";
+import { type DType, dtypeInfo } from "../../src/values/dtype.js";
+import { NDArray } from "../../src/values/ndarray.js";
 
 /** A small seeded PRNG, so a generated case can be replayed from its seed. */
 export function mulberry32(seed: number): () => number {

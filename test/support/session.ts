@@ -1,4 +1,4 @@
-import { connect, type ConnectOptions, type Session } from "../../src/session.js";
+import { connect, type ConnectOptions, type Session } from "../../src/session/session.js";
 
 /** One embedded sidecar per test file: spawning one costs seconds (JAX import). */
 export function useSession(opts: ConnectOptions = {}): () => Session {

@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
-import { NDArray } from "../../src/ndarray.js";
+import { NDArray } from "../../src/values/ndarray.js";
 import { TraceError, TracerConversionError } from "../../src/trace/errors.js";
 import { canonicalJson, decodeProgram, encodeProgram, IR_VERSION, type Program, sha256Hex } from "../../src/trace/ir.js";
-import * as jnp from "../../src/trace/jnp.js";
-import * as lax from "../../src/trace/lax.js";
+import * as jnp from "../../src/trace/lib/jnp.js";
+import * as lax from "../../src/trace/lib/lax.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import type { Tracer } from "../../src/trace/tracer.js";
 import { Oracle } from "./support/oracle.js";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { NDArray } from "../../../src/ndarray.js";
+import type { NDArray } from "../../../src/values/ndarray.js";
 import type { Tracer } from "../../../src/trace/tracer.js";
 import type { FlatOut } from "../../../src/trace/trace.js";
 import type { Oracle } from "./oracle.js";

@@ -4,9 +4,9 @@
  * tracers) and as Python source (the same jnp calls), so a random case can
  * run through jaxbridge and through lerax and be compared leaf by leaf.
  */
-import type { DType } from "../../../src/dtype.js";
-import { NDArray } from "../../../src/ndarray.js";
-import * as jnp from "../../../src/trace/jnp.js";
+import type { DType } from "../../../src/values/dtype.js";
+import { NDArray } from "../../../src/values/ndarray.js";
+import * as jnp from "../../../src/trace/lib/jnp.js";
 import { pick, randInt, randomArray } from "./oracle.js";
 
 export type Rand = () => number;

@@ -2,10 +2,10 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { sidecarPython } from "../../../src/python-env.js";
-import { NDArray } from "../../../src/ndarray.js";
-import type { DType } from "../../../src/dtype.js";
-import { dtypeInfo } from "../../../src/dtype.js";
+import { sidecarPython } from "../../../src/wire/python-env.js";
+import { NDArray } from "../../../src/values/ndarray.js";
+import type { DType } from "../../../src/values/dtype.js";
+import { dtypeInfo } from "../../../src/values/dtype.js";
 import { traceFlat, type FlatOut, type Traced } from "../../../src/trace/trace.js";
 import type { Tracer } from "../../../src/trace/tracer.js";
 
@@ -201,7 +201,7 @@ export function randomArray(r: () => number, dtype: DType, shape: readonly numbe
   return hostArrayOf(values, dtype, shape);
 }
 
-import { array as hostArray } from "../../../src/ndarray.js";
+import { array as hostArray } from "../../../src/values/ndarray.js";
 function hostArrayOf(values: (number | bigint | boolean)[], dtype: DType, shape: readonly number[]): NDArray {
   return hostArray(values as never, dtype, shape);
 }

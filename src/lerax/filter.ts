@@ -1,0 +1,155 @@
+/**
+ * lerax's `filter_cond` and `filter_scan` inside traced functions, on
+ * pytrees: array leaves (tracers, DeviceArrays, NDArrays) are traced,
+ * everything else is static and stays in TypeScript.
+ *
+ * - `filterCond(pred, trueFun, falseFun, ...args)`: both branches are traced;
+ *   their static outputs must be equal (a TraceError names the first
+ *   differing key path and both values, where lerax raises ValueError) and
+ *   their array outputs must agree in structure, shape and dtype. One
+ *   `cond` equation: only the taken branch runs.
+ * - `filterScan(f, init, xs?, opts)`: static parts of the carry stay here and
+ *   must come out of `f` unchanged (an error naming the path, where lerax
+ *   asserts); `xs` leaves are arrays whose leading axes agree.
+ *
+ * At top level (outside any trace) these are wired to the session by
+ * run.ts / the public API; here they only build equations.
+ */
+
+import { DeviceArray } from "../values/device-array.js";
+import { NDArray } from "../values/ndarray.js";
+import { combine, firstDifference, flatten, isArray, keystr, partition, type TreeDef, unflatten, flattenWithPath } from "../values/tree.js";
+import { requireTrace } from "../trace/core.js";
+import { condFlat, type ScanOptions, scanFlat } from "../trace/lib/control.js";
+import { traceError } from "../trace/errors.js";
+import { isJsScalar } from "../trace/dtypes.js";
+import { Tracer } from "../trace/tracer.js";
+
+/** Marks where an array leaf was, so two output trees compare on structure and statics only. */
+class ArraySlot {
+  toString(): string {
+    return "an array";
+  }
+}
+const ARRAY_SLOT = new ArraySlot();
+
+function isArrayLeaf(x: unknown): x is Tracer | DeviceArray | NDArray {
+  return x instanceof Tracer || x instanceof DeviceArray || x instanceof NDArray;
+}
+
+interface Split {
+  dynamic: (Tracer | DeviceArray | NDArray)[];
+  dynDef: TreeDef;
+  statics: unknown;
+  /** The tree with each array leaf replaced by ARRAY_SLOT: what must agree between branches. */
+  skeleton: unknown;
+}
+
+function split(tree: unknown): Split {
+  const [dyn, statics] = partition(tree, isArray);
+  const { leaves, treedef } = flatten(dyn);
+  const dynamic = leaves.filter((l) => l !== null && l !== undefined) as (Tracer | DeviceArray | NDArray)[];
+  const skeleton = combine(unflatten(treedef, leaves.map((l) => (isArrayLeaf(l) ? ARRAY_SLOT : l))), statics);
+  return { dynamic, dynDef: treedef, statics, skeleton };
+}
+
+/**
+ * `lerax.utils.filter_cond` inside a traced function. Returns the output
+ * pytree with traced array leaves and the (shared) static leaves.
+ */
+export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...args: A) => R, falseFun: (...args: A) => R, ...args: A): R {
+  const op = "filterCond";
+  requireTrace(op);
+  if (!(pred instanceof Tracer || pred instanceof DeviceArray || pred instanceof NDArray || typeof pred === "boolean" || typeof pred === "number")) {
+    throw traceError(op, `pred must be a boolean scalar array (or a JS boolean), got ${typeof pred}`);
+  }
+  const inSplit = split(args);
+  const outs: Split[] = [];
+  const run = (fun: (...a: A) => R, name: string) => (...ops: Tracer[]) => {
+    const rebuilt = combine(unflatten(inSplit.dynDef, relink(inSplit.dynDef, ops)), inSplit.statics) as A;
+    const out = split(fun(...rebuilt));
+    outs.push(out);
+    void name;
+    if (outs.length === 2) {
+      // condFlat traces falseFun (branch 0) first, then trueFun: compare before it checks array counts.
+      const [fOut, tOut] = outs as [Split, Split];
+      const diff = firstDifference(tOut.skeleton, fOut.skeleton);
+      if (diff !== null) {
+        throw traceError(
+          op,
+          `the non-array outputs of trueFun and falseFun must be identical; they differ at ${diff.path || "the top level"}: trueFun gives ${show(diff.left)}, falseFun gives ${show(diff.right)}`,
+        );
+      }
+    }
+    return out.dynamic;
+  };
+  const results = condFlat(pred as Tracer, run(trueFun, "trueFun"), run(falseFun, "falseFun"), inSplit.dynamic);
+  const tOut = outs[1]!;
+  return combine(unflatten(tOut.dynDef, relink(tOut.dynDef, results)), tOut.statics) as R;
+}
+
+function show(s: string): string {
+  return s.replace(/ArraySlot(\(\))?|an object \(ArraySlot\)|<ArraySlot[^>]*>/g, "an array");
+}
+
+/** The dynamic leaves put back into a partitioned tree's structure (statics are null nodes, not leaves). */
+function relink(_def: TreeDef, dynamic: readonly unknown[]): unknown[] {
+  return [...dynamic];
+}
+
+export interface FilterScanOptions extends ScanOptions {}
+
+/**
+ * `lerax.utils.filter_scan` inside a traced function: `f(carry, x) -> [carry, y]`.
+ * Returns `[finalCarry, stackedYs]`.
+ */
+export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init: C, xs?: X | null, opts: FilterScanOptions = {}): [C, Y] {
+  const op = "filterScan";
+  requireTrace(op);
+  const initSplit = split(init);
+  const xsFlat = xs === undefined || xs === null ? { leaves: [] as { path: unknown; value: unknown }[], treedef: flatten(null).treedef } : flattenWithPath(xs);
+  const xsLeaves = xsFlat.leaves.map(({ path, value }) => {
+    if (!isArrayLeaf(value)) throw traceError(op, `xs leaves must be arrays; xs${keystr(path as never)} is ${describeValue(value)}`);
+    return value;
+  });
+  let yDef: TreeDef | null = null;
+  const { carry, ys } = scanFlat(
+    (c, x) => {
+      const carryTree = combine(unflatten(initSplit.dynDef, relink(initSplit.dynDef, c)), initSplit.statics) as C;
+      const xTree = (xs === undefined || xs === null ? xs : unflatten(xsFlat.treedef, x)) as X;
+      const r = f(carryTree, xTree);
+      if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `f must return [carry, y], got ${describeValue(r)}`);
+      const out = split(r[0]);
+      const diff = firstDifference(initSplit.skeleton, out.skeleton);
+      if (diff !== null) {
+        throw traceError(
+          op,
+          `the non-array part of the carry must not change; it differs at ${diff.path || "the top level"}: init has ${show(diff.left)}, f returned ${show(diff.right)}`,
+        );
+      }
+      const yFlat = flattenWithPath(r[1]);
+      yDef = yFlat.treedef;
+      const yLeaves = yFlat.leaves.map(({ path, value }) => {
+        if (isArrayLeaf(value) || isJsScalar(value)) return value;
+        throw traceError(op, `y leaves must be arrays (they are stacked); y${keystr(path)} is ${describeValue(value)}`);
+      });
+      return [out.dynamic, yLeaves as (Tracer | DeviceArray | NDArray)[]];
+    },
+    initSplit.dynamic,
+    xsLeaves,
+    opts,
+    op,
+  );
+  const finalCarry = combine(unflatten(initSplit.dynDef, relink(initSplit.dynDef, carry)), initSplit.statics) as C;
+  return [finalCarry, unflatten(yDef!, ys) as Y];
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return "null";
+  if (v === undefined) return "undefined";
+  if (typeof v === "string") return `the string ${JSON.stringify(v)}`;
+  if (typeof v === "function") return "a function";
+  if (Array.isArray(v)) return `a JS array of length ${v.length}`;
+  if (typeof v === "object") return `an object (${(v as object).constructor?.name ?? "Object"})`;
+  return `${typeof v} ${String(v)}`;
+}

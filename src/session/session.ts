@@ -1,0 +1,575 @@
+/**
+ * A session with one sidecar: the handshake, put/get/call/free, handle
+ * ownership, and the embedded sidecar's lifetime. Pytrees are split here:
+ * only array leaves cross the wire; static leaves stay in TypeScript.
+ */
+import { DeviceArray, type HandleOwner } from "../values/device-array.js";
+import { NDArray, describe } from "../values/ndarray.js";
+import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError } from "../values/errors.js";
+import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, peekId, sameValue } from "../wire/protocol.js";
+import { CallEvents, type CallbackStats, type EventSink } from "./callback-events.js";
+import type { HostCallback } from "../trace/core.js";
+import { AbortedError, DeadlineError } from "../values/errors.js";
+import { type CurveClientKeys, type RequestOptions, Transport } from "../wire/transport.js";
+import { curveFromEnv } from "../wire/keys.js";
+import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
+import { flatten, unflatten } from "../values/tree.js";
+import { putArrow, getArrow, type FromArrowOptions } from "../io/arrow.js";
+import { PyRef, RemoteModule, pyProxy, type PyProxy } from "../values/remote.js";
+import type { Table } from "apache-arrow";
+
+export type { RequestOptions } from "../wire/transport.js";
+export type { CallbackStats } from "./callback-events.js";
+
+/** Options of a request whose op may produce callback events (`run`). */
+export interface EventRequestOptions extends RequestOptions {
+  /** The program's host callbacks, by the ids its `callback` equations name. */
+  callbacks?: readonly HostCallback[] | undefined;
+}
+
+/** A mesh over the sidecar's first devices, and how an array is laid out on it (`jax.sharding`). */
+export interface ShardingSpec {
+  mesh: { shape: number[]; axes: string[] };
+  /** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
+  spec: (string | null | string[])[];
+}
+
+export interface ConnectOptions extends SpawnOptions {
+  /** A sidecar started elsewhere (`tcp://host:5555`); without it an embedded sidecar is spawned. */
+  url?: string;
+  curve?: CurveClientKeys;
+  /** Requests in flight at once (default 1024); more wait in TypeScript. */
+  maxInFlight?: number;
+  /** How long the handshake may take (ms, default 30000; the embedded start has its own limit). */
+  handshakeTimeoutMs?: number;
+  /** Deadline applied to calls that give none (ms; default none). */
+  defaultTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface DeviceInfo {
+  id: number;
+  platform: string;
+  kind: string;
+  str: string;
+}
+
+/** What the sidecar reported in the handshake. */
+export interface SidecarInfo {
+  protocol: number;
+  server: string;
+  python: string;
+  jax: string;
+  jaxlib: string;
+  backend: string;
+  devices: DeviceInfo[];
+  x64: boolean;
+  instance: string;
+  pid: number;
+  max_message_bytes: number;
+  max_frame_bytes: number;
+}
+
+export interface CallOptions extends RequestOptions {
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  /** Return host arrays instead of device handles. */
+  fetch?: boolean;
+}
+
+/** Marks keyword arguments as the last argument of `session.call`. */
+export class Kwargs {
+  constructor(readonly values: Record<string, unknown>) {}
+}
+/** Puts at least this large send queued frees in a message of their own first (see put). */
+const LARGE_PUT_BYTES = 1 << 20;
+
+export function kw(values: Record<string, unknown>): Kwargs {
+  return new Kwargs(values);
+}
+
+/** A pytree with its NDArray leaves replaced by DeviceArrays (and vice versa for `HostTree`). */
+export type DeviceTree<T> = T extends NDArray ? DeviceArray : T extends readonly unknown[] ? { [K in keyof T]: DeviceTree<T[K]> } : T extends object ? { [K in keyof T]: DeviceTree<T[K]> } : T;
+export type HostTree<T> = T extends DeviceArray ? NDArray : T extends readonly unknown[] ? { [K in keyof T]: HostTree<T[K]> } : T extends object ? { [K in keyof T]: HostTree<T[K]> } : T;
+
+let defaultSession: Session | null = null;
+
+/** The session that free functions use: the first one connected and still open. */
+export function getDefaultSession(): Session {
+  if (defaultSession === null || defaultSession.closed) {
+    throw new JaxBridgeError("no open jaxbridge session: call `await connect()` first (or pass a session explicitly)");
+  }
+  return defaultSession;
+}
+
+/**
+ * Connect to a sidecar. Without `url`, spawn the embedded one from the
+ * project's Python environment on a private ipc:// socket.
+ */
+export async function connect(opts: ConnectOptions = {}): Promise<Session> {
+  let sidecar: EmbeddedSidecar | undefined;
+  let url = opts.url;
+  if (url === undefined) {
+    sidecar = await EmbeddedSidecar.start(opts);
+    url = sidecar.url;
+  }
+  // A remote sidecar's CURVE keys: given, or from JAXBRIDGE_CURVE_SERVER_KEY / JAXBRIDGE_CURVE_CLIENT_KEY.
+  const curve = opts.curve ?? (sidecar === undefined ? curveFromEnv() : undefined);
+  const transport = new Transport({ url, ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}), ...(curve ? { curve } : {}) });
+  const session = new Session(transport, sidecar, opts.defaultTimeoutMs);
+  try {
+    await session.handshake({ timeoutMs: opts.handshakeTimeoutMs ?? 30_000, signal: opts.signal });
+  } catch (err) {
+    await session.close();
+    throw err;
+  }
+  if (defaultSession === null || defaultSession.closed) defaultSession = session;
+  return session;
+}
+
+export class Session implements HandleOwner, EventSink {
+  /** Callback event counters (a 1e5-step scan with a per-step callback is a few hundred batches, not 1e5 messages). */
+  readonly callbackStats: CallbackStats = { batches: 0, events: 0, dropped: 0 };
+  /** Messages logged once each (unknown calls, unknown callback ids). */
+  readonly eventWarnings: string[] = [];
+  private readonly eventRoutes = new Map<number, CallEvents>();
+  private readonly liveCalls = new Set<(err: Error) => void>();
+  private readonly warned = new Set<string>();
+  /** One live PyRef per sidecar object id; extra copies the sidecar sends are released at once. */
+  private readonly pyrefs = new Map<number, WeakRef<PyRef>>();
+  readonly url: string;
+  /** The embedded sidecar process, when this session spawned one. */
+  readonly sidecar: EmbeddedSidecar | undefined;
+  private readonly transport: Transport;
+  private readonly defaultTimeoutMs: number | undefined;
+  private _info: SidecarInfo | null = null;
+  private _closed = false;
+  private frees: number[] = [];
+  private freeScheduled = false;
+
+  constructor(transport: Transport, sidecar: EmbeddedSidecar | undefined, defaultTimeoutMs?: number) {
+    this.transport = transport;
+    this.url = transport.url;
+    this.sidecar = sidecar;
+    this.defaultTimeoutMs = defaultTimeoutMs;
+    transport.onAbandoned = (frames) => this.freeAbandoned(frames);
+    transport.onEvent = (frames) => this.onEvent(frames);
+    transport.onDeath = (err) => {
+      for (const kill of [...this.liveCalls]) kill(err);
+    };
+    if (sidecar) {
+      void sidecar.exitDescription.then((how) => {
+        const tail = sidecar.stderr.trim().split("\n").slice(-15).join("\n");
+        transport.fail(new SidecarDiedError(`the embedded sidecar (pid ${sidecar.pid}) ${how}${this._closed ? "" : "; pending calls were rejected and later calls fail until you connect() again"}${tail ? `\nits last output:\n${tail}` : ""}`, this.url));
+      });
+    }
+  }
+
+  get info(): SidecarInfo {
+    if (this._info === null) throw new JaxBridgeError("the session has not completed its handshake");
+    return this._info;
+  }
+
+  get instance(): string {
+    return this._info?.instance ?? "";
+  }
+
+  get closed(): boolean {
+    return this._closed || this.transport.deadError !== null;
+  }
+
+  /** Requests sent and not yet answered. */
+  get inFlight(): number {
+    return this.transport.inFlight;
+  }
+
+  /** Send one request and return its result; an error reply throws SidecarError. */
+  async request(op: string, fields: Record<string, unknown> = {}, opts: EventRequestOptions = {}): Promise<unknown> {
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    if (opts.callbacks !== undefined && opts.callbacks.length > 0) return this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs);
+    const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
+    return this.unpackReply(reply, op);
+  }
+
+  private build(id: number, op: string, fields: Record<string, unknown>): Frame[] {
+    // Queued frees ride along with the next request instead of costing a message of their own.
+    if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
+    const free = this.frees;
+    this.frees = [];
+    return encode({ id, op, ...fields, free });
+  }
+
+  /**
+   * A request whose callback events are routed to `table`. Resolves after
+   * the reply and after every event was delivered and its callback returned;
+   * rejects with the first callback error, on the deadline (which covers the
+   * callbacks too), on abort, and when the session dies.
+   */
+  private async requestWithEvents(op: string, fields: Record<string, unknown>, table: readonly HostCallback[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<unknown> {
+    const start = Date.now();
+    let route: CallEvents | undefined;
+    let kill!: (err: Error) => void;
+    const killed = new Promise<never>((_, reject) => (kill = reject));
+    killed.catch(() => {});
+    this.liveCalls.add(kill);
+    try {
+      let reply: Frame[];
+      try {
+        reply = await this.transport.request(
+          (id) => {
+            route = new CallEvents(id, table, this);
+            this.eventRoutes.set(id, route);
+            return this.build(id, op, fields);
+          },
+          { signal, timeoutMs },
+        );
+      } catch (e) {
+        // The route stays until the abandoned reply arrives (freeAbandoned), acking what still comes.
+        route?.abandon();
+        throw e;
+      }
+      // Every event of this call preceded its reply on the wire: all were routed.
+      this.eventRoutes.delete(route!.call);
+      const waits: Promise<unknown>[] = [route!.drained(), killed];
+      let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+        const left = Math.max(0, timeoutMs - (Date.now() - start));
+        waits.push(new Promise((_, reject) => (timer = setTimeout(() => reject(new DeadlineError(`call ${route!.call} passed its deadline of ${timeoutMs} ms while its callbacks ran`)), left))));
+      }
+      if (signal) {
+        waits.push(new Promise((_, reject) => {
+          onAbort = () => reject(new AbortedError("call aborted while its callbacks ran"));
+          if (signal.aborted) onAbort();
+          else signal.addEventListener("abort", onAbort, { once: true });
+        }));
+      }
+      try {
+        await Promise.race(waits);
+      } catch (e) {
+        route!.abandon();
+        this.freeAbandoned(reply);
+        throw e;
+      } finally {
+        if (timer) clearTimeout(timer);
+        if (onAbort) signal?.removeEventListener("abort", onAbort);
+      }
+      const failed = route!.error;
+      if (failed !== undefined) {
+        this.freeAbandoned(reply);
+        throw failed.error;
+      }
+      return this.unpackReply(reply, op);
+    } finally {
+      this.liveCalls.delete(kill);
+    }
+  }
+
+  /** A message without an id: a callback batch for a pending call (else logged once and dropped). */
+  private onEvent(frames: Frame[]): void {
+    let env: Record<string, unknown>;
+    try {
+      env = decode(frames, this).envelope;
+    } catch (e) {
+      this.warnOnce("undecodable-event", `jaxbridge: an event from the sidecar could not be decoded (${(e as Error).message}); dropped`);
+      return;
+    }
+    if (env.event !== "callbacks") {
+      if (env.event !== undefined) this.warnOnce(`event-${String(env.event)}`, `jaxbridge: unknown event ${JSON.stringify(env.event)} from the sidecar; dropped`);
+      return;
+    }
+    const call = env.call;
+    const seq = env.batch;
+    const events = Array.isArray(env.events) ? (env.events as [number, NDArray[]][]) : [];
+    const route = typeof call === "number" ? this.eventRoutes.get(call) : undefined;
+    if (route === undefined || typeof seq !== "number") {
+      this.callbackStats.dropped += events.length;
+      this.warnOnce(`unknown-call-${String(call)}`, `jaxbridge: callback events for call ${String(call)}, which is not pending (finished or unknown); dropped`);
+      if (typeof call === "number" && typeof seq === "number") this.sendAck(call, seq);
+      return;
+    }
+    route.onBatch(seq, events);
+  }
+
+  sendAck(call: number, batch: number): void {
+    if (this.closed) return;
+    this.transport.sendOneWay(encode({ op: "ack", call, batch })).catch(() => {});
+  }
+
+  warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.eventWarnings.push(message);
+    if (process.env.JAXBRIDGE_QUIET !== "1") console.warn(message);
+  }
+
+  /**
+   * Place the array leaves of a pytree with a sharding: a mesh over the
+   * sidecar's first `prod(mesh.shape)` devices and a PartitionSpec
+   * (`devicePut(x, {mesh: {shape: [4], axes: ["x"]}, spec: ["x"]})` splits
+   * axis 0 over 4 devices). Static leaves stay here.
+   */
+  async devicePut<T>(tree: T, sharding: ShardingSpec, opts: RequestOptions = {}): Promise<DeviceTree<T>> {
+    const { leaves, treedef } = flatten(tree);
+    const sent: unknown[] = [];
+    const slots: number[] = [];
+    leaves.forEach((leaf, i) => {
+      if (leaf instanceof NDArray || leaf instanceof DeviceArray) {
+        if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
+        sent.push(leaf);
+        slots.push(i);
+      }
+    });
+    if (sent.length === 0) return tree as DeviceTree<T>;
+    const got = (await this.request("device_put", { value: sent, mesh: sharding.mesh, spec: sharding.spec }, opts)) as DeviceArray[];
+    const out = [...leaves];
+    slots.forEach((slot, k) => (out[slot] = got[k]));
+    return unflatten(treedef, out) as DeviceTree<T>;
+  }
+
+  private unpackReply(frames: Frame[], op: string): unknown {
+    const { envelope } = decode(frames, this);
+    if (envelope.ok === true) return envelope.result;
+    const e = envelope.error as { type?: unknown; message?: unknown; traceback?: unknown } | undefined;
+    if (!e || typeof e.type !== "string") throw new ProtocolError(`malformed error reply to ${op}: ${JSON.stringify(envelope)}`);
+    throw new SidecarError({ type: e.type, message: String(e.message ?? ""), traceback: String(e.traceback ?? "") }, op);
+  }
+
+  async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
+    const sample = handshakeSample();
+    const info = (await this.request("hello", { protocol: PROTOCOL_VERSION, client: "jaxbridge-ts 0.1.0", sample }, opts)) as SidecarInfo & { sample: unknown };
+    if (info.protocol !== PROTOCOL_VERSION) throw new ProtocolError(`the sidecar speaks protocol ${info.protocol}, this client ${PROTOCOL_VERSION}`);
+    if (!sameValue(info.sample, sample)) throw new ProtocolError("the handshake sample came back different: the two sides disagree on the wire format");
+    const { sample: _echo, ...rest } = info;
+    this._info = rest;
+    return rest;
+  }
+
+  /** Place the array leaves of a pytree on the device; static leaves stay here. */
+  async put<T>(tree: T, opts: RequestOptions & { device?: number } = {}): Promise<DeviceTree<T>> {
+    const { leaves, treedef } = flatten(tree);
+    const sent: unknown[] = [];
+    const slots: number[] = [];
+    leaves.forEach((leaf, i) => {
+      if (leaf instanceof NDArray || (leaf instanceof DeviceArray && opts.device !== undefined)) {
+        if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
+        sent.push(leaf);
+        slots.push(i);
+      }
+    });
+    if (sent.length === 0) return tree as DeviceTree<T>;
+    // Frees riding on this request would run after its arrays are decoded: for
+    // a large put, send them first so the sidecar releases old buffers before
+    // it allocates new ones (peak memory, and fresh pages are slow to fault in).
+    if (this.frees.length > 0 && sent.some((a) => a instanceof NDArray && a.nbytes >= LARGE_PUT_BYTES)) void this.flushFrees();
+    const fields: Record<string, unknown> = { value: sent };
+    if (opts.device !== undefined) fields.device = opts.device;
+    const got = (await this.request("put", fields, opts)) as DeviceArray[];
+    const out = [...leaves];
+    slots.forEach((slot, k) => (out[slot] = got[k]));
+    return unflatten(treedef, out) as DeviceTree<T>;
+  }
+
+  /** Fetch the DeviceArray leaves of a pytree to the host; other leaves are returned as they are. */
+  async get<T>(tree: T, opts: RequestOptions = {}): Promise<HostTree<T>> {
+    const { leaves, treedef } = flatten(tree);
+    const refs: HandleRef[] = [];
+    const slots: number[] = [];
+    leaves.forEach((leaf, i) => {
+      if (leaf instanceof DeviceArray) {
+        this.checkOwned(leaf, `leaf ${i}`);
+        refs.push(new HandleRef(leaf.handle));
+        slots.push(i);
+      }
+    });
+    if (refs.length === 0) return tree as HostTree<T>;
+    const got = (await this.request("get", { value: refs }, opts)) as NDArray[];
+    const out = [...leaves];
+    slots.forEach((slot, k) => (out[slot] = got[k]));
+    return unflatten(treedef, out) as HostTree<T>;
+  }
+
+  async fetch(a: DeviceArray, opts: RequestOptions = {}): Promise<NDArray> {
+    this.checkOwned(a, "");
+    const [host] = (await this.request("get", { value: [new HandleRef(a.handle)] }, opts)) as [NDArray];
+    return host;
+  }
+
+  /**
+   * Call an allow-listed Python function by dotted name:
+   * `await jb.call("jax.numpy.matmul", a, b)`; keyword arguments go last as
+   * `kw({axis: 0})`. Array results stay on the device as DeviceArrays.
+   */
+  async call<T = unknown>(fn: string, ...args: unknown[]): Promise<T> {
+    const last = args[args.length - 1];
+    if (last instanceof Kwargs) return this.callWith<T>(fn, { args: args.slice(0, -1), kwargs: last.values });
+    return this.callWith<T>(fn, { args });
+  }
+
+  async callWith<T = unknown>(fn: string, opts: CallOptions = {}): Promise<T> {
+    const args = opts.args ?? [];
+    const kwargs = opts.kwargs ?? {};
+    args.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
+    for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
+    return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true }, opts)) as T;
+  }
+
+  /** Place an Arrow table (or IPC bytes) on the device: a tree of DeviceArrays rebuilt from the column names. */
+  async putArrow(source: Table | Uint8Array, opts: RequestOptions & FromArrowOptions & { device?: number } = {}): Promise<unknown> {
+    return putArrow(this, source, opts);
+  }
+
+  /** Fetch a tree of DeviceArrays that share a leading axis as an Arrow table (a column per leaf). */
+  async getArrow(tree: unknown, opts: RequestOptions = {}): Promise<Table> {
+    return getArrow(this, tree, opts);
+  }
+
+  /** Called by the decoder for every PyRef in a reply. */
+  adoptPyRef(id: number, pythonType: string, repr: string): PyRef {
+    const live = this.pyrefs.get(id)?.deref();
+    if (live !== undefined) {
+      // The sidecar counted this copy; we keep one PyRef per id.
+      this.release(id);
+      return live;
+    }
+    const ref = new PyRef(this, id, pythonType, repr);
+    this.pyrefs.set(id, new WeakRef(ref));
+    return ref;
+  }
+
+  /**
+   * A proxy for a Python module the sidecar allows (`serve --allow mypkg`):
+   * `const m = await jb.import("mypkg.models"); const net = await m.MLP(kw({in_size: 4}))`.
+   */
+  async import(module: string, opts: RequestOptions = {}): Promise<PyProxy> {
+    await this.request("import", { module }, opts);
+    return pyProxy(this, module);
+  }
+
+  /** Call a public method (or `__call__`) of a remote object: a PyRef or a RemoteModule. */
+  async callMethod<T = unknown>(target: PyRef | RemoteModule, name: string, ...args: unknown[]): Promise<T> {
+    const last = args[args.length - 1];
+    const kwargs = last instanceof Kwargs ? last.values : {};
+    const positional = last instanceof Kwargs ? args.slice(0, -1) : args;
+    this.checkWireValue(target, "target");
+    positional.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
+    for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
+    return (await this.request("call_method", { target, name, args: positional, kwargs, fetch: false })) as T;
+  }
+
+  /** lerax's structural fingerprint of a value as the sidecar sees it: sha256 of repr(jax.tree.structure). */
+  async fingerprint(value: unknown, opts: RequestOptions = {}): Promise<Uint8Array> {
+    this.checkWireValue(value, "value");
+    return new Uint8Array((await this.request("fingerprint", { value }, opts)) as Uint8Array);
+  }
+
+  /** The fingerprint and the bytes `equinox.tree_serialise_leaves` writes for a value held in the sidecar. */
+  async serialiseLeaves(value: unknown, opts: RequestOptions = {}): Promise<{ fingerprint: Uint8Array; leaves: Uint8Array }> {
+    this.checkWireValue(value, "value");
+    const r = (await this.request("serialise_leaves", { value }, opts)) as { fingerprint: Uint8Array; leaves: Uint8Array };
+    return { fingerprint: new Uint8Array(r.fingerprint), leaves: new Uint8Array(r.leaves) };
+  }
+
+  /** Load equinox leaf bytes into a skeleton held in the sidecar (e.g. a freshly built remote module). */
+  async deserialiseLeaves<T = unknown>(like: unknown, leaves: Uint8Array, opts: RequestOptions = {}): Promise<T> {
+    this.checkWireValue(like, "like");
+    return (await this.request("deserialise_leaves", { like, leaves, fetch: false }, opts)) as T;
+  }
+
+  /** Names one level below a dotted path that this sidecar lets `call` reach ("" for the roots), for completion. */
+  async listAttrs(path = "", opts: RequestOptions = {}): Promise<{ name: string; kind: "module" | "function" | "class" | "value" }[]> {
+    return (await this.request("list_attrs", { path }, opts)) as { name: string; kind: "module" | "function" | "class" | "value" }[];
+  }
+
+  async stats(opts: RequestOptions = {}): Promise<{ handles: number; objects: number; bytes: number; requests: number }> {
+    await this.flushFrees();
+    return (await this.request("stats", {}, opts)) as { handles: number; objects: number; bytes: number; requests: number };
+  }
+
+  async ping(opts: RequestOptions = {}): Promise<void> {
+    await this.request("ping", {}, opts);
+  }
+
+  /** Queue a handle to be freed with the next batch. */
+  release(id: number): void {
+    if (this.closed) return;
+    this.frees.push(id);
+    if (this.frees.length >= 4096) void this.flushFrees();
+    else if (!this.freeScheduled) {
+      // If no request comes along to carry them, send them on their own soon.
+      this.freeScheduled = true;
+      setTimeout(() => void this.flushFrees(), 20).unref();
+    }
+  }
+
+  /** Send queued frees now (they are otherwise sent on the next tick). */
+  async flushFrees(): Promise<void> {
+    this.freeScheduled = false;
+    if (this.frees.length === 0 || this.closed) return;
+    const handles = this.frees;
+    this.frees = [];
+    try {
+      await this.request("free", { handles });
+    } catch {
+      // The sidecar is gone, and its memory with it.
+    }
+  }
+
+  private freeAbandoned(frames: Frame[]): void {
+    const id = frames.length ? peekId(frames[0]!) : null;
+    if (id !== null) this.eventRoutes.delete(id);
+    try {
+      const { handles } = decode(frames, this);
+      for (const h of handles) h.dispose();
+    } catch {
+      // an undecodable abandoned reply holds nothing we could free
+    }
+  }
+
+  private checkOwned(a: DeviceArray, path: string): void {
+    if (a.disposed) throw new BridgeInputError(`DeviceArray ${a.handle} (${a.dtype}[${a.shape.join(", ")}]) was disposed`, path);
+    if (a.owner !== this) throw new BridgeInputError(`DeviceArray ${a.handle} belongs to another session (${a.owner.instance || "closed"})`, path);
+  }
+
+  /** Only values Python can rebuild may be sent as call arguments; say where anything else is. */
+  private checkWireValue(v: unknown, path: string): void {
+    if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean" || typeof v === "string") return;
+    if (typeof v === "bigint") {
+      if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new BridgeInputError(`integer ${v} does not fit in 64 bits`, path);
+      return;
+    }
+    if (v instanceof NDArray) return;
+    if (v instanceof DeviceArray) return this.checkOwned(v, path);
+    if (v instanceof PyRef) {
+      if (v.owner !== this) throw new BridgeInputError("PyRef belongs to another session", path);
+      return;
+    }
+    if (v instanceof RemoteModule) {
+      for (const [k, x] of Object.entries(v)) this.checkWireValue(x, `${path}.${k}`);
+      return;
+    }
+    if (Array.isArray(v)) return v.forEach((x, i) => this.checkWireValue(x, `${path}[${i}]`));
+    if (typeof v === "object" && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
+      for (const [k, x] of Object.entries(v)) this.checkWireValue(x, `${path}['${k}']`);
+      return;
+    }
+    if (ArrayBuffer.isView(v)) throw new BridgeInputError(`a ${v.constructor.name} is not an array here: wrap it with array(typed, dtype, shape)`, path);
+    throw new BridgeInputError(`${describe(v)} cannot be sent to Python; call arguments are arrays, numbers, strings, booleans, null, lists and plain objects`, path);
+  }
+
+  /** Close the connection and stop the embedded sidecar. Pending calls reject. */
+  async close(): Promise<void> {
+    if (this._closed) return;
+    await this.flushFrees().catch(() => {});
+    this._closed = true;
+    this.transport.close();
+    if (defaultSession === this) defaultSession = null;
+    await this.sidecar?.stop();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+

@@ -1,0 +1,255 @@
+/**
+ * The wire, version 1: the TypeScript half of docs/protocol.md, and the only
+ * module that packs or unpacks messages. Arrays travel as trailing frames
+ * described by msgpack extension types, never inside msgpack.
+ */
+import { Packr, Unpackr, addExtension } from "msgpackr";
+import { type DType, dtypeInfo, isDType } from "../values/dtype.js";
+import { NDArray, shapeSize } from "../values/ndarray.js";
+import { DeviceArray, type HandleOwner } from "../values/device-array.js";
+import { ProtocolError } from "../values/errors.js";
+import { PyRef, RemoteModule, makeRemoteModule } from "../values/remote.js";
+import { Module } from "../values/module.js";
+
+/** What decoding a reply needs from the session: handles, and PyRefs deduplicated per id. */
+export interface WireOwner extends HandleOwner {
+  adoptPyRef(id: number, pythonType: string, repr: string): PyRef;
+}
+
+export const PROTOCOL_VERSION = 1;
+/** Arrays larger than this are split over several frames (measured: bigger frames move at half speed). */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+export const EXT_ARRAY = 1;
+export const EXT_HANDLE = 2;
+export const EXT_PYREF = 3;
+export const EXT_MODULE = 4;
+export const OPS = ["hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "pycall_shapes", "fingerprint", "serialise_leaves", "deserialise_leaves", "ack", "device_put"] as const;
+
+export type Frame = Buffer;
+
+/** A handle named in a request without a DeviceArray object (the session's own bookkeeping). */
+export class HandleRef {
+  constructor(readonly id: number) {}
+}
+
+// msgpackr's extensions are process-wide; the per-message state they need
+// (frames being built or read, the owner of decoded handles) is set around
+// each synchronous pack/unpack call.
+let outFrames: Frame[] | null = null;
+let inFrames: readonly Frame[] | null = null;
+let inUsed: boolean[] = [];
+let inOwner: WireOwner | null = null;
+let inHandles: DeviceArray[] = [];
+/** While set, extensions decode to null: reading only the envelope's id. */
+let peeking = false;
+
+const inner = new Packr({ useRecords: false, encodeUndefinedAsNil: true });
+const innerU = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
+
+function frameView(a: NDArray): Buffer {
+  const d = a.data;
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
+addExtension({
+  Class: NDArray,
+  type: EXT_ARRAY,
+  pack(a: NDArray): Buffer {
+    if (outFrames === null) throw new ProtocolError("NDArray packed outside a message");
+    const bytes = frameView(a);
+    const first = outFrames.length + 1;
+    for (let at = 0; at < bytes.length; at += MAX_FRAME_BYTES) outFrames.push(bytes.subarray(at, Math.min(bytes.length, at + MAX_FRAME_BYTES)));
+    return inner.pack([a.dtype, [...a.shape], first, outFrames.length + 1 - first]);
+  },
+  unpack(payload: Buffer): NDArray | null {
+    if (peeking) return null;
+    const fields = innerU.unpack(payload) as unknown;
+    if (!Array.isArray(fields) || fields.length !== 4) throw new ProtocolError(`array ext payload must be [dtype, shape, first_frame, frame_count], got ${JSON.stringify(fields)}`);
+    const [dtype, shape, first, count] = fields as [unknown, unknown, unknown, unknown];
+    return readArray(dtype, shape, first, count);
+  },
+});
+
+// Registered before DeviceArray: both pack as ext 2, and msgpackr keeps the
+// last registered unpacker for a type, which must be DeviceArray's.
+addExtension({
+  Class: HandleRef,
+  type: EXT_HANDLE,
+  pack(h: HandleRef): Buffer {
+    return inner.pack([h.id]);
+  },
+});
+
+addExtension({
+  Class: DeviceArray,
+  type: EXT_HANDLE,
+  pack(a: DeviceArray): Buffer {
+    return inner.pack([a.handle]);
+  },
+  unpack(payload: Buffer): DeviceArray | null {
+    if (peeking) return null;
+    const f = innerU.unpack(payload) as unknown;
+    if (!Array.isArray(f) || f.length !== 4) throw new ProtocolError(`handle ext payload in a reply must be [id, dtype, shape, device], got ${JSON.stringify(f)}`);
+    const [id, dtype, shape, device] = f as [number, DType, number[], string];
+    if (!isDType(dtype)) throw new ProtocolError(`handle ${id} has unsupported dtype ${JSON.stringify(dtype)}`);
+    if (inOwner === null) throw new ProtocolError("handle decoded without a session");
+    const a = new DeviceArray(inOwner, id, dtype, shape, device);
+    inHandles.push(a);
+    return a;
+  },
+});
+
+addExtension({
+  Class: PyRef,
+  type: EXT_PYREF,
+  pack(r: PyRef): Buffer {
+    return inner.pack([r.id]);
+  },
+  unpack(payload: Buffer): PyRef | null {
+    if (peeking) return null;
+    const f = innerU.unpack(payload) as unknown;
+    if (!Array.isArray(f) || f.length !== 3) throw new ProtocolError(`pyref ext payload in a reply must be [id, type, repr], got ${JSON.stringify(f)}`);
+    if (inOwner === null) throw new ProtocolError("pyref decoded without a session");
+    return inOwner.adoptPyRef(f[0] as number, String(f[1]), String(f[2]));
+  },
+});
+
+addExtension({
+  Class: RemoteModule,
+  type: EXT_MODULE,
+  pack(m: RemoteModule): Buffer {
+    const fields: Record<string, unknown> = {};
+    for (const { name, static: isStatic } of Module.fieldsOf(m)) if (!isStatic) fields[name] = (m as unknown as Record<string, unknown>)[name];
+    return inner.pack([(m.constructor as typeof RemoteModule).remoteKey, fields]);
+  },
+  unpack(payload: Buffer): RemoteModule | null {
+    if (peeking) return null;
+    const f = innerU.unpack(payload) as unknown;
+    if (!Array.isArray(f) || f.length !== 3 || typeof f[0] !== "string" || typeof f[2] !== "object") throw new ProtocolError("module ext payload in a reply must be [key, qualname, {field: value}]");
+    if (inOwner === null) throw new ProtocolError("module decoded without a session");
+    return makeRemoteModule(inOwner.instance, f[0], String(f[1]), f[2] as Record<string, unknown>);
+  },
+});
+
+function readArray(dtype: unknown, shape: unknown, first: unknown, count: unknown): NDArray {
+  if (!isDType(dtype)) throw new ProtocolError(`unsupported dtype ${JSON.stringify(dtype)} in a reply`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new ProtocolError(`bad shape ${JSON.stringify(shape)}`);
+  const frames = inFrames;
+  if (frames === null) throw new ProtocolError("array decoded outside a message");
+  if (typeof first !== "number" || typeof count !== "number" || first < 1 || count < 0 || first - 1 + count > frames.length) {
+    throw new ProtocolError(`array refers to frames ${String(first)}+${String(count)}, the message has frames 1..${frames.length}`);
+  }
+  const info = dtypeInfo(dtype);
+  const n = shapeSize(shape as number[]);
+  const want = n * info.itemsize;
+  let got = 0;
+  for (let i = first - 1; i < first - 1 + count; i++) {
+    if (inUsed[i]) throw new ProtocolError(`frame ${i + 1} is claimed by two arrays`);
+    inUsed[i] = true;
+    got += frames[i]!.length;
+  }
+  if (got !== want) throw new ProtocolError(`array ${dtype}[${(shape as number[]).join(", ")}] needs ${want} bytes, its frames hold ${got}`);
+  const elems = n * info.lanes;
+  const slot = info.ctor.BYTES_PER_ELEMENT;
+  if (count === 1) {
+    const f = frames[first - 1]!;
+    // View the frame in place when aligned for the element type; else copy once.
+    if (f.byteOffset % slot === 0) return new NDArray(new info.ctor(f.buffer, f.byteOffset, elems), shape as number[], dtype);
+  }
+  const data = new info.ctor(elems);
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let at = 0;
+  for (let i = first - 1; i < first - 1 + count; i++) {
+    bytes.set(frames[i]!, at);
+    at += frames[i]!.length;
+  }
+  return new NDArray(data, shape as number[], dtype);
+}
+
+const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true, moreTypes: false });
+// "auto": 64-bit integers become numbers when exact, BigInt otherwise (runtime option missing from the typings).
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "auto" as "bigint" });
+
+/** Pack an envelope; NDArrays in it become trailing frames, DeviceArrays handles. */
+export function encode(envelope: Record<string, unknown>): Frame[] {
+  const frames: Frame[] = [];
+  outFrames = frames;
+  try {
+    const head = packr.pack(envelope);
+    return [head, ...frames];
+  } finally {
+    outFrames = null;
+  }
+}
+
+export interface Decoded {
+  envelope: Record<string, unknown>;
+  /** DeviceArrays created while decoding (so an abandoned reply's handles can be freed). */
+  handles: DeviceArray[];
+}
+
+/** Unpack a reply. Arrays view their frames where alignment allows; handles become DeviceArrays owned by `owner`. */
+export function decode(frames: readonly Frame[], owner: WireOwner | null): Decoded {
+  if (frames.length === 0) throw new ProtocolError("empty message");
+  inFrames = frames.slice(1);
+  inUsed = new Array(frames.length - 1).fill(false);
+  inOwner = owner;
+  inHandles = [];
+  try {
+    const env = unpackr.unpack(frames[0]!) as unknown;
+    if (typeof env !== "object" || env === null || Array.isArray(env)) throw new ProtocolError(`envelope must be a map, got ${typeof env}`);
+    const unused = inUsed.flatMap((u, i) => (u ? [] : [i + 1]));
+    if (unused.length) throw new ProtocolError(`frames ${unused.join(", ")} are not described by the envelope`);
+    return { envelope: env as Record<string, unknown>, handles: inHandles };
+  } finally {
+    inFrames = null;
+    inOwner = null;
+    inHandles = [];
+  }
+}
+
+/** Read a bare envelope's id without decoding arrays (for replies that fail to decode). */
+export function peekId(frame: Frame): number | null {
+  peeking = true;
+  try {
+    const env = unpackr.unpack(frame) as { id?: unknown } | null;
+    return typeof env?.id === "number" ? env.id : null;
+  } catch {
+    return null;
+  } finally {
+    peeking = false;
+  }
+}
+
+/** The handshake sample; python/jaxbridge_sidecar/sample.py builds the same value. */
+export function handshakeSample(): Record<string, unknown> {
+  const bf16 = new Uint16Array([0x3f80, 0xc020]); // 1.0, -2.5
+  return {
+    f32: new NDArray(new Float32Array([1.5, -0, Infinity]), [3], "float32"),
+    i64: new NDArray(new BigInt64Array([-(2n ** 62n), 2n ** 53n + 1n]), [2], "int64"),
+    u64: new NDArray(new BigUint64Array([2n ** 64n - 1n]), [1], "uint64"),
+    bf16: new NDArray(bf16, [2], "bfloat16"),
+    c64: new NDArray(new Float32Array([1, 2]), [1], "complex64"),
+    b: new NDArray(new Uint8Array([1, 0]), [2], "bool"),
+    empty: new NDArray(new Float64Array(0), [0, 3], "float64"),
+    scalar: new NDArray(new Int8Array([7]), [], "int8"),
+    nested: [1, "two", null, true, 2.5],
+  };
+}
+
+/** Bit-for-bit equality of two wire values (used by the handshake). */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a instanceof NDArray || b instanceof NDArray) {
+    if (!(a instanceof NDArray && b instanceof NDArray)) return false;
+    if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
+    return Buffer.compare(Buffer.from(a.bytes()), Buffer.from(b.bytes())) === 0;
+  }
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  if (a !== null && typeof a === "object") {
+    if (b === null || typeof b !== "object" || Array.isArray(b)) return false;
+    const ka = Object.keys(a).sort();
+    const kb = Object.keys(b).sort();
+    return ka.length === kb.length && ka.every((k, i) => k === kb[i] && sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  }
+  return Object.is(a, b) || a === b;
+}

@@ -1,0 +1,143 @@
+/**
+ * The embedded sidecar: a child Python process listening on an ipc:// socket
+ * in a private 0700 folder. It dies with us: we kill it on close and on
+ * process exit, and it watches its parent pid (and PR_SET_PDEATHSIG on Linux)
+ * in case we are SIGKILLed.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sidecarPython, PACKAGE_ROOT } from "./python-env.js";
+import { SidecarDiedError } from "../values/errors.js";
+
+export interface SpawnOptions {
+  /** Python interpreter with jaxbridge-sidecar installed (default: the project's .venv). */
+  python?: string;
+  /** Extra namespaces the sidecar may call into (`serve --allow`). */
+  allow?: string[];
+  /** Run JAX with 64-bit types enabled (default true). */
+  x64?: boolean;
+  /** Extra environment for the sidecar (e.g. XLA_FLAGS). */
+  env?: Record<string, string>;
+  /** Extra command-line arguments for `serve`. */
+  args?: string[];
+  /** How long to wait for the sidecar to say it is ready (ms, default 120000). */
+  startTimeoutMs?: number;
+}
+
+export class EmbeddedSidecar {
+  readonly url: string;
+  readonly child: ChildProcess;
+  private readonly dir: string;
+  private stderrTail = "";
+  private exited = false;
+  private readonly onExitHook = (): void => this.kill();
+  /** Resolves when the child exits, with a description of how. */
+  readonly exitDescription: Promise<string>;
+
+  private constructor(dir: string, url: string, child: ChildProcess) {
+    this.dir = dir;
+    this.url = url;
+    this.child = child;
+    child.stderr?.on("data", (d: Buffer) => {
+      this.stderrTail = (this.stderrTail + d.toString()).slice(-8000);
+      if (process.env.JAXBRIDGE_SIDECAR_STDERR) process.stderr.write(d);
+    });
+    this.exitDescription = new Promise((resolve) => {
+      child.once("exit", (code, sig) => {
+        this.exited = true;
+        process.off("exit", this.onExitHook);
+        this.cleanupDir();
+        resolve(sig ? `was killed by ${sig}` : `exited with code ${code}`);
+      });
+    });
+    process.once("exit", this.onExitHook);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
+  static async start(opts: SpawnOptions = {}): Promise<EmbeddedSidecar> {
+    const python = opts.python ?? sidecarPython();
+    const dir = mkdtempSync(join(tmpdir(), "jaxbridge-"));
+    // mkdtemp creates the folder 0700, so only this user can reach the socket.
+    const url = `ipc://${join(dir, "sidecar.sock")}`;
+    const args = ["-m", "jaxbridge_sidecar", "serve", "--endpoint", url, "--parent-pid", String(process.pid)];
+    for (const ns of opts.allow ?? []) args.push("--allow", ns);
+    if (opts.x64 === false) args.push("--no-x64");
+    args.push(...(opts.args ?? []));
+    const child = spawn(python, args, {
+      cwd: PACKAGE_ROOT,
+      env: { ...process.env, PYTHONUNBUFFERED: "1", ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const sidecar = new EmbeddedSidecar(dir, url, child);
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void })?.unref?.();
+    (child.stderr as unknown as { unref?: () => void })?.unref?.();
+    await sidecar.waitReady(opts.startTimeoutMs ?? 120_000);
+    return sidecar;
+  }
+
+  private waitReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(() => {
+        this.kill();
+        reject(new SidecarDiedError(`the sidecar did not become ready within ${timeoutMs} ms\n${this.stderrTail}`, this.url));
+      }, timeoutMs);
+      const onData = (d: Buffer): void => {
+        out += d.toString();
+        if (out.includes("JAXBRIDGE READY")) {
+          clearTimeout(timer);
+          this.child.stdout?.off("data", onData);
+          this.child.stdout?.resume();
+          resolve();
+        }
+      };
+      this.child.stdout?.on("data", onData);
+      this.child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new SidecarDiedError(`could not start the sidecar: ${err.message}`, this.url));
+      });
+      void this.exitDescription.then((how) => {
+        clearTimeout(timer);
+        reject(new SidecarDiedError(`the sidecar ${how} before it was ready:\n${this.stderrTail.trim()}`, this.url));
+      });
+    });
+  }
+
+  /** Stop the sidecar: SIGTERM, then SIGKILL if it lingers. */
+  async stop(graceMs = 2000): Promise<void> {
+    if (this.exited) return;
+    this.child.kill("SIGTERM");
+    const t = setTimeout(() => this.kill(), graceMs);
+    await this.exitDescription;
+    clearTimeout(t);
+  }
+
+  kill(): void {
+    if (!this.exited) {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    this.cleanupDir();
+  }
+
+  private cleanupDir(): void {
+    try {
+      rmSync(this.dir, { recursive: true, force: true });
+    } catch {
+      // best effort: the folder is private and in tmp
+    }
+  }
+}
