@@ -18,7 +18,18 @@
  *   the sidecar finishes the run and serves the next one.
  */
 import type { NDArray } from "../values/ndarray.js";
-import type { HostCallback } from "../trace/core.js";
+
+/**
+ * A host callback recorded by a `callback` equation: the program names it by
+ * its position in the root trace's table (first seen = 0), never by the JS
+ * function, so the program's bytes and hash do not depend on which function
+ * it is. `deliver` rebuilds the arguments from the event's arrays and calls
+ * the user's function (see src/lerax/callbacks.ts).
+ */
+export interface HostCallback {
+  readonly ordered: boolean;
+  deliver(arrays: NDArray[]): unknown;
+}
 
 export interface EventSink {
   sendAck(call: number, batch: number): void;

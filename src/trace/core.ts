@@ -9,6 +9,7 @@ import type { DType } from "../values/dtype.js";
 import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import type { Aval, Eqn, Literal, Operand, ParamValue, SubProgram } from "./ir.js";
+import type { HostCallback } from "../session/callback-events.js";
 import { TraceError, traceError } from "./errors.js";
 import { Tracer } from "./tracer.js";
 
@@ -41,18 +42,6 @@ interface RecEqn {
   readonly inputs: readonly (Var | Literal)[];
   readonly params: { readonly [k: string]: ParamValue };
   readonly outputs: readonly Var[];
-}
-
-/**
- * A host callback recorded by a `callback` equation: the program names it by
- * its position in the root trace's table (first seen = 0), never by the JS
- * function, so the program's bytes and hash do not depend on which function
- * it is. `deliver` rebuilds the arguments from the event's arrays and calls
- * the user's function (see ../callbacks.ts).
- */
-export interface HostCallback {
-  readonly ordered: boolean;
-  deliver(arrays: NDArray[]): unknown;
 }
 
 /** The outermost trace being recorded (where callback tables live). */

@@ -9,7 +9,8 @@
  */
 
 import type { DType } from "../values/dtype.js";
-import { type Concrete, type HostCallback, isConcrete, Trace } from "./core.js";
+import type { HostCallback } from "../session/callback-events.js";
+import { type Concrete, isConcrete, Trace } from "./core.js";
 import { type Aval, encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
 import { asTracer, lit } from "./lib/lax.js";
