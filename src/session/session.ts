@@ -13,9 +13,7 @@ import { type CurveClientKeys, type RequestOptions, Transport } from "../wire/tr
 import { curveFromEnv } from "../wire/keys.js";
 import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
 import { flatten, unflatten } from "../values/tree.js";
-import { putArrow, getArrow, type FromArrowOptions } from "../io/arrow.js";
 import { PyRef, RemoteModule, pyProxy, type PyProxy } from "../values/remote.js";
-import type { Table } from "apache-arrow";
 
 export type { RequestOptions } from "../wire/transport.js";
 export type { CallbackStats } from "./callback-events.js";
@@ -411,16 +409,6 @@ export class Session implements HandleOwner, EventSink {
     args.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
     for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
     return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true }, opts)) as T;
-  }
-
-  /** Place an Arrow table (or IPC bytes) on the device: a tree of DeviceArrays rebuilt from the column names. */
-  async putArrow(source: Table | Uint8Array, opts: RequestOptions & FromArrowOptions & { device?: number } = {}): Promise<unknown> {
-    return putArrow(this, source, opts);
-  }
-
-  /** Fetch a tree of DeviceArrays that share a leading axis as an Arrow table (a column per leaf). */
-  async getArrow(tree: unknown, opts: RequestOptions = {}): Promise<Table> {
-    return getArrow(this, tree, opts);
   }
 
   /** Called by the decoder for every PyRef in a reply. */
