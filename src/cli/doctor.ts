@@ -7,11 +7,10 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { version as libzmqVersion } from "zeromq";
 import { PACKAGE_ROOT, sidecarPython } from "../wire/python-env.js";
 import { PROTOCOL_VERSION } from "../wire/protocol.js";
 import { connect, type SidecarInfo } from "../session/session.js";
-import type { CurveClientKeys } from "../wire/transport.js";
+import { type CurveClientKeys, libzmqVersion } from "../wire/transport.js";
 
 export interface DoctorOptions {
   url?: string;

@@ -5,7 +5,7 @@
  */
 import { Command, Option } from "commander";
 import type { ConnectOptions } from "../session/session.js";
-import { curveFromArgs } from "./curve.js";
+import { curveFromArgs } from "../wire/keys.js";
 import { doctor, formatDoctor } from "./doctor.js";
 import { runScript, runSidecarCli, sidecarCliOutput } from "./python.js";
 

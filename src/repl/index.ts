@@ -16,7 +16,7 @@ import { join } from "node:path";
 import * as api from "../index.js";
 import { connect, type ConnectOptions, Session } from "../session/session.js";
 import type { CurveClientKeys, RequestOptions } from "../wire/transport.js";
-import { curveFromArgs } from "../cli/curve.js";
+import { curveFromArgs } from "../wire/keys.js";
 import { toJavaScript } from "./transform.js";
 import { colorEnabled, formatError, installDeviceArrayDisplay, installSessionDisplay, makeWriter, paint, rememberFetched, toAutoFetch, collectDeviceArrays, trimStack } from "./display.js";
 import { Spinner } from "./spinner.js";

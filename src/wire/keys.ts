@@ -129,6 +129,19 @@ export function curveFromEnv(env: Record<string, string | undefined> = process.e
   return loadCurveKeys({ server, client });
 }
 
+/**
+ * CURVE keys from the command line (`repl --url`, `doctor --url`, the REPL's
+ * `.connect`): `--server-key` is the sidecar's public key (the key itself,
+ * its `.key` certificate, or a file holding just the key) and `--client-key`
+ * this client's `.key_secret` certificate. Neither: undefined; one without
+ * the other is an error.
+ */
+export function curveFromArgs(opts: { serverKey?: string; clientKey?: string }): CurveClientKeys | undefined {
+  if (opts.serverKey === undefined && opts.clientKey === undefined) return undefined;
+  if (opts.serverKey === undefined || opts.clientKey === undefined) throw new Error("CURVE needs both --server-key (the sidecar's public key) and --client-key (your key pair)");
+  return loadCurveKeys({ server: opts.serverKey, client: opts.clientKey });
+}
+
 /** A new CURVE key pair (libzmq's, through zeromq.js). */
 export function generateKeyPair(): KeyPair {
   const { publicKey, secretKey } = curveKeyPair();

@@ -4,6 +4,9 @@
  * rejects every pending call the moment the peer is known to be gone.
  */
 import { Dealer } from "zeromq";
+
+/** The libzmq version zeromq.js was built with (`jaxbridge doctor` reports it). */
+export { version as libzmqVersion } from "zeromq";
 import { type Frame, peekId } from "./protocol.js";
 import { AbortedError, DeadlineError, SidecarDiedError } from "../values/errors.js";
 
