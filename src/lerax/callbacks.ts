@@ -34,8 +34,7 @@ import type { NdArray } from "ndarray";
 import { NDArray, type NestedArray } from "../values/ndarray.js";
 import { flatten, isArray, unflatten, type TreeDef } from "../values/tree.js";
 import type { HostCallback } from "../session/callback-events.js";
-import { bind, currentTrace, rootTrace } from "../trace/core.js";
-import { asTracer } from "../trace/lib/lax.js";
+import { asTracer, bind, currentTrace, rootTrace } from "../trace/core.js";
 import type { Tracer } from "../trace/tracer.js";
 import { dtypeInfo } from "../values/dtype.js";
 

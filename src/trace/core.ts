@@ -6,9 +6,10 @@
  */
 
 import type { DType } from "../values/dtype.js";
+import { encodeScalar, type JsScalar, ScalarConversionError } from "./dtypes.js";
 import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
-import type { Aval, Eqn, Literal, Operand, ParamValue, SubProgram } from "./ir.js";
+import { type Aval, type Eqn, type Literal, type Operand, type ParamValue, showAval, type SubProgram } from "./ir.js";
 import type { HostCallback } from "../session/callback-events.js";
 import { TraceError, traceError } from "./errors.js";
 import { Tracer } from "./tracer.js";
@@ -42,6 +43,41 @@ interface RecEqn {
   readonly inputs: readonly (Var | Literal)[];
   readonly params: { readonly [k: string]: ParamValue };
   readonly outputs: readonly Var[];
+}
+
+// --- operands: what ops take, as the tracer sees it ------------------------------------
+
+export function avalOf(x: In): Aval {
+  return isLitOperand(x) ? { dtype: x.literal.dtype, shape: [] } : x.aval;
+}
+export function isWeak(x: In): boolean {
+  return x.weak;
+}
+
+/** A literal operand of the given dtype. */
+export function lit(value: JsScalar | { re: number; im: number }, dtype: DType, weak = false): LitOperand {
+  try {
+    return { literal: { lit: encodeScalar(value, dtype), dtype }, weak: weak && dtype !== "bool" };
+  } catch (e) {
+    if (e instanceof ScalarConversionError || e instanceof TypeError) throw traceError("literal", (e as Error).message);
+    throw e;
+  }
+}
+
+/** A tracer of the current trace for a tracer or a captured concrete array. */
+export function asTracer(op: string, x: Tracer | Concrete): Tracer {
+  if (x instanceof Tracer) return x;
+  if (isConcrete(x)) return captureConcrete(requireTrace(op), x);
+  throw traceError(op, `expected an array (Tracer, DeviceArray or NDArray), got ${describeArg(x)}`);
+}
+
+export function describeArg(x: unknown): string {
+  if (x instanceof Tracer) return showAval(x.aval);
+  if (isConcrete(x)) return `${x.constructor.name} ${showAval({ dtype: x.dtype, shape: x.shape })}`;
+  if (isLitOperand(x)) return `${x.literal.dtype} literal`;
+  if (x === null) return "null";
+  if (Array.isArray(x)) return "a JS array (wrap nested lists with jnp.asarray)";
+  return `a ${typeof x}`;
 }
 
 /** The outermost trace being recorded (where callback tables live). */

@@ -20,11 +20,10 @@ import { Module } from "../values/module.js";
 import { NDArray } from "../values/ndarray.js";
 import { PyRef, RemoteModule } from "../values/remote.js";
 import { keystr, type KeyEntry } from "../values/tree.js";
-import { bind, currentTrace, type In, rootTrace } from "./core.js";
+import { asTracer, avalOf, bind, currentTrace, describeArg, type In, lit, rootTrace } from "./core.js";
 import { isJsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 import { type Aval, canonicalJson, type ParamValue } from "./ir.js";
-import { asTracer, avalOf, describeArg, lit } from "./lib/lax.js";
 import { Tracer } from "./tracer.js";
 
 /** A target template node (docs/protocol.md). */

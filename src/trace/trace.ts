@@ -10,10 +10,9 @@
 
 import type { DType } from "../values/dtype.js";
 import type { HostCallback } from "../session/callback-events.js";
-import { type Concrete, isConcrete, Trace } from "./core.js";
+import { asTracer, type Concrete, isConcrete, lit, Trace } from "./core.js";
 import { type Aval, encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
-import { asTracer, lit } from "./lib/lax.js";
 import { canonicalize, isJsScalar, type JsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 

@@ -11,11 +11,10 @@
  */
 
 import type { DType } from "../../values/dtype.js";
-import { type Concrete, type In, isLitOperand, requireTrace, Trace } from "../core.js";
+import { asTracer, avalOf, type Concrete, type In, isLitOperand, isWeak, lit, requireTrace, Trace } from "../core.js";
 import { type Aval, showAval, type SubProgram } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
-import { asTracer, avalOf, lit } from "./lax.js";
 import { isJsScalar, type JsScalar, kindOf, scalarType } from "../dtypes.js";
 import { traceError } from "../errors.js";
 import { sameShape } from "../shapes.js";
@@ -28,7 +27,7 @@ interface Typed {
   weak: boolean;
 }
 
-const typeOf = (x: In): Typed => ({ aval: avalOf(x), weak: lax.isWeak(x) });
+const typeOf = (x: In): Typed => ({ aval: avalOf(x), weak: isWeak(x) });
 
 /** An operand as a tracer of the current trace (JS scalars become weakly typed scalars, as Python scalars do). */
 function operandTracer(op: string, x: Operand): Tracer {

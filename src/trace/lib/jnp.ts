@@ -8,10 +8,9 @@
 import type { DType } from "../../values/dtype.js";
 import { NDArray, array as hostArray } from "../../values/ndarray.js";
 import type { Concrete, In } from "../core.js";
-import { isConcrete, isLitOperand, type LitOperand, requireTrace } from "../core.js";
+import { asTracer, avalOf, describeArg, isConcrete, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
-import { asTracer, avalOf, describeArg, lit } from "./lax.js";
 import { traceError } from "../errors.js";
 import {
   canonicalize,
@@ -324,7 +323,7 @@ export function floorDivide(x: ArrayLike, y: ArrayLike): Tracer {
   });
 }
 
-const isWeakIn = (x: In): boolean => lax.isWeak(x);
+const isWeakIn = isWeak;
 
 function floatDivmod(a: In, b: In): [Tracer, Tracer] {
   const d = avalOf(a).dtype;

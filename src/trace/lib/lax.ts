@@ -10,33 +10,16 @@ import type { DType } from "../../values/dtype.js";
 import { isDType } from "../../values/dtype.js";
 import type { Aval, ParamValue, SubProgram } from "../ir.js";
 import { showAval } from "../ir.js";
-import { bind, bind1, captureConcrete, type Concrete, type In, isConcrete, isLitOperand, type LitOperand, requireTrace } from "../core.js";
+import { asTracer, avalOf, bind, bind1, type Concrete, type In, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
-import { bitsToFloat, canonicalize, encodeScalar, isJsScalar, type JsScalar, kindOf, type Kind, scalarType, ScalarConversionError } from "../dtypes.js";
+import { bitsToFloat, canonicalize, isJsScalar, type JsScalar, kindOf, type Kind, scalarType } from "../dtypes.js";
 import { checkShape, normAxis, normAxes, prod, sameShape, type Shape, showShape } from "../shapes.js";
 
 /** What lax functions accept: a tracer, a concrete array (captured as a program input) or a JS scalar. */
 export type LaxArg = Tracer | Concrete | JsScalar | LitOperand;
 
 // --- operands -------------------------------------------------------------------
-
-export function avalOf(x: In): Aval {
-  return isLitOperand(x) ? { dtype: x.literal.dtype, shape: [] } : x.aval;
-}
-export function isWeak(x: In): boolean {
-  return isLitOperand(x) ? x.weak : x.weak;
-}
-
-/** A literal operand of the given dtype. */
-export function lit(value: JsScalar | { re: number; im: number }, dtype: DType, weak = false): LitOperand {
-  try {
-    return { literal: { lit: encodeScalar(value, dtype), dtype }, weak: weak && dtype !== "bool" };
-  } catch (e) {
-    if (e instanceof ScalarConversionError || e instanceof TypeError) throw traceError("literal", (e as Error).message);
-    throw e;
-  }
-}
 
 /** A literal of another dtype with the same value (as `convert_element_type` of a constant). */
 export function retypeLiteral(x: LitOperand, dtype: DType, weak: boolean): LitOperand {
@@ -58,22 +41,6 @@ export function retypeLiteral(x: LitOperand, dtype: DType, weak: boolean): LitOp
     return lit(dk === "b" ? v !== 0 : v, dtype, weak);
   }
   throw traceError("convert_element_type", `cannot retype a ${from} literal to ${dtype}`);
-}
-
-/** A tracer of the current trace for a tracer or a captured concrete array. */
-export function asTracer(op: string, x: Tracer | Concrete): Tracer {
-  if (x instanceof Tracer) return x;
-  if (isConcrete(x)) return captureConcrete(requireTrace(op), x);
-  throw traceError(op, `expected an array (Tracer, DeviceArray or NDArray), got ${describeArg(x)}`);
-}
-
-export function describeArg(x: unknown): string {
-  if (x instanceof Tracer) return showAval(x.aval);
-  if (isConcrete(x)) return `${x.constructor.name} ${showAval({ dtype: x.dtype, shape: x.shape })}`;
-  if (isLitOperand(x)) return `${x.literal.dtype} literal`;
-  if (x === null) return "null";
-  if (Array.isArray(x)) return "a JS array (wrap nested lists with jnp.asarray)";
-  return `a ${typeof x}`;
 }
 
 const showIn = (x: In): string => showAval(avalOf(x));

@@ -6,10 +6,9 @@
  */
 
 import type { DType } from "../../values/dtype.js";
-import { requireTrace, type LitOperand } from "../core.js";
+import { lit, requireTrace, type LitOperand } from "../core.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
-import { lit } from "./lax.js";
 import * as jnp from "./jnp.js";
 import type { ArrayLike, AxisArg } from "./jnp.js";
 import { defaultFloat, kindOf } from "../dtypes.js";

@@ -11,10 +11,9 @@
 
 import type { DType } from "../../values/dtype.js";
 import { NDArray } from "../../values/ndarray.js";
-import { type Concrete, requireTrace } from "../core.js";
+import { asTracer, type Concrete, lit, requireTrace } from "../core.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
-import { asTracer, lit } from "./lax.js";
 import * as jnp from "./jnp.js";
 import { canonicalize, defaultFloat, defaultInt, finfo, isJsScalar, kindOf } from "../dtypes.js";
 import { traceError } from "../errors.js";
