@@ -71,7 +71,50 @@ export {
   type FromArrowOptions,
   type IPCFormat,
 } from "./io/arrow.js";
-export * from "./trace/index.js";
+export { jnp, lax, nn, random } from "./trace/lib/index.js";
+export { Tracer } from "./trace/tracer.js";
+export { TraceError, TracerConversionError } from "./trace/errors.js";
+export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace/trace.js";
+export { pyCall, pyMethod, PyShapesNeeded, resolvePyShapes, type PyCallRequest, type PyCallShapes } from "./trace/pycall.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./trace/lib/control.js";
+export { type FilterScanOptions } from "./lerax/filter.js";
+// lerax's utilities, one function each for traced code and top level (see ../lerax.ts).
+export {
+  filterCond,
+  filterScan,
+  unstackPytree,
+  polyakAverage,
+  leraxCacheStats,
+  type TopLevelOptions,
+  type ScanCallOptions,
+  type UnstackOptions,
+  type TracerTree,
+  type DeviceResult,
+  type Stacked,
+  type Staged,
+  type HasTracer,
+  type MayHaveTracer,
+  type HasDevice,
+  type ScanResult,
+  type CondResult,
+  type UnstackResult,
+  type PolyakResult,
+} from "./lerax/utils.js";
+export {
+  jit,
+  runProgram,
+  programStats,
+  resolveSession,
+  type Jitted,
+  type JitOptions,
+  type JitCallOptions,
+  type JitStats,
+  type ProgramStats,
+  type RunOptions,
+  type RunResult,
+} from "./trace/jit.js";
+export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
+export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
 export { encodeNpy, encodeNpyHeader, decodeNpy, decodeNpyHeader, loadNpy, npyDescr, NpyFormatError, type NpyHeader, type NpyExpect } from "./io/npy.js";
 export {
   Serializable,

@@ -15,7 +15,7 @@ import { NDArray, array } from "../../src/values/ndarray.js";
 import { PROTOCOL_VERSION } from "../../src/wire/protocol.js";
 import { kw, type Session } from "../../src/session/session.js";
 import type { CurveClientKeys } from "../../src/wire/transport.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
+import { jnp } from "../../src/trace/lib/index.js";
 import { jit } from "../../src/trace/jit.js";
 import type { Tracer } from "../../src/trace/tracer.js";
 import { runPython } from "../support/python.js";

@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { NDArray, array } from "../../src/values/ndarray.js";
 import { callbackWithListWrapper, callbackWithNumpyWrapper, callbackWrapper } from "../../src/lerax/callbacks.js";
 import { filterCond, filterScan } from "../../src/lerax/utils.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
+import { jnp } from "../../src/trace/lib/index.js";
 import { jit, runProgram } from "../../src/trace/jit.js";
 import type { Tracer } from "../../src/trace/tracer.js";
 import { connect } from "../../src/session/session.js";

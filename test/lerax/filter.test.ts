@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { filterCond, filterScan } from "../../src/lerax/filter.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
+import { jnp } from "../../src/trace/lib/index.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import { Tracer } from "../../src/trace/tracer.js";
 import { flatten } from "../../src/values/tree.js";

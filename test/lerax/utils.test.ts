@@ -17,7 +17,7 @@ import { array, NDArray } from "../../src/values/ndarray.js";
 import { connect, getDefaultSession, type Session } from "../../src/session/session.js";
 import { TraceError } from "../../src/trace/errors.js";
 import { sha256Hex } from "../../src/trace/ir.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
+import { jnp } from "../../src/trace/lib/index.js";
 import { jit, programStats, runProgram } from "../../src/trace/jit.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import type { Tracer } from "../../src/trace/tracer.js";

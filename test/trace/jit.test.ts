@@ -9,7 +9,7 @@ import { DeviceArray } from "../../src/values/device-array.js";
 import { SidecarError } from "../../src/values/errors.js";
 import { NDArray, array } from "../../src/values/ndarray.js";
 import { filterCond, filterScan } from "../../src/lerax/filter.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
+import { jnp } from "../../src/trace/lib/index.js";
 import { sha256Hex } from "../../src/trace/ir.js";
 import { jit, runProgram } from "../../src/trace/jit.js";
 import { traceFlat } from "../../src/trace/trace.js";

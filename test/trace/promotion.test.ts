@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { DTYPES, type DType } from "../../src/values/dtype.js";
 import { canonicalize, resultType, scalarType } from "../../src/trace/dtypes.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
+import { jnp } from "../../src/trace/lib/index.js";
 import type { Tracer } from "../../src/trace/tracer.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import { Oracle, pick, randomArray, rng } from "./support/oracle.js";

@@ -257,8 +257,8 @@ export function linspace(start: ArrayLike, stop: ArrayLike, num = 50, opts: { en
   const rt = resultType([typedOf(start, is64), typedOf(stop, is64)], is64);
   const dtype = opts.dtype ? canonicalize(opts.dtype, is64) : toInexact(rt.dtype, is64);
   const cdt = toInexact(dtype, is64);
-  const s = asarray(start).astype(cdt);
-  const e = asarray(stop).astype(cdt);
+  const s = astype(asarray(start), cdt);
+  const e = astype(asarray(stop), cdt);
   if (s.ndim !== 0 || e.ndim !== 0) throw traceError(op, "only scalar start and stop are supported");
   const div = endpoint ? num - 1 : num;
   let out: Tracer;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { NDArray } from "../../../src/values/ndarray.js";
 import { condFlat, foriLoopFlat, scanFlat, switchFlat, whileFlat } from "../../../src/trace/lib/control.js";
 import { TraceError } from "../../../src/trace/errors.js";
-import * as jnp from "../../../src/trace/lib/jnp.js";
+import { jnp } from "../../../src/trace/lib/index.js";
 import { traceFlat } from "../../../src/trace/trace.js";
 import type { Tracer } from "../../../src/trace/tracer.js";
 import { Oracle, pick, randomArray, rng } from "../support/oracle.js";

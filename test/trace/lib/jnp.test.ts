@@ -7,7 +7,7 @@
 import type { DType } from "../../../src/values/dtype.js";
 import { array as hostArray } from "../../../src/values/ndarray.js";
 import { canonicalize } from "../../../src/trace/dtypes.js";
-import * as jnp from "../../../src/trace/lib/jnp.js";
+import { jnp } from "../../../src/trace/lib/index.js";
 import type { Tracer } from "../../../src/trace/tracer.js";
 import { type Case, runCases } from "../support/cases.js";
 import { Oracle, pick, randInt, randomArray, rng } from "../support/oracle.js";

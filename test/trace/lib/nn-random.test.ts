@@ -7,9 +7,7 @@ import assert from "node:assert/strict";
 import type { DType } from "../../../src/values/dtype.js";
 import { array as hostArray } from "../../../src/values/ndarray.js";
 import { canonicalize } from "../../../src/trace/dtypes.js";
-import * as jnp from "../../../src/trace/lib/jnp.js";
-import * as nn from "../../../src/trace/lib/nn.js";
-import * as random from "../../../src/trace/lib/random.js";
+import { jnp, nn, random } from "../../../src/trace/lib/index.js";
 import { type Case, runCases } from "../support/cases.js";
 import { Oracle, pick, randInt, randomArray, rng } from "../support/oracle.js";
 

@@ -6,7 +6,7 @@
  */
 import type { DType } from "../../../src/values/dtype.js";
 import { NDArray } from "../../../src/values/ndarray.js";
-import * as jnp from "../../../src/trace/lib/jnp.js";
+import { jnp } from "../../../src/trace/lib/index.js";
 import { pick, randInt, randomArray } from "./oracle.js";
 
 export type Rand = () => number;
