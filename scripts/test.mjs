@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Both suites: mocha (TypeScript, .mocharc.json) then pytest (Python, see
-// pytest.mjs), the second even if the first fails. Arguments go to mocha
+// The import-layer check (check-layers.mjs), then both suites: mocha
+// (TypeScript, .mocharc.json) and pytest (Python, see pytest.mjs), each
+// even if the one before failed. Arguments go to mocha
 // (`npm test -- --grep arrow`). Ends with one line
 //   total: N passed, N failed, N skipped
-// and exits non-zero if either suite failed or did not run. A suite that
+// and exits non-zero if any of them failed or did not run. A suite that
 // fails without reporting a failing test (a crash, a load error) counts as
 // one failure in that line.
 import { onInterrupt } from "./lib/common.mjs";
-import { runMocha, runPytest } from "./lib/suites.mjs";
+import { runLayers, runMocha, runPytest } from "./lib/suites.mjs";
 
 onInterrupt();
 
@@ -25,6 +26,8 @@ function line(text) {
   process.stdout.write(`${text}\n`);
 }
 
+line("jaxbridge test: import layers (scripts/check-layers.mjs)");
+const layers = await runLayers();
 line("jaxbridge test: TypeScript suite (mocha)");
 const mocha = await runMocha(process.argv.slice(2));
 line("jaxbridge test: Python suite (pytest)");
@@ -32,7 +35,7 @@ const pytest = await runPytest([]);
 
 const total = { passed: 0, failed: 0, skipped: 0 };
 line("");
-for (const s of [mocha, pytest]) {
+for (const s of [layers, mocha, pytest]) {
   let failed = s.failed;
   let note = s.note;
   if (!s.ok && failed === 0) {
@@ -46,4 +49,4 @@ for (const s of [mocha, pytest]) {
   line(`jaxbridge test: ${s.name}: ${s.ok ? "ok" : "FAILED"}: ${s.passed} passed, ${failed} failed, ${s.skipped} skipped${note ? ` (${note})` : ""}`);
 }
 line(`total: ${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
-process.exit(mocha.ok && pytest.ok ? 0 : 1);
+process.exit(layers.ok && mocha.ok && pytest.ok ? 0 : 1);

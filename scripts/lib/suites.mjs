@@ -41,6 +41,25 @@ function parseMochaText(output) {
   return { passed: passed ?? 0, failed: failed ?? 0, skipped: skipped ?? 0 };
 }
 
+/**
+ * The import rule (scripts/check-layers.mjs): each module of src/ counts as
+ * one check, and each import that breaks the layers, each cycle and each
+ * misplaced package import as one failure, listed before the counts.
+ */
+export async function runLayers() {
+  const base = { name: "layers", passed: 0, failed: 0, skipped: 0, counted: true, note: "" };
+  try {
+    const { checkLayers, LAYER_ORDER } = await import("../check-layers.mjs");
+    const { files, problems } = checkLayers(REPO_ROOT);
+    for (const p of problems) process.stdout.write(`  ${p}\n`);
+    const bad = new Set(problems.map((p) => /^(src\/[^:]+):/.exec(p)?.[1]).filter(Boolean));
+    process.stdout.write(`  ${files.length} modules checked against ${LAYER_ORDER}\n`);
+    return { ...base, ran: true, ok: problems.length === 0, code: problems.length ? 1 : 0, passed: files.length - bad.size, failed: problems.length };
+  } catch (e) {
+    return { ...base, ran: false, ok: false, code: null, counted: false, note: `the check could not run: ${e?.message ?? e}` };
+  }
+}
+
 /** The TypeScript suite: mocha with .mocharc.json, plus `args`. */
 export async function runMocha(args = []) {
   const base = { name: "mocha", passed: 0, failed: 0, skipped: 0, counted: false, note: "" };
