@@ -1,3 +1,4 @@
+import type { RequestOptions, Session } from "../src/index.js";
 /** Timing helpers: warm up, repeat, report the median (robust to GC pauses). */
 
 export interface Timing {
@@ -38,4 +39,15 @@ export function fmtRatio(r: number): string {
 /** The median of timings taken by hand (the upper one of an even count, as `time` reports it). */
 export function median(xs: readonly number[]): number {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
+/**
+ * Send a benchmark-only op (`bench_lerax_scan`, `bench_module_scan`: a
+ * sidecar started with JAXBRIDGE_BENCH_OPS=1 has them, docs/protocol.md
+ * "run"). They are not in the protocol's op table (src/wire/ops.ts), so this
+ * is the one place that sends an op untyped.
+ */
+export async function benchOp<T>(session: Session, op: string, fields: Record<string, unknown>, opts: RequestOptions = {}): Promise<T> {
+  const untyped = session.request as unknown as (op: string, fields: object, opts: RequestOptions) => Promise<unknown>;
+  return (await untyped.call(session, op, fields, opts)) as T;
 }

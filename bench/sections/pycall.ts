@@ -18,7 +18,7 @@ import { connect, kw } from "../../src/session/session.js";
 import { pyCall } from "../../src/trace/pycall.js";
 import { jit } from "../../src/trace/jit.js";
 import type { Tracer } from "../../src/trace/tracer.js";
-import { fmtRatio, fmtUs, median, time } from "../measure.js";
+import { benchOp, fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";
 
@@ -44,7 +44,7 @@ export async function pycallSection(ctx: { echoUrl: string; rows: Row[] }): Prom
     // (a) the scan, both ways; interleaved so that drift on a shared machine hits both alike.
     const body = (m: RemoteModule, x: Tracer) => [m, pyCall<Tracer>(m, x)] as const;
     const ours = async () => (await filterScan(body, model, xs))[1] as unknown as DeviceArray;
-    const native = async () => (await jb.request("bench_module_scan", { model, xs, repeats: 1 }, { timeoutMs: 600_000 })) as { seconds: number[]; ys: NDArray };
+    const native = async () => benchOp<{ seconds: number[]; ys: NDArray }>(jb, "bench_module_scan", { model, xs, repeats: 1 }, { timeoutMs: 600_000 });
     const first = await ours(); // traces, asks for the call's types, compiles: excluded
     const ref = await native();
     const got = await first.toHost();

@@ -19,7 +19,7 @@ import * as jnp from "../../src/trace/lib/jnp.js";
 import { jit } from "../../src/trace/jit.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import type { Tracer } from "../../src/trace/tracer.js";
-import { fmtRatio, fmtUs, median, time } from "../measure.js";
+import { benchOp, fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";
 
@@ -71,7 +71,7 @@ async function scanVsLerax(rows: Row[]): Promise<void> {
       return { c: c as unknown as { h: DeviceArray }, ys: ys as unknown as DeviceArray };
     };
     const python = async (mode: "jit" | "eager", repeats: number) =>
-      (await jb.request("bench_lerax_scan", { carry: dev, steps: STEPS, repeats, mode }, { timeoutMs: 600_000 })) as { seconds: number[]; h: NDArray; ys: NDArray };
+      benchOp<{ seconds: number[]; h: NDArray; ys: NDArray }>(jb, "bench_lerax_scan", { carry: dev, steps: STEPS, repeats, mode }, { timeoutMs: 600_000 });
 
     // Compile both (excluded), and check that both compute the same numbers.
     const first = await ours();

@@ -115,6 +115,7 @@ import { type DType, type TypedArray, dtypeInfo, isDType } from "../values/dtype
 import { NDArray, shapeSize } from "../values/ndarray.js";
 import { DeviceArray } from "../values/device-array.js";
 import { BridgeInputError, ProtocolError } from "../values/errors.js";
+import type { Session } from "../session/session.js";
 import { type KeyEntry, type KeyPath, compareKeys, flattenWithPath, isArray, keystr, unflatten } from "../values/tree.js";
 
 export { tableFromIPC, tableToIPC, Table } from "apache-arrow";
@@ -701,11 +702,6 @@ function checkSameSchema(a: Schema, b: Schema): void {
 // ---------------------------------------------------------------------------
 // Sidecar ops
 
-/** What `putArrow` / `getArrow` need from a session (a `Session` has it). */
-export interface ArrowRequester {
-  request(op: string, fields?: Record<string, unknown>, opts?: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined }): Promise<unknown>;
-}
-
 export interface ArrowRequestOptions {
   signal?: AbortSignal | undefined;
   timeoutMs?: number | undefined;
@@ -737,7 +733,7 @@ export function readStreamField(value: unknown, op: string): Uint8Array {
  * `source` is a Table or Arrow IPC bytes (stream or file format, e.g. read
  * from disk), sent as they are.
  */
-export async function putArrow(session: ArrowRequester, source: Table | Uint8Array, opts: ArrowRequestOptions & FromArrowOptions & { device?: number } = {}): Promise<unknown> {
+export async function putArrow(session: Session, source: Table | Uint8Array, opts: ArrowRequestOptions & FromArrowOptions & { device?: number } = {}): Promise<unknown> {
   let plan: ReturnType<typeof planColumns> | null = null;
   let bytes: Uint8Array;
   if (source instanceof Table) {
@@ -749,9 +745,8 @@ export async function putArrow(session: ArrowRequester, source: Table | Uint8Arr
     bytes = tableToIPC(source, "stream");
   } else if (source instanceof Uint8Array) bytes = source;
   else throw new BridgeInputError(`putArrow takes an apache-arrow Table or Arrow IPC bytes, got ${source === null ? "null" : typeof source}`);
-  const fields: Record<string, unknown> = { stream: streamField(bytes) };
-  if (opts.device !== undefined) fields.device = opts.device;
-  const reply = (await session.request("put_arrow", fields, { signal: opts.signal, timeoutMs: opts.timeoutMs })) as Record<string, unknown>;
+  const stream = streamField(bytes);
+  const reply: Record<string, unknown> = await session.request("put_arrow", opts.device !== undefined ? { stream, device: opts.device } : { stream }, { signal: opts.signal, timeoutMs: opts.timeoutMs });
   const got = new Map<string, DeviceArray>();
   for (const [name, v] of Object.entries(reply ?? {})) if (v instanceof DeviceArray) got.set(name, v);
   try {
@@ -765,7 +760,7 @@ export async function putArrow(session: ArrowRequester, source: Table | Uint8Arr
 }
 
 /** The columns a `getArrow` request names: one per DeviceArray leaf, by key path. */
-function deviceColumns(session: ArrowRequester, tree: unknown): Record<string, DeviceArray> {
+function deviceColumns(session: Session, tree: unknown): Record<string, DeviceArray> {
   const { leaves } = flattenWithPath(tree);
   const cols: { name: string; a: DeviceArray }[] = [];
   for (const { path, value } of leaves) {
@@ -784,13 +779,13 @@ function deviceColumns(session: ArrowRequester, tree: unknown): Record<string, D
 }
 
 /** Fetch the DeviceArray leaves of a tree as Arrow IPC stream bytes (one record batch), e.g. to write to disk as they are. */
-export async function getArrowIPC(session: ArrowRequester, tree: unknown, opts: ArrowRequestOptions = {}): Promise<Uint8Array> {
+export async function getArrowIPC(session: Session, tree: unknown, opts: ArrowRequestOptions = {}): Promise<Uint8Array> {
   const columns = deviceColumns(session, tree);
-  const reply = (await session.request("get_arrow", { columns }, opts)) as { stream?: unknown } | null;
+  const reply: { stream?: unknown } | null = await session.request("get_arrow", { columns }, opts);
   return readStreamField(reply?.stream, "get_arrow");
 }
 
 /** Fetch the DeviceArray leaves of a tree as an Arrow Table (columns named by key path); `fromArrow` gives the tree back. */
-export async function getArrow(session: ArrowRequester, tree: unknown, opts: ArrowRequestOptions = {}): Promise<Table> {
+export async function getArrow(session: Session, tree: unknown, opts: ArrowRequestOptions = {}): Promise<Table> {
   return tableFromIPC(await getArrowIPC(session, tree, opts));
 }

@@ -15,23 +15,18 @@
 import { inspect } from "node:util";
 import type { Session } from "../session/session.js";
 import { SidecarError } from "../values/errors.js";
-
-export interface RemoteEntry {
-  name: string;
-  /** `module`, `function`, `class` or `value`. */
-  kind: string;
-}
+import type { AttrEntry } from "../wire/ops.js";
 
 /** Names below dotted paths, per session, cached. */
 export class RemoteNames {
-  private cache = new Map<string, Promise<RemoteEntry[]>>();
+  private cache = new Map<string, Promise<AttrEntry[]>>();
   private supported: boolean | undefined;
   private session: Session | undefined;
 
   constructor(private readonly current: () => Session | undefined) {}
 
   /** The entries one level below `path` ("" for the roots); null when the sidecar cannot list names. */
-  async list(path: string): Promise<RemoteEntry[] | null> {
+  async list(path: string): Promise<AttrEntry[] | null> {
     const session = this.current();
     if (!session || session.closed) return null;
     if (session !== this.session) {
@@ -42,7 +37,7 @@ export class RemoteNames {
     if (this.supported === false) return null;
     let entries = this.cache.get(path);
     if (!entries) {
-      entries = session.request("list_attrs", { path }, { timeoutMs: 5000 }) as Promise<RemoteEntry[]>;
+      entries = session.request("list_attrs", { path }, { timeoutMs: 5000 });
       this.cache.set(path, entries);
     }
     try {

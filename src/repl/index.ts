@@ -56,9 +56,9 @@ const currentRun = new AsyncLocalStorage<Run>();
  * those of sessions the user connects in the REPL. Returns the undo.
  */
 function installInterrupts(): () => void {
-  const proto = Session.prototype as { request: Session["request"] };
+  const proto = Session.prototype as unknown as { request: (op: string, fields?: object, opts?: RequestOptions) => Promise<unknown> };
   const original = proto.request;
-  proto.request = async function (this: Session, op: string, fields: Record<string, unknown> = {}, opts: RequestOptions = {}) {
+  proto.request = async function (this: Session, op: string, fields: object = {}, opts: RequestOptions = {}) {
     const run = currentRun.getStore();
     if (!run || op === "free") return original.call(this, op, fields, opts);
     const signal = opts.signal ? AbortSignal.any([opts.signal, run.controller.signal]) : run.controller.signal;

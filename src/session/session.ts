@@ -14,8 +14,10 @@ import { curveFromEnv } from "../wire/keys.js";
 import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
 import { flatten, unflatten } from "../values/tree.js";
 import { PyRef, RemoteModule, pyProxy, type PyProxy } from "../values/remote.js";
+import type { AttrEntry, MeshSpec, Op, PartitionSpec, Reply, Request, SidecarInfo, SidecarStats } from "../wire/ops.js";
 
 export type { RequestOptions } from "../wire/transport.js";
+export type { DeviceInfo, SidecarInfo } from "../wire/ops.js";
 export type { CallbackStats } from "./callback-events.js";
 
 /** Options of a request whose op may produce callback events (`run`). */
@@ -26,9 +28,9 @@ export interface EventRequestOptions extends RequestOptions {
 
 /** A mesh over the sidecar's first devices, and how an array is laid out on it (`jax.sharding`). */
 export interface ShardingSpec {
-  mesh: { shape: number[]; axes: string[] };
+  mesh: MeshSpec;
   /** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
-  spec: (string | null | string[])[];
+  spec: PartitionSpec;
 }
 
 export interface ConnectOptions extends SpawnOptions {
@@ -42,29 +44,6 @@ export interface ConnectOptions extends SpawnOptions {
   /** Deadline applied to calls that give none (ms; default none). */
   defaultTimeoutMs?: number;
   signal?: AbortSignal;
-}
-
-export interface DeviceInfo {
-  id: number;
-  platform: string;
-  kind: string;
-  str: string;
-}
-
-/** What the sidecar reported in the handshake. */
-export interface SidecarInfo {
-  protocol: number;
-  server: string;
-  python: string;
-  jax: string;
-  jaxlib: string;
-  backend: string;
-  devices: DeviceInfo[];
-  x64: boolean;
-  instance: string;
-  pid: number;
-  max_message_bytes: number;
-  max_frame_bytes: number;
 }
 
 export interface CallOptions extends RequestOptions {
@@ -180,15 +159,19 @@ export class Session implements HandleOwner, EventSink {
     return this.transport.inFlight;
   }
 
-  /** Send one request and return its result; an error reply throws SidecarError. */
-  async request(op: string, fields: Record<string, unknown> = {}, opts: EventRequestOptions = {}): Promise<unknown> {
+  /**
+   * Send one request (its fields typed by the op table, src/wire/ops.ts) and
+   * return its result; an error reply throws SidecarError.
+   */
+  async request<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions = {}): Promise<Reply<O>> {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
-    if (opts.callbacks !== undefined && opts.callbacks.length > 0) return this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs);
+    if (opts.callbacks !== undefined && opts.callbacks.length > 0) return (await this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs)) as Reply<O>;
     const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
-    return this.unpackReply(reply, op);
+    // The decoder cannot know an op's reply type: this is where the table's word is taken for it.
+    return this.unpackReply(reply, op) as Reply<O>;
   }
 
-  private build(id: number, op: string, fields: Record<string, unknown>): Frame[] {
+  private build(id: number, op: Op, fields: object): Frame[] {
     // Queued frees ride along with the next request instead of costing a message of their own.
     if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
     const free = this.frees;
@@ -202,7 +185,7 @@ export class Session implements HandleOwner, EventSink {
    * rejects with the first callback error, on the deadline (which covers the
    * callbacks too), on abort, and when the session dies.
    */
-  private async requestWithEvents(op: string, fields: Record<string, unknown>, table: readonly HostCallback[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<unknown> {
+  private async requestWithEvents(op: Op, fields: object, table: readonly HostCallback[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<unknown> {
     const start = Date.now();
     let route: CallEvents | undefined;
     let kill!: (err: Error) => void;
@@ -307,21 +290,8 @@ export class Session implements HandleOwner, EventSink {
    * axis 0 over 4 devices). Static leaves stay here.
    */
   async devicePut<T>(tree: T, sharding: ShardingSpec, opts: RequestOptions = {}): Promise<DeviceTree<T>> {
-    const { leaves, treedef } = flatten(tree);
-    const sent: unknown[] = [];
-    const slots: number[] = [];
-    leaves.forEach((leaf, i) => {
-      if (leaf instanceof NDArray || leaf instanceof DeviceArray) {
-        if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
-        sent.push(leaf);
-        slots.push(i);
-      }
-    });
-    if (sent.length === 0) return tree as DeviceTree<T>;
-    const got = (await this.request("device_put", { value: sent, mesh: sharding.mesh, spec: sharding.spec }, opts)) as DeviceArray[];
-    const out = [...leaves];
-    slots.forEach((slot, k) => (out[slot] = got[k]));
-    return unflatten(treedef, out) as DeviceTree<T>;
+    const arrays = (leaf: unknown) => (leaf instanceof NDArray || leaf instanceof DeviceArray ? leaf : undefined);
+    return (await this.swapLeaves(tree, arrays, (value) => this.request("device_put", { value, mesh: sharding.mesh, spec: sharding.spec }, opts))) as DeviceTree<T>;
   }
 
   private unpackReply(frames: Frame[], op: string): unknown {
@@ -334,7 +304,7 @@ export class Session implements HandleOwner, EventSink {
 
   async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
     const sample = handshakeSample();
-    const info = (await this.request("hello", { protocol: PROTOCOL_VERSION, client: "jaxbridge-ts 0.1.0", sample }, opts)) as SidecarInfo & { sample: unknown };
+    const info = await this.request("hello", { protocol: PROTOCOL_VERSION, client: "jaxbridge-ts 0.1.0", sample }, opts);
     if (info.protocol !== PROTOCOL_VERSION) throw new ProtocolError(`the sidecar speaks protocol ${info.protocol}, this client ${PROTOCOL_VERSION}`);
     if (!sameValue(info.sample, sample)) throw new ProtocolError("the handshake sample came back different: the two sides disagree on the wire format");
     const { sample: _echo, ...rest } = info;
@@ -344,52 +314,53 @@ export class Session implements HandleOwner, EventSink {
 
   /** Place the array leaves of a pytree on the device; static leaves stay here. */
   async put<T>(tree: T, opts: RequestOptions & { device?: number } = {}): Promise<DeviceTree<T>> {
-    const { leaves, treedef } = flatten(tree);
-    const sent: unknown[] = [];
-    const slots: number[] = [];
-    leaves.forEach((leaf, i) => {
-      if (leaf instanceof NDArray || (leaf instanceof DeviceArray && opts.device !== undefined)) {
-        if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
-        sent.push(leaf);
-        slots.push(i);
-      }
+    // A DeviceArray is already placed, unless it is to move to another device.
+    const toPlace = (leaf: unknown) => (leaf instanceof NDArray || (leaf instanceof DeviceArray && opts.device !== undefined) ? leaf : undefined);
+    const placed = await this.swapLeaves(tree, toPlace, (value) => {
+      // Frees riding on this request would run after its arrays are decoded: for
+      // a large put, send them first so the sidecar releases old buffers before
+      // it allocates new ones (peak memory, and fresh pages are slow to fault in).
+      if (this.frees.length > 0 && value.some((a) => a instanceof NDArray && a.nbytes >= LARGE_PUT_BYTES)) void this.flushFrees();
+      return this.request("put", opts.device !== undefined ? { value, device: opts.device } : { value }, opts);
     });
-    if (sent.length === 0) return tree as DeviceTree<T>;
-    // Frees riding on this request would run after its arrays are decoded: for
-    // a large put, send them first so the sidecar releases old buffers before
-    // it allocates new ones (peak memory, and fresh pages are slow to fault in).
-    if (this.frees.length > 0 && sent.some((a) => a instanceof NDArray && a.nbytes >= LARGE_PUT_BYTES)) void this.flushFrees();
-    const fields: Record<string, unknown> = { value: sent };
-    if (opts.device !== undefined) fields.device = opts.device;
-    const got = (await this.request("put", fields, opts)) as DeviceArray[];
-    const out = [...leaves];
-    slots.forEach((slot, k) => (out[slot] = got[k]));
-    return unflatten(treedef, out) as DeviceTree<T>;
+    return placed as DeviceTree<T>;
   }
 
   /** Fetch the DeviceArray leaves of a pytree to the host; other leaves are returned as they are. */
   async get<T>(tree: T, opts: RequestOptions = {}): Promise<HostTree<T>> {
+    const handles = (leaf: unknown) => (leaf instanceof DeviceArray ? new HandleRef(leaf.handle) : undefined);
+    return (await this.swapLeaves(tree, handles, (value) => this.request("get", { value }, opts))) as HostTree<T>;
+  }
+
+  /**
+   * What put, devicePut and get share: pick the leaves of `tree` to send
+   * (`pick` maps a leaf to its wire form, or undefined to leave it here),
+   * check that DeviceArrays among them belong to this session, send them in
+   * one request, and put the reply's values in their places. A tree with
+   * nothing to send comes back as it is, without a request.
+   */
+  private async swapLeaves<S>(tree: unknown, pick: (leaf: unknown) => S | undefined, send: (sent: S[]) => Promise<readonly unknown[]>): Promise<unknown> {
     const { leaves, treedef } = flatten(tree);
-    const refs: HandleRef[] = [];
+    const sent: S[] = [];
     const slots: number[] = [];
     leaves.forEach((leaf, i) => {
-      if (leaf instanceof DeviceArray) {
-        this.checkOwned(leaf, `leaf ${i}`);
-        refs.push(new HandleRef(leaf.handle));
-        slots.push(i);
-      }
+      const wire = pick(leaf);
+      if (wire === undefined) return;
+      if (leaf instanceof DeviceArray) this.checkOwned(leaf, `leaf ${i}`);
+      sent.push(wire);
+      slots.push(i);
     });
-    if (refs.length === 0) return tree as HostTree<T>;
-    const got = (await this.request("get", { value: refs }, opts)) as NDArray[];
+    if (sent.length === 0) return tree;
+    const got = await send(sent);
     const out = [...leaves];
     slots.forEach((slot, k) => (out[slot] = got[k]));
-    return unflatten(treedef, out) as HostTree<T>;
+    return unflatten(treedef, out);
   }
 
   async fetch(a: DeviceArray, opts: RequestOptions = {}): Promise<NDArray> {
     this.checkOwned(a, "");
-    const [host] = (await this.request("get", { value: [new HandleRef(a.handle)] }, opts)) as [NDArray];
-    return host;
+    const [host] = await this.request("get", { value: [new HandleRef(a.handle)] }, opts);
+    return host!;
   }
 
   /**
@@ -447,13 +418,13 @@ export class Session implements HandleOwner, EventSink {
   /** lerax's structural fingerprint of a value as the sidecar sees it: sha256 of repr(jax.tree.structure). */
   async fingerprint(value: unknown, opts: RequestOptions = {}): Promise<Uint8Array> {
     this.checkWireValue(value, "value");
-    return new Uint8Array((await this.request("fingerprint", { value }, opts)) as Uint8Array);
+    return new Uint8Array(await this.request("fingerprint", { value }, opts));
   }
 
   /** The fingerprint and the bytes `equinox.tree_serialise_leaves` writes for a value held in the sidecar. */
   async serialiseLeaves(value: unknown, opts: RequestOptions = {}): Promise<{ fingerprint: Uint8Array; leaves: Uint8Array }> {
     this.checkWireValue(value, "value");
-    const r = (await this.request("serialise_leaves", { value }, opts)) as { fingerprint: Uint8Array; leaves: Uint8Array };
+    const r = await this.request("serialise_leaves", { value }, opts);
     return { fingerprint: new Uint8Array(r.fingerprint), leaves: new Uint8Array(r.leaves) };
   }
 
@@ -464,13 +435,14 @@ export class Session implements HandleOwner, EventSink {
   }
 
   /** Names one level below a dotted path that this sidecar lets `call` reach ("" for the roots), for completion. */
-  async listAttrs(path = "", opts: RequestOptions = {}): Promise<{ name: string; kind: "module" | "function" | "class" | "value" }[]> {
-    return (await this.request("list_attrs", { path }, opts)) as { name: string; kind: "module" | "function" | "class" | "value" }[];
+  async listAttrs(path = "", opts: RequestOptions = {}): Promise<AttrEntry[]> {
+    return this.request("list_attrs", { path }, opts);
   }
 
-  async stats(opts: RequestOptions = {}): Promise<{ handles: number; objects: number; bytes: number; requests: number }> {
+  /** The sidecar's counters: arrays and Python objects held, their bytes, requests served, callback events sent. */
+  async stats(opts: RequestOptions = {}): Promise<SidecarStats> {
     await this.flushFrees();
-    return (await this.request("stats", {}, opts)) as { handles: number; objects: number; bytes: number; requests: number };
+    return this.request("stats", {}, opts);
   }
 
   async ping(opts: RequestOptions = {}): Promise<void> {

@@ -32,6 +32,7 @@ import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
 import { traceError } from "./errors.js";
 import type { Traced } from "./trace.js";
+import type { ProgramStats } from "../wire/ops.js";
 import { PyShapesNeeded, resolvePyShapes, topLevelHook } from "./pycall.js";
 
 export interface RunOptions extends RequestOptions {
@@ -70,10 +71,8 @@ export async function runProgram(session: Session, traced: Pick<Traced, "hash" |
   const hashes = held(session);
   const all = [...args, ...traced.captures];
   const send = async (withBody: boolean) => {
-    const fields: Record<string, unknown> = { hash: traced.hash, args: all, fetch: opts.fetch === true };
-    if (withBody) fields.program = traced.bytes;
-    const ro = { signal: opts.signal, timeoutMs: opts.timeoutMs, callbacks: traced.callbacks };
-    return (await session.request("run", fields, ro)) as { outputs: (DeviceArrayT | NDArray)[]; lowered: boolean; traced: boolean };
+    const fields = { hash: traced.hash, args: all, fetch: opts.fetch === true, ...(withBody ? { program: traced.bytes } : {}) };
+    return session.request("run", fields, { signal: opts.signal, timeoutMs: opts.timeoutMs, callbacks: traced.callbacks });
   };
   let sentProgram = !hashes.has(traced.hash) && opts.assumeHeld !== true;
   let reply;
@@ -123,22 +122,11 @@ export function resolveSession(op: string, trees: readonly unknown[], explicit?:
   return chosen ?? getDefaultSession();
 }
 
-/** The sidecar's program cache counters (`program_stats`): lowerings, cache hits, JAX traces. */
-export interface ProgramStats {
-  /** Programs held. */
-  programs: number;
-  /** Runs answered from the cache (no lowering). */
-  hits: number;
-  misses: number;
-  /** Programs decoded and wrapped in jax.jit. */
-  lowered: number;
-  evicted: number;
-  /** Times JAX traced (and so compiled) a held program. */
-  traces: number;
-}
+export type { ProgramStats } from "../wire/ops.js";
 
+/** The sidecar's program cache counters: programs held, cache hits and misses, lowerings, JAX traces. */
 export async function programStats(session: Session = getDefaultSession(), opts: RequestOptions = {}): Promise<ProgramStats> {
-  return (await session.request("program_stats", {}, opts)) as ProgramStats;
+  return session.request("program_stats", {}, opts);
 }
 
 // --- jit ---------------------------------------------------------------------------------

@@ -23,38 +23,12 @@ import { keystr, type KeyEntry } from "../values/tree.js";
 import { asTracer, avalOf, bind, currentTrace, describeArg, type In, lit, rootTrace } from "./core.js";
 import { isJsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
-import { type Aval, canonicalJson, type ParamValue } from "./ir.js";
+import { canonicalJson, type ParamValue } from "./ir.js";
 import { Tracer } from "./tracer.js";
+import type { Session } from "../session/session.js";
+import type { OutputNode, PyCallRequest, PyCallShapes, TemplateNode } from "../wire/ops.js";
 
-/** A target template node (docs/protocol.md). */
-export type TemplateNode =
-  | null
-  | "array"
-  | { readonly ref: number }
-  | { readonly list: readonly TemplateNode[] }
-  | { readonly dict: readonly (readonly [string, TemplateNode])[] }
-  | { readonly module: string; readonly fields: readonly (readonly [string, TemplateNode])[] };
-
-/** An output node: what the method returns, arrays in order. */
-export type OutputNode =
-  | null
-  | "array"
-  | { readonly list: readonly OutputNode[] }
-  | { readonly tuple: readonly OutputNode[] }
-  | { readonly dict: readonly (readonly [string, OutputNode])[] };
-
-export interface PyCallRequest {
-  readonly target: TemplateNode;
-  readonly args: readonly TemplateNode[];
-  readonly method: string;
-  /** The types of the templates' array slots, target first. */
-  readonly arrays: readonly Aval[];
-}
-
-export interface PyCallShapes {
-  readonly tree: OutputNode;
-  readonly outputs: readonly { dtype: Aval["dtype"]; shape: readonly number[]; weak: boolean }[];
-}
+export type { OutputNode, PyCallRequest, PyCallShapes, TemplateNode } from "../wire/ops.js";
 
 /**
  * Thrown while tracing when a call's output types are not known yet. `jit`
@@ -76,21 +50,15 @@ export class PyShapesNeeded extends Error {
 const shapes = new Map<string, PyCallShapes>();
 const SHAPES_LIMIT = 4096;
 
-/** What a session needs to answer a PyShapesNeeded. */
-export interface ShapeHost {
-  readonly instance: string;
-  request(op: string, fields: Record<string, unknown>, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
-}
-
 /** Ask the sidecar for a call's output types and remember them for the next trace. */
-export async function resolvePyShapes(host: ShapeHost, need: PyShapesNeeded, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+export async function resolvePyShapes(host: Session, need: PyShapesNeeded, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
   if (need.instance !== host.instance) {
     throw traceError(
       `pyCall(${need.request.method})`,
       `the remote object belongs to sidecar ${need.instance || "(closed)"}, but this call runs on sidecar ${host.instance || "(closed)"}; a remote object only exists in the sidecar that made it`,
     );
   }
-  const got = (await host.request("pycall_shapes", { ...need.request }, opts)) as PyCallShapes;
+  const got = await host.request("pycall_shapes", need.request, opts);
   if (shapes.size >= SHAPES_LIMIT) shapes.delete(shapes.keys().next().value as string);
   shapes.set(need.key, got);
 }

@@ -23,7 +23,6 @@ export const EXT_ARRAY = 1;
 export const EXT_HANDLE = 2;
 export const EXT_PYREF = 3;
 export const EXT_MODULE = 4;
-export const OPS = ["hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "pycall_shapes", "fingerprint", "serialise_leaves", "deserialise_leaves", "ack", "device_put"] as const;
 
 export type Frame = Buffer;
 

@@ -24,7 +24,7 @@ describe("jit on a sidecar", function () {
   const session = useSession();
 
   async function programStats(): Promise<{ programs: number; hits: number; lowered: number; traces: number }> {
-    return (await session().request("program_stats")) as { programs: number; hits: number; lowered: number; traces: number };
+    return session().request("program_stats", {});
   }
 
   it("traces once, sends the program once, then runs by hash with no relowering or retracing", async () => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { OPS, PROTOCOL_VERSION, EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE } from "../../src/wire/protocol.js";
+import { PROTOCOL_VERSION, EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE } from "../../src/wire/protocol.js";
+import { OPS } from "../../src/wire/ops.js";
 import { runPython } from "../support/python.js";
 
 describe("docs/protocol.md is the authority", () => {

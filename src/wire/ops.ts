@@ -1,0 +1,182 @@
+/**
+ * The ops of docs/protocol.md as types: for each op, the fields of its
+ * request and the `result` of its reply. Message types only, as comlink's
+ * protocol.ts holds only its message types; `Session.request<Op>` is typed
+ * by this table, so a caller neither builds an untyped envelope nor casts
+ * what comes back. The one value here, `OPS`, is the op list derived from
+ * the table, which the doc test compares with docs/protocol.md and with the
+ * sidecar's dispatch table.
+ *
+ * Arrays in these types are what the codec (protocol.ts) makes of them:
+ * `NDArray` for array values (trailing frames), `DeviceArray` for handles in
+ * replies, `HandleRef` for a handle named by id, `PyRef` and `RemoteModule`
+ * for Python objects.
+ */
+import type { DeviceArray } from "../values/device-array.js";
+import type { DType } from "../values/dtype.js";
+import type { NDArray } from "../values/ndarray.js";
+import type { PyRef, RemoteModule } from "../values/remote.js";
+import type { HandleRef } from "./protocol.js";
+
+/** One device in the `hello` reply. */
+export interface DeviceInfo {
+  id: number;
+  platform: string;
+  kind: string;
+  str: string;
+}
+
+/** What the sidecar reports in the handshake (the `hello` reply without its echoed sample). */
+export interface SidecarInfo {
+  protocol: number;
+  server: string;
+  python: string;
+  jax: string;
+  jaxlib: string;
+  backend: string;
+  devices: DeviceInfo[];
+  x64: boolean;
+  instance: string;
+  pid: number;
+  max_message_bytes: number;
+  max_frame_bytes: number;
+}
+
+/** A name one level below a dotted path that `call` could reach (`list_attrs`, `import`). */
+export interface AttrEntry {
+  name: string;
+  kind: "module" | "function" | "class" | "value";
+}
+
+/** The sidecar's own counters (`stats`). */
+export interface SidecarStats {
+  /** Arrays held. */
+  handles: number;
+  /** Python objects held (PyRefs). */
+  objects: number;
+  /** Bytes of the arrays held. */
+  bytes: number;
+  requests: number;
+  /** Callback event batches and events sent. */
+  event_batches: number;
+  events: number;
+}
+
+/** The sidecar's program cache counters (`program_stats`): lowerings, cache hits, JAX traces. */
+export interface ProgramStats {
+  /** Programs held. */
+  programs: number;
+  /** Runs answered from the cache (no lowering). */
+  hits: number;
+  misses: number;
+  /** Programs decoded and wrapped in jax.jit. */
+  lowered: number;
+  evicted: number;
+  /** Times JAX traced (and so compiled) a held program. */
+  traces: number;
+}
+
+/** A mesh over the sidecar's first devices (`device_put`). */
+export interface MeshSpec {
+  shape: number[];
+  axes: string[];
+}
+
+/** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
+export type PartitionSpec = (string | null | string[])[];
+
+/** The type of one array slot: dtype and shape. */
+export interface ArrayType {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+/** A target template node of a `pycall` equation and of `pycall_shapes` (docs/protocol.md, "Calling Python from a program"). */
+export type TemplateNode =
+  | null
+  | "array"
+  | { readonly ref: number }
+  | { readonly list: readonly TemplateNode[] }
+  | { readonly dict: readonly (readonly [string, TemplateNode])[] }
+  | { readonly module: string; readonly fields: readonly (readonly [string, TemplateNode])[] };
+
+/** An output node: what a Python method returns, arrays in order. */
+export type OutputNode =
+  | null
+  | "array"
+  | { readonly list: readonly OutputNode[] }
+  | { readonly tuple: readonly OutputNode[] }
+  | { readonly dict: readonly (readonly [string, OutputNode])[] };
+
+/** The `pycall_shapes` request: a call's templates and the types of their array slots, target first. */
+export interface PyCallRequest {
+  readonly target: TemplateNode;
+  readonly args: readonly TemplateNode[];
+  readonly method: string;
+  readonly arrays: readonly ArrayType[];
+}
+
+/** The `pycall_shapes` reply: the method's output node and the type of each of its arrays. */
+export interface PyCallShapes {
+  readonly tree: OutputNode;
+  readonly outputs: readonly { dtype: DType; shape: readonly number[]; weak: boolean }[];
+}
+
+/** A Python value a request may carry (checked by the session before it is sent). */
+type Value = unknown;
+
+/** Every op: `request` is the envelope's fields besides `id`, `op` and `free`; `reply` the `result` of an `ok` reply. */
+export interface Ops {
+  hello: { request: { protocol: number; client: string; sample: Record<string, unknown> }; reply: SidecarInfo & { sample: unknown } };
+  ping: { request: Record<string, never>; reply: "pong" };
+  put: { request: { value: (NDArray | DeviceArray)[]; device?: number }; reply: DeviceArray[] };
+  get: { request: { value: HandleRef[] }; reply: NDArray[] };
+  free: { request: { handles: number[] }; reply: { freed: number; unknown: number[] } };
+  call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean }; reply: unknown };
+  put_arrow: { request: { stream: NDArray; device?: number }; reply: Record<string, DeviceArray> };
+  get_arrow: { request: { columns: Record<string, DeviceArray> }; reply: { stream: NDArray } };
+  stats: { request: Record<string, never>; reply: SidecarStats };
+  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean }; reply: { outputs: (DeviceArray | NDArray)[]; lowered: boolean; traced: boolean } };
+  program_stats: { request: Record<string, never>; reply: ProgramStats };
+  list_attrs: { request: { path: string }; reply: AttrEntry[] };
+  import: { request: { module: string }; reply: AttrEntry[] };
+  call_method: { request: { target: PyRef | RemoteModule; name: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean }; reply: unknown };
+  pycall_shapes: { request: PyCallRequest; reply: PyCallShapes };
+  fingerprint: { request: { value: Value }; reply: Uint8Array };
+  serialise_leaves: { request: { value: Value }; reply: { fingerprint: Uint8Array; leaves: Uint8Array } };
+  deserialise_leaves: { request: { like: Value; leaves: Uint8Array; fetch: boolean }; reply: unknown };
+  /** One-way: the sidecar sends no reply. */
+  ack: { request: { call: number; batch: number }; reply: never };
+  device_put: { request: { value: (NDArray | DeviceArray)[]; mesh: MeshSpec; spec: PartitionSpec }; reply: DeviceArray[] };
+}
+
+export type Op = keyof Ops;
+export type Request<O extends Op> = Ops[O]["request"];
+export type Reply<O extends Op> = Ops[O]["reply"];
+
+// A record over every op: the compiler refuses one missing from `Ops` or one it does not know.
+const EVERY_OP: { readonly [O in Op]: true } = {
+  hello: true,
+  ping: true,
+  put: true,
+  get: true,
+  free: true,
+  call: true,
+  put_arrow: true,
+  get_arrow: true,
+  stats: true,
+  run: true,
+  program_stats: true,
+  list_attrs: true,
+  import: true,
+  call_method: true,
+  pycall_shapes: true,
+  fingerprint: true,
+  serialise_leaves: true,
+  deserialise_leaves: true,
+  ack: true,
+  device_put: true,
+};
+
+/** Every op of the table, in the order docs/protocol.md lists them. */
+export const OPS = Object.keys(EVERY_OP) as readonly Op[];
