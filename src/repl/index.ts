@@ -15,7 +15,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import * as api from "../index.js";
 import { connect, type ConnectOptions, Session } from "../session/session.js";
-import type { CurveClientKeys, RequestOptions } from "../wire/transport.js";
+import type { CurveClientKeys } from "../wire/transport.js";
 import { curveFromArgs } from "../wire/keys.js";
 import { toJavaScript } from "./transform.js";
 import { colorEnabled, formatError, installDeviceArrayDisplay, installSessionDisplay, makeWriter, paint, rememberFetched, toAutoFetch, collectDeviceArrays, trimStack } from "./display.js";
@@ -56,22 +56,12 @@ const currentRun = new AsyncLocalStorage<Run>();
  * those of sessions the user connects in the REPL. Returns the undo.
  */
 function installInterrupts(): () => void {
-  const proto = Session.prototype as unknown as { request: (op: string, fields?: object, opts?: RequestOptions) => Promise<unknown> };
-  const original = proto.request;
-  proto.request = async function (this: Session, op: string, fields: object = {}, opts: RequestOptions = {}) {
+  return Session.addRequestHook(() => {
     const run = currentRun.getStore();
-    if (!run || op === "free") return original.call(this, op, fields, opts);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, run.controller.signal]) : run.controller.signal;
+    if (!run) return undefined;
     run.pending++;
-    try {
-      return await original.call(this, op, fields, { ...opts, signal });
-    } finally {
-      run.pending--;
-    }
-  };
-  return () => {
-    proto.request = original;
-  };
+    return { signal: run.controller.signal, settled: () => void run.pending-- };
+  });
 }
 
 /** src/lerax/utils.ts (filterCond, filterScan, unstackPytree, polyakAverage at top level), loaded if it is there. */

@@ -68,6 +68,16 @@ export function kw(values: Record<string, unknown>): Kwargs {
 export type DeviceTree<T> = T extends NDArray ? DeviceArray : T extends readonly unknown[] ? { [K in keyof T]: DeviceTree<T[K]> } : T extends object ? { [K in keyof T]: DeviceTree<T[K]> } : T;
 export type HostTree<T> = T extends DeviceArray ? NDArray : T extends readonly unknown[] ? { [K in keyof T]: HostTree<T[K]> } : T extends object ? { [K in keyof T]: HostTree<T[K]> } : T;
 
+/**
+ * Sees each request a session is about to send (frees excepted): it may
+ * return a signal that also abandons the request, and is told when the
+ * request settled. The REPL installs one so that Ctrl-C abandons the calls
+ * of the line being evaluated, on every session (src/repl/README.md).
+ */
+export type RequestHook = (op: Op) => { signal: AbortSignal; settled(): void } | undefined;
+
+const requestHooks = new Set<RequestHook>();
+
 let defaultSession: Session | null = null;
 
 /** The session that free functions use: the first one connected and still open. */
@@ -164,6 +174,24 @@ export class Session implements HandleOwner, EventSink {
    * return its result; an error reply throws SidecarError.
    */
   async request<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions = {}): Promise<Reply<O>> {
+    if (requestHooks.size === 0 || op === "free") return this.send(op, fields, opts);
+    const watches = [...requestHooks].flatMap((hook) => hook(op) ?? []);
+    if (watches.length === 0) return this.send(op, fields, opts);
+    const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), ...watches.map((w) => w.signal)]);
+    try {
+      return await this.send(op, fields, { ...opts, signal });
+    } finally {
+      for (const w of watches) w.settled();
+    }
+  }
+
+  /** Install a request hook for every session, present and future; returns the function that removes it. */
+  static addRequestHook(hook: RequestHook): () => void {
+    requestHooks.add(hook);
+    return () => void requestHooks.delete(hook);
+  }
+
+  private async send<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions): Promise<Reply<O>> {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     if (opts.callbacks !== undefined && opts.callbacks.length > 0) return (await this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs)) as Reply<O>;
     const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
