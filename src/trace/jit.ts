@@ -33,7 +33,7 @@ import { Tracer } from "./tracer.js";
 import { traceError } from "./errors.js";
 import type { Traced } from "./trace.js";
 import type { ProgramStats } from "../wire/ops.js";
-import { PyShapesNeeded, resolvePyShapes, topLevelHook } from "./pycall.js";
+import { PyShapesNeeded, resolvePyShapes } from "./pycall-shapes.js";
 
 export interface RunOptions extends RequestOptions {
   /** Return host arrays instead of device handles. */
@@ -329,4 +329,3 @@ function traceJit<A extends unknown[], R>(
   return { argDef, statics, avals, traced, outDef, outLeaves, placed: new Map() };
 }
 
-topLevelHook.jit = (fn, name) => jit(fn, { name }) as (...a: unknown[]) => Promise<unknown>;

@@ -7,12 +7,11 @@
  * leaves (PyRefs, structure keys) are named in the program.
  *
  * Tracing is synchronous, but the output types of a Python method are only
- * known to the sidecar. The first time a call signature is traced, pyCall
- * throws `PyShapesNeeded`; `jit` (and so every top-level utility) catches
- * it, asks the sidecar (`pycall_shapes`, `jax.eval_shape` there), caches the
- * answer per sidecar and traces again. Each new signature costs one extra
- * trace and one round trip, once. See docs/protocol.md "Calling Python from
- * a program" for the template the equation carries.
+ * known to the sidecar: a call signature traced for the first time throws
+ * `PyShapesNeeded`, which jit answers (pycall-shapes.ts). Each new
+ * signature costs one extra trace and one round trip, once. Outside any
+ * trace a call runs as its own jitted program. See docs/protocol.md
+ * "Calling Python from a program" for the template the equation carries.
  */
 
 import { DeviceArray } from "../values/device-array.js";
@@ -25,48 +24,12 @@ import { isJsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 import { canonicalJson, type ParamValue } from "./ir.js";
 import { Tracer } from "./tracer.js";
-import type { Session } from "../session/session.js";
-import type { OutputNode, PyCallRequest, PyCallShapes, TemplateNode } from "../wire/ops.js";
+import { jit } from "./jit.js";
+import { knownPyShapes, PyShapesNeeded } from "./pycall-shapes.js";
+import type { OutputNode, PyCallRequest, TemplateNode } from "../wire/ops.js";
 
+export { PyShapesNeeded, resolvePyShapes } from "./pycall-shapes.js";
 export type { OutputNode, PyCallRequest, PyCallShapes, TemplateNode } from "../wire/ops.js";
-
-/**
- * Thrown while tracing when a call's output types are not known yet. `jit`
- * answers it with `resolvePyShapes` and traces again; code that traces by
- * hand (`traceFlat`) can do the same.
- */
-export class PyShapesNeeded extends Error {
-  override name = "PyShapesNeeded";
-  constructor(
-    /** The sidecar instance whose objects the call names. */
-    readonly instance: string,
-    readonly request: PyCallRequest,
-    readonly key: string,
-  ) {
-    super(`the output types of ${request.method} on a remote object are not known yet: trace it through jit (or a top-level filterScan / filterCond), which asks the sidecar first`);
-  }
-}
-
-const shapes = new Map<string, PyCallShapes>();
-const SHAPES_LIMIT = 4096;
-
-/** Ask the sidecar for a call's output types and remember them for the next trace. */
-export async function resolvePyShapes(host: Session, need: PyShapesNeeded, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
-  if (need.instance !== host.instance) {
-    throw traceError(
-      `pyCall(${need.request.method})`,
-      `the remote object belongs to sidecar ${need.instance || "(closed)"}, but this call runs on sidecar ${host.instance || "(closed)"}; a remote object only exists in the sidecar that made it`,
-    );
-  }
-  const got = await host.request("pycall_shapes", need.request, opts);
-  if (shapes.size >= SHAPES_LIMIT) shapes.delete(shapes.keys().next().value as string);
-  shapes.set(need.key, got);
-}
-
-/** Drop the cached output types (tests of the discovery path). */
-export function clearPyShapes(): void {
-  shapes.clear();
-}
 
 interface Templates {
   readonly target: TemplateNode;
@@ -154,10 +117,8 @@ function rebuild(node: OutputNode, outs: readonly Tracer[], at: { i: number }): 
   return o;
 }
 
+/** The jitted program that runs a call of `method` outside any trace, one per method name. */
 const topLevel = new Map<string, (target: unknown, ...args: unknown[]) => Promise<unknown>>();
-
-/** Set by run.ts (which imports this module): runs a pyMethod call as its own jitted program. */
-export const topLevelHook: { jit?: (fn: (...a: unknown[]) => unknown, name: string) => (...a: unknown[]) => Promise<unknown> } = {};
 
 /**
  * `target.method(...args)` in the sidecar, from a traced function: the
@@ -173,8 +134,7 @@ export function pyMethod<T = any>(target: RemoteModule | PyRef, method: string, 
   if (trace === undefined) {
     let run = topLevel.get(method);
     if (run === undefined) {
-      if (!topLevelHook.jit) throw new Error("internal: pyMethod's jit hook is not installed");
-      run = topLevelHook.jit((t: unknown, ...a: unknown[]) => pyMethod(t as RemoteModule, method, ...a), op);
+      run = jit((t: unknown, ...a: unknown[]) => pyMethod(t as RemoteModule, method, ...a), { name: op });
       topLevel.set(method, run);
     }
     return run(target, ...args) as T;
@@ -185,7 +145,7 @@ export function pyMethod<T = any>(target: RemoteModule | PyRef, method: string, 
   const t = templatesOf(op, target, args, trace.x64);
   const request: PyCallRequest = { target: t.target, args: t.args, method, arrays: t.ins.map(avalOf) };
   const key = `${t.instance}\u0000${canonicalJson(request)}`;
-  const known = shapes.get(key);
+  const known = knownPyShapes(key);
   if (known === undefined) throw new PyShapesNeeded(t.instance, request, key);
   const outs = bind(
     "pycall",
