@@ -12,7 +12,7 @@ import { AbortedError, DeadlineError } from "../values/errors.js";
 import { type CurveClientKeys, type RequestOptions, Transport } from "../wire/transport.js";
 import { curveFromEnv } from "../wire/keys.js";
 import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
-import { flatten, unflatten } from "../values/tree.js";
+import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
 import { PyRef, RemoteModule, pyProxy, type PyProxy } from "../values/remote.js";
 import type { AttrEntry, MeshSpec, Op, PartitionSpec, Reply, Request, SidecarInfo, SidecarStats } from "../wire/ops.js";
 
@@ -86,6 +86,38 @@ export function getDefaultSession(): Session {
     throw new JaxBridgeError("no open jaxbridge session: call `await connect()` first (or pass a session explicitly)");
   }
   return defaultSession;
+}
+
+/**
+ * The session a top-level call runs on: the explicit one, else the one that
+ * owns the DeviceArrays among `trees`' leaves, else the default session.
+ * DeviceArrays of another session than the one chosen are an error naming
+ * their path (a handle only means something to the sidecar that made it).
+ */
+export function resolveSession(op: string, trees: readonly unknown[], explicit?: Session): Session {
+  let chosen: Session | undefined = explicit;
+  let firstPath = "";
+  for (const [t, tree] of trees.entries()) {
+    for (const { path, value } of flattenWithPath(tree).leaves) {
+      if (!(value instanceof DeviceArray)) continue;
+      const where = `${trees.length > 1 ? `args[${t}]` : "tree"}${keystr(path)}`;
+      if (value.disposed) throw new BridgeInputError(`${op}: ${value.toString()} was disposed`, where);
+      const owner = value.owner;
+      if (chosen === undefined) {
+        if (!(owner instanceof Session)) throw new BridgeInputError(`${op}: ${value.toString()} is not owned by a Session`, where);
+        chosen = owner;
+        firstPath = where;
+      } else if (owner !== chosen) {
+        throw new BridgeInputError(
+          `${op}: ${value.toString()} belongs to sidecar ${owner.instance || "(closed)"}, but this call runs on sidecar ${chosen.instance || "(closed)"}` +
+            (explicit ? " (the session passed explicitly)" : ` (which owns ${firstPath})`) +
+            "; a handle only exists in the sidecar that made it: fetch it with toHost() and pass the NDArray instead",
+          where,
+        );
+      }
+    }
+  }
+  return chosen ?? getDefaultSession();
 }
 
 /**

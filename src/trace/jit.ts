@@ -24,8 +24,8 @@ import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { BridgeInputError, SidecarError } from "../values/errors.js";
 import type { RequestOptions } from "../session/session.js";
-import { getDefaultSession, Session } from "../session/session.js";
-import { flatten, flattenWithPath, isArray, keystr, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../values/tree.js";
+import { getDefaultSession, resolveSession, Session } from "../session/session.js";
+import { flatten, isArray, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../values/tree.js";
 import type { HostCallback } from "../session/callback-events.js";
 import { asTracer, type Concrete, currentTrace, isConcrete, Trace } from "./core.js";
 import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
@@ -86,40 +86,6 @@ export async function runProgram(session: Session, traced: Pick<Traced, "hash" |
   }
   hashes.add(traced.hash);
   return { outputs: reply.outputs, sentProgram, lowered: reply.lowered, traced: reply.traced };
-}
-
-// --- sessions -----------------------------------------------------------------------------
-
-/**
- * The session a top-level call runs on: the explicit one, else the one that
- * owns the DeviceArrays among `trees`' leaves, else the default session.
- * DeviceArrays of another session than the one chosen are an error naming
- * their path (a handle only means something to the sidecar that made it).
- */
-export function resolveSession(op: string, trees: readonly unknown[], explicit?: Session): Session {
-  let chosen: Session | undefined = explicit;
-  let firstPath = "";
-  for (const [t, tree] of trees.entries()) {
-    for (const { path, value } of flattenWithPath(tree).leaves) {
-      if (!(value instanceof DeviceArray)) continue;
-      const where = `${trees.length > 1 ? `args[${t}]` : "tree"}${keystr(path)}`;
-      if (value.disposed) throw new BridgeInputError(`${op}: ${value.toString()} was disposed`, where);
-      const owner = value.owner;
-      if (chosen === undefined) {
-        if (!(owner instanceof Session)) throw new BridgeInputError(`${op}: ${value.toString()} is not owned by a Session`, where);
-        chosen = owner;
-        firstPath = where;
-      } else if (owner !== chosen) {
-        throw new BridgeInputError(
-          `${op}: ${value.toString()} belongs to sidecar ${owner.instance || "(closed)"}, but this call runs on sidecar ${chosen.instance || "(closed)"}` +
-            (explicit ? " (the session passed explicitly)" : ` (which owns ${firstPath})`) +
-            "; a handle only exists in the sidecar that made it: fetch it with toHost() and pass the NDArray instead",
-          where,
-        );
-      }
-    }
-  }
-  return chosen ?? getDefaultSession();
 }
 
 export type { ProgramStats } from "../wire/ops.js";
