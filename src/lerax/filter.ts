@@ -16,6 +16,7 @@
  * run.ts / the public API; here they only build equations.
  */
 
+import { describe, describeAs } from "../values/describe.js";
 import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { combine, firstDifference, flatten, isArray, keystr, partition, type TreeDef, unflatten, flattenWithPath } from "../values/tree.js";
@@ -27,7 +28,7 @@ import { Tracer } from "../trace/tracer.js";
 
 /** Marks where an array leaf was, so two output trees compare on structure and statics only. */
 class ArraySlot {
-  toString(): string {
+  [describeAs](): string {
     return "an array";
   }
 }
@@ -77,7 +78,7 @@ export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...a
       if (diff !== null) {
         throw traceError(
           op,
-          `the non-array outputs of trueFun and falseFun must be identical; they differ at ${diff.path || "the top level"}: trueFun gives ${show(diff.left)}, falseFun gives ${show(diff.right)}`,
+          `the non-array outputs of trueFun and falseFun must be identical; they differ at ${diff.path || "the top level"}: trueFun gives ${diff.left}, falseFun gives ${diff.right}`,
         );
       }
     }
@@ -86,10 +87,6 @@ export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...a
   const results = condFlat(pred as Tracer, run(trueFun, "trueFun"), run(falseFun, "falseFun"), inSplit.dynamic);
   const tOut = outs[1]!;
   return combine(unflatten(tOut.dynDef, relink(tOut.dynDef, results)), tOut.statics) as R;
-}
-
-function show(s: string): string {
-  return s.replace(/ArraySlot(\(\))?|an object \(ArraySlot\)|<ArraySlot[^>]*>/g, "an array");
 }
 
 /** The dynamic leaves put back into a partitioned tree's structure (statics are null nodes, not leaves). */
@@ -109,7 +106,7 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
   const initSplit = split(init);
   const xsFlat = xs === undefined || xs === null ? { leaves: [] as { path: unknown; value: unknown }[], treedef: flatten(null).treedef } : flattenWithPath(xs);
   const xsLeaves = xsFlat.leaves.map(({ path, value }) => {
-    if (!isArrayLeaf(value)) throw traceError(op, `xs leaves must be arrays; xs${keystr(path as never)} is ${describeValue(value)}`);
+    if (!isArrayLeaf(value)) throw traceError(op, `xs leaves must be arrays; xs${keystr(path as never)} is ${describe(value, "kind")}`);
     return value;
   });
   let yDef: TreeDef | null = null;
@@ -118,20 +115,20 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
       const carryTree = combine(unflatten(initSplit.dynDef, relink(initSplit.dynDef, c)), initSplit.statics) as C;
       const xTree = (xs === undefined || xs === null ? xs : unflatten(xsFlat.treedef, x)) as X;
       const r = f(carryTree, xTree);
-      if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `f must return [carry, y], got ${describeValue(r)}`);
+      if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `f must return [carry, y], got ${describe(r, "kind")}`);
       const out = split(r[0]);
       const diff = firstDifference(initSplit.skeleton, out.skeleton);
       if (diff !== null) {
         throw traceError(
           op,
-          `the non-array part of the carry must not change; it differs at ${diff.path || "the top level"}: init has ${show(diff.left)}, f returned ${show(diff.right)}`,
+          `the non-array part of the carry must not change; it differs at ${diff.path || "the top level"}: init has ${diff.left}, f returned ${diff.right}`,
         );
       }
       const yFlat = flattenWithPath(r[1]);
       yDef = yFlat.treedef;
       const yLeaves = yFlat.leaves.map(({ path, value }) => {
         if (isArrayLeaf(value) || isJsScalar(value)) return value;
-        throw traceError(op, `y leaves must be arrays (they are stacked); y${keystr(path)} is ${describeValue(value)}`);
+        throw traceError(op, `y leaves must be arrays (they are stacked); y${keystr(path)} is ${describe(value, "kind")}`);
       });
       return [out.dynamic, yLeaves as (Tracer | DeviceArray | NDArray)[]];
     },
@@ -142,14 +139,4 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
   );
   const finalCarry = combine(unflatten(initSplit.dynDef, relink(initSplit.dynDef, carry)), initSplit.statics) as C;
   return [finalCarry, unflatten(yDef!, ys) as Y];
-}
-
-function describeValue(v: unknown): string {
-  if (v === null) return "null";
-  if (v === undefined) return "undefined";
-  if (typeof v === "string") return `the string ${JSON.stringify(v)}`;
-  if (typeof v === "function") return "a function";
-  if (Array.isArray(v)) return `a JS array of length ${v.length}`;
-  if (typeof v === "object") return `an object (${(v as object).constructor?.name ?? "Object"})`;
-  return `${typeof v} ${String(v)}`;
 }

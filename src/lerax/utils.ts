@@ -32,10 +32,11 @@
 import { DeviceArray } from "../values/device-array.js";
 import { dtypeInfo, isInexact } from "../values/dtype.js";
 import { BridgeInputError } from "../values/errors.js";
+import { describe } from "../values/describe.js";
 import { array, NDArray } from "../values/ndarray.js";
 import { PyRef } from "../values/remote.js";
 import type { RequestOptions, Session } from "../session/session.js";
-import { describeStatic, firstDifference, flatten, flattenWithPath, keystr, type KeyPath, treeMap, unflatten } from "../values/tree.js";
+import { firstDifference, isArray, flatten, flattenWithPath, keystr, type KeyPath, treeMap, unflatten } from "../values/tree.js";
 import { currentTrace } from "../trace/core.js";
 import { filterCond as condInTrace, filterScan as scanInTrace, type FilterScanOptions } from "./filter.js";
 import * as jnp from "../trace/lib/jnp.js";
@@ -330,7 +331,7 @@ function planUnstack(tree: unknown, axis: number): UnstackPlan {
     }
     if (!(value instanceof Tracer || value instanceof NDArray || value instanceof DeviceArray)) {
       throw new BridgeInputError(
-        `${op}: every leaf must be an array (lerax slices each leaf along the axis); ${where} is ${describeStatic(value)}. ` +
+        `${op}: every leaf must be an array (lerax slices each leaf along the axis); ${where} is ${describe(value)}. ` +
           "Keep static values in a Module's static fields, or leave them out of the tree",
       );
     }
@@ -440,11 +441,10 @@ function isInexactArray(x: unknown): x is ArrayLeaf {
   return (x instanceof Tracer || x instanceof NDArray || x instanceof DeviceArray) && isInexact(x.dtype);
 }
 
-function describeLeaf(x: unknown): string {
-  if (x instanceof Tracer || x instanceof NDArray || x instanceof DeviceArray) {
-    return `${isInexact(x.dtype) ? "an inexact array" : "an array that is not inexact"} (${arrayDesc(x)})`;
-  }
-  return describeStatic(x);
+/** A leaf as polyakAverage sees it: whether it is an inexact array, then the leaf. */
+function polyakRole(x: unknown): string {
+  if (isArray(x)) return `${isInexact(x.dtype) ? "an inexact array" : "an array that is not inexact"} (${describe(x)})`;
+  return describe(x);
 }
 
 /** The pairs of leaves to average, after checking the trees agree (structure and which leaves are inexact arrays). */
@@ -458,8 +458,8 @@ function polyakPairs(online: unknown, target: unknown): { treedef: ReturnType<ty
     const at = d.path || "the root";
     const la = a.leaves.find((l) => keystr(l.path) === d.path);
     const lb = b.leaves.find((l) => keystr(l.path) === d.path);
-    const left = la && lb ? describeLeaf(la.value) : d.left;
-    const right = la && lb ? describeLeaf(lb.value) : d.right;
+    const left = la && lb ? polyakRole(la.value) : d.left;
+    const right = la && lb ? polyakRole(lb.value) : d.right;
     throw new BridgeInputError(`${op}: online and target must have the same structure and the same inexact array leaves; at ${at} online has ${left}, target has ${right}`);
   }
   const pairs: [unknown, unknown, string][] = a.leaves.map((l, i) => [l.value, b.leaves[i]!.value, keystr(l.path) || "the root"]);

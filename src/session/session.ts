@@ -4,7 +4,8 @@
  * only array leaves cross the wire; static leaves stay in TypeScript.
  */
 import { DeviceArray, type HandleOwner } from "../values/device-array.js";
-import { NDArray, describe } from "../values/ndarray.js";
+import { NDArray } from "../values/ndarray.js";
+import { describe } from "../values/describe.js";
 import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError } from "../values/errors.js";
 import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, peekId, sameValue } from "../wire/protocol.js";
 import { CallEvents, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
@@ -573,7 +574,7 @@ export class Session implements HandleOwner, EventSink {
       return;
     }
     if (ArrayBuffer.isView(v)) throw new BridgeInputError(`a ${v.constructor.name} is not an array here: wrap it with array(typed, dtype, shape)`, path);
-    throw new BridgeInputError(`${describe(v)} cannot be sent to Python; call arguments are arrays, numbers, strings, booleans, null, lists and plain objects`, path);
+    throw new BridgeInputError(`${describe(v, "kind")} cannot be sent to Python; call arguments are arrays, numbers, strings, booleans, null, lists and plain objects`, path);
   }
 
   /** Close the connection and stop the embedded sidecar. Pending calls reject. */

@@ -8,8 +8,9 @@
 import type { DType } from "../values/dtype.js";
 import { encodeScalar, type JsScalar, ScalarConversionError } from "./dtypes.js";
 import { DeviceArray } from "../values/device-array.js";
+import { describe } from "../values/describe.js";
 import { NDArray } from "../values/ndarray.js";
-import { type Aval, type Eqn, type Literal, type Operand, type ParamValue, showAval, type SubProgram } from "./ir.js";
+import type { Aval, Eqn, Literal, Operand, ParamValue, SubProgram } from "./ir.js";
 import type { HostCallback } from "../session/callback-events.js";
 import { TraceError, traceError } from "./errors.js";
 import { Tracer } from "./tracer.js";
@@ -64,20 +65,14 @@ export function lit(value: JsScalar | { re: number; im: number }, dtype: DType, 
   }
 }
 
+/** What to do about a JS array where an array was expected. */
+export const NESTED_HINT = (x: unknown): string => (Array.isArray(x) ? " (wrap nested lists with jnp.asarray)" : "");
+
 /** A tracer of the current trace for a tracer or a captured concrete array. */
 export function asTracer(op: string, x: Tracer | Concrete): Tracer {
   if (x instanceof Tracer) return x;
   if (isConcrete(x)) return captureConcrete(requireTrace(op), x);
-  throw traceError(op, `expected an array (Tracer, DeviceArray or NDArray), got ${describeArg(x)}`);
-}
-
-export function describeArg(x: unknown): string {
-  if (x instanceof Tracer) return showAval(x.aval);
-  if (isConcrete(x)) return `${x.constructor.name} ${showAval({ dtype: x.dtype, shape: x.shape })}`;
-  if (isLitOperand(x)) return `${x.literal.dtype} literal`;
-  if (x === null) return "null";
-  if (Array.isArray(x)) return "a JS array (wrap nested lists with jnp.asarray)";
-  return `a ${typeof x}`;
+  throw traceError(op, `expected an array (Tracer, DeviceArray or NDArray), got ${describe(x, "kind")}${NESTED_HINT(x)}`);
 }
 
 /** The outermost trace being recorded (where callback tables live). */

@@ -15,11 +15,12 @@
  */
 
 import { DeviceArray } from "../values/device-array.js";
+import { describe } from "../values/describe.js";
 import { Module } from "../values/module.js";
 import { NDArray } from "../values/ndarray.js";
 import { PyRef, RemoteModule } from "../values/remote.js";
 import { keystr, type KeyEntry } from "../values/tree.js";
-import { asTracer, avalOf, bind, currentTrace, describeArg, type In, lit, rootTrace } from "./core.js";
+import { asTracer, avalOf, bind, currentTrace, type In, lit, rootTrace } from "./core.js";
 import { isJsScalar, scalarType } from "./dtypes.js";
 import { traceError } from "./errors.js";
 import { canonicalJson, type ParamValue } from "./ir.js";
@@ -93,11 +94,11 @@ function templatesOf(op: string, target: unknown, args: readonly unknown[], x64:
     }
     throw traceError(
       op,
-      `${root}${where} is ${v instanceof Module ? `a TypeScript ${v.className}` : describeArg(v)}: a Python call takes arrays, JS scalars, PyRefs, lists, dicts and remote modules`,
+      `${root}${where} is ${v instanceof Module ? `a TypeScript ${v.className}` : describe(v, "kind")}: a Python call takes arrays, JS scalars, PyRefs, lists, dicts and remote modules`,
     );
   };
   if (!(target instanceof RemoteModule) && !(target instanceof PyRef)) {
-    throw traceError(op, `the target is ${target instanceof Module ? `a TypeScript ${target.className}` : describeArg(target)}; pyCall calls a remote equinox module (RemoteModule) or a PyRef`);
+    throw traceError(op, `the target is ${target instanceof Module ? `a TypeScript ${target.className}` : describe(target, "kind")}; pyCall calls a remote equinox module (RemoteModule) or a PyRef`);
   }
   const t = go(target, []);
   const a = args.map((x, i) => {

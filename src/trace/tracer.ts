@@ -17,6 +17,7 @@ import { showAval } from "./ir.js";
 import type { Trace, Var } from "./core.js";
 import { TracerConversionError, TRACER_AS_VALUE } from "./errors.js";
 import { registerArrayClass } from "../values/tree.js";
+import { describeAs } from "../values/describe.js";
 
 export class Tracer {
   readonly trace: Trace;
@@ -69,6 +70,9 @@ export class Tracer {
     return `Tracer<${showAval(this.aval)}${this.weak ? ", weak" : ""}> in ${this.trace.name}`;
   }
   [inspect.custom](): string {
+    return this.describe();
+  }
+  [describeAs](): string {
     return this.describe();
   }
 }

@@ -4,6 +4,7 @@ import { itemsize } from "./dtype.js";
 import type { NDArray, Shape } from "./ndarray.js";
 import { shapeSize } from "./ndarray.js";
 import { JaxBridgeError } from "./errors.js";
+import { describeAs } from "./describe.js";
 
 /**
  * What a DeviceArray needs from the session that made it: fetching its
@@ -86,6 +87,10 @@ export class DeviceArray {
   }
 
   [inspect.custom](): string {
+    return this.toString();
+  }
+
+  [describeAs](): string {
     return this.toString();
   }
 }

@@ -30,6 +30,7 @@
  */
 
 import { BridgeInputError } from "./errors.js";
+import { describeAs } from "./describe.js";
 
 /** One field of a Module, in order. */
 export interface ModuleField {
@@ -74,7 +75,12 @@ export class Module {
     return Module.build(Object.getPrototypeOf(this) as object, fields.map((f) => f.name), values) as this;
   }
 
-  /** `MLP(w=float32[2, 3], act='relu')`: fields shown briefly. */
+  /** How a module reads in messages (values/describe.ts): `module MLP`. */
+  [describeAs](): string {
+    return `module ${this.className}`;
+  }
+
+  /** `MLP(w=float32[2, 3], act="relu")`: the module with its fields, as JS writes them (not a message: see describeAs). */
   toString(): string {
     return briefValue(this);
   }
@@ -127,7 +133,7 @@ export class Module {
   }
 }
 
-/** A short rendering of a field value for `Module.toString`. */
+/** A field value as `Module.toString` writes it: JS literals, child modules in full. */
 function briefValue(v: unknown, depth = 0): string {
   if (typeof v === "string") return JSON.stringify(v);
   if (typeof v === "bigint") return `${v}n`;

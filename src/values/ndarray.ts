@@ -12,6 +12,7 @@ import {
 } from "./dtype.js";
 import { BridgeInputError } from "./errors.js";
 import { formatNDArray } from "./format.js";
+import { describe, describeAs } from "./describe.js";
 
 export type Shape = readonly number[];
 
@@ -147,6 +148,10 @@ export class NDArray {
   [inspect.custom](): string {
     return formatNDArray(this);
   }
+
+  [describeAs](): string {
+    return `${this.dtype}[${this.shape.join(", ")}]`;
+  }
 }
 
 function readItem(dtype: DType, data: TypedArray, i: number): Scalar {
@@ -206,19 +211,12 @@ function flattenNested(value: NestedArray, path: string): { shape: number[]; fla
     }
     if (depth !== shape.length) throw new BridgeInputError(`ragged nested array at ${p}: found a scalar where a list of length ${shape[depth]} was expected`);
     if (typeof v !== "number" && typeof v !== "boolean" && typeof v !== "bigint" && !isComplex(v)) {
-      throw new BridgeInputError(`nested array element at ${p} is ${describe(v)}, expected a number, boolean, bigint or {re, im}`);
+      throw new BridgeInputError(`nested array element at ${p} is ${describe(v, "kind")}, expected a number, boolean, bigint or {re, im}`);
     }
     flat.push(v);
   };
   visit(value, 0, path);
   return { shape, flat };
-}
-
-export function describe(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  if (typeof v === "object") return `an object (${(v as object).constructor?.name ?? "Object"})`;
-  return `a ${typeof v} (${String(v)})`;
 }
 
 /**

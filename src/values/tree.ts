@@ -31,11 +31,12 @@
 
 import { inspect } from "node:util";
 import { DeviceArray } from "./device-array.js";
-import { bfloat16BitsToNumber, dtypeInfo, float16BitsToNumber } from "./dtype.js";
+import { bfloat16BitsToNumber, type DType, dtypeInfo, float16BitsToNumber } from "./dtype.js";
 import { BridgeInputError } from "./errors.js";
 import { Module, type ModuleClass, type ModuleField } from "./module.js";
 import { NDArray, type Scalar } from "./ndarray.js";
 import { compareKeys, type KeyEntry, type KeyPath, keystr, pyStrRepr } from "./keypath.js";
+import { describe, isPlainObject } from "./describe.js";
 
 export { compareKeys, keystr, pyStrRepr, type KeyEntry, type KeyPath } from "./keypath.js";
 
@@ -55,14 +56,21 @@ function where(path: KeyPath): string {
 // ---------------------------------------------------------------------------
 // Leaves and nodes
 
-const arrayClasses: Array<abstract new (...args: never[]) => unknown> = [NDArray, DeviceArray];
+const arrayClasses: Array<abstract new (...args: never[]) => Shaped> = [NDArray, DeviceArray];
+
+/** What every array leaf has, whatever its class: a dtype and a shape. */
+export interface Shaped {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
 
 /**
  * Array leaves, like `eqx.is_array`: `NDArray`, `DeviceArray` and classes
- * registered with `registerArrayClass`. Numbers and other JS values are not
- * arrays (a Python float is not either).
+ * registered with `registerArrayClass` (the tracer). Numbers and other JS
+ * values are not arrays (a Python float is not either). The one array
+ * predicate: code above this layer asks it rather than listing classes.
  */
-export function isArray(x: unknown): boolean {
+export function isArray(x: unknown): x is Shaped {
   if (typeof x !== "object" || x === null) return false;
   if (x instanceof NDArray || x instanceof DeviceArray) return true;
   for (let i = 2; i < arrayClasses.length; i++) if (x instanceof arrayClasses[i]!) return true;
@@ -73,7 +81,7 @@ export function isArray(x: unknown): boolean {
  * Count instances of `cls` as array leaves (for the tracer, which cannot be
  * imported here without a cycle). Compared by identity in `treeEqual`.
  */
-export function registerArrayClass(cls: abstract new (...args: never[]) => unknown): void {
+export function registerArrayClass(cls: abstract new (...args: never[]) => Shaped): void {
   if (!arrayClasses.includes(cls)) arrayClasses.push(cls);
 }
 
@@ -89,8 +97,7 @@ function kindOf(x: unknown): Kind {
   if (typeof x !== "object") return LEAF;
   if (Array.isArray(x)) return LIST;
   if (x instanceof Module) return MODULE;
-  const p = Object.getPrototypeOf(x) as unknown;
-  return p === Object.prototype || p === null ? DICT : LEAF;
+  return isPlainObject(x) ? DICT : LEAF;
 }
 
 /** True for values `flatten` looks into: arrays, plain objects, Modules, null, undefined. */
@@ -190,7 +197,7 @@ function nodeStr(n: TreeNode): string {
     case "module": {
       let d = 0;
       let s = 0;
-      const parts = n.fields.map((f) => `${f.name}=${f.static ? describeStatic(n.statics[s++]) : nodeStr(n.children[d++]!)}`);
+      const parts = n.fields.map((f) => `${f.name}=${f.static ? describe(n.statics[s++]) : nodeStr(n.children[d++]!)}`);
       return `${Module.nameOf(n.cls)}(${parts.join(", ")})`;
     }
   }
@@ -559,7 +566,7 @@ function checkSameNode(kind: Kind, x: unknown, y: unknown, j: number, path: KeyP
         if (!staticValueEqual(va, vb)) {
           throw new TreeStructureError(
             `pytree structure error: different ${a.className} static field ${atKeyPath([...path, { kind: "attr", name: f.name }])}: ` +
-              `the first tree has ${describeStatic(va)}, but ${treeName(j)} has ${describeStatic(vb)}`,
+              `the first tree has ${describe(va)}, but ${treeName(j)} has ${describe(vb)}`,
             [...path, { kind: "attr", name: f.name }],
           );
         }
@@ -614,7 +621,7 @@ export function partition<T>(tree: T, filter: unknown = isArray, opts: FlattenOp
         if (typeof spec === "boolean") return mapTrees(() => spec, [sub], isLeaf);
         if (typeof spec === "function") return mapTrees((_p, [x]) => Boolean((spec as (x: unknown) => unknown)(x)), [sub], isLeaf);
         throw new BridgeInputError(
-          `partition: a filter spec must consist of booleans and functions only; found ${describeStatic(spec)} at ${where(path)}`,
+          `partition: a filter spec must consist of booleans and functions only; found ${describe(spec)} at ${where(path)}`,
           keystr(path),
         );
       },
@@ -756,7 +763,7 @@ function findDifference(a0: unknown, b0: unknown): RawDifference | null {
         const rb = mb as unknown as Record<string, unknown>;
         for (const f of fa) {
           if (f.static && !staticValueEqual(ra[f.name], rb[f.name])) {
-            return found(() => [describeStatic(ra[f.name]), describeStatic(rb[f.name])], { kind: "attr", name: f.name });
+            return found(() => [describe(ra[f.name]), describe(rb[f.name])], { kind: "attr", name: f.name });
           }
         }
         enter(ctxA, ma);
@@ -780,15 +787,15 @@ function findDifference(a0: unknown, b0: unknown): RawDifference | null {
 function leafDifference(a: unknown, b: unknown, found: (d: () => [string, string]) => RawDifference): RawDifference | null {
   const aa = isArray(a);
   const ab = isArray(b);
-  if (!aa && !ab) return a === b ? null : found(() => [describeStatic(a), describeStatic(b)]);
-  if (aa !== ab) return found(() => [describeStatic(a), describeStatic(b)]);
+  if (!aa && !ab) return a === b ? null : found(() => [describe(a), describe(b)]);
+  if (aa !== ab) return found(() => [describe(a), describe(b)]);
   if (a instanceof NDArray && b instanceof NDArray) {
     if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
-      return found(() => [arraySig(a), arraySig(b)]);
+      return found(() => [describe(a), describe(b)]);
     }
     const i = firstUnequalElement(a, b);
     if (i < 0) return null;
-    return found(() => [`${arraySig(a)} with ${elementAt(a, i)}`, `${arraySig(b)} with ${elementAt(b, i)}`]);
+    return found(() => [`${describe(a)} with ${elementAt(a, i)}`, `${describe(b)} with ${elementAt(b, i)}`]);
   }
   if (a instanceof DeviceArray && b instanceof DeviceArray) {
     if (a.owner.instance === b.owner.instance && a.handle === b.handle) return null;
@@ -799,9 +806,9 @@ function leafDifference(a: unknown, b: unknown, found: (d: () => [string, string
   }
   if (a === b) return null;
   if ((a instanceof NDArray && b instanceof DeviceArray) || (a instanceof DeviceArray && b instanceof NDArray)) {
-    return found(() => [describeStatic(a), `${describeStatic(b)} (an NDArray never equals a DeviceArray; fetch with toHost() to compare contents)`]);
+    return found(() => [describe(a), `${describe(b)} (an NDArray never equals a DeviceArray; fetch with toHost() to compare contents)`]);
   }
-  return found(() => [describeStatic(a), describeStatic(b)]);
+  return found(() => [describe(a), describe(b)]);
 }
 
 /** Flat index of the first element where `a != b` as numpy's `==` says, or -1. Same shape and dtype. */
@@ -829,10 +836,6 @@ function firstUnequalElement(a: NDArray, b: NDArray): number {
 
 // ---------------------------------------------------------------------------
 // Descriptions for messages
-
-function arraySig(a: NDArray): string {
-  return `${a.dtype}[${a.shape.join(", ")}]`;
-}
 
 function elementAt(a: NDArray, flat: number): string {
   const idx: number[] = [];
@@ -875,9 +878,9 @@ function describeNode(x: unknown): string {
     case DICT:
       return `a dict with keys ${keysStr(sortedKeys(x as object))}`;
     case MODULE:
-      return `module ${(x as Module).className}`;
+      return describe(x);
     default:
-      return isArray(x) ? describeStatic(x) : `a leaf (${describeStatic(x)})`;
+      return isArray(x) ? describe(x) : `a leaf (${describe(x)})`;
   }
 }
 
@@ -885,50 +888,4 @@ function describeNode(x: unknown): string {
 function describeClassOf(b: Module, a: Module): string {
   const d = describeNode(b);
   return b.className === a.className ? `${d} (a different class with the same name)` : d;
-}
-
-function article(word: string): string {
-  return /^[aeiouAEIOU]/.test(word) ? "an" : "a";
-}
-
-/**
- * A short rendering of a leaf or static value: strings as Python reprs
- * (`'relu'`), numbers, `5n`, `function relu`, `float32[2, 3]` for an
- * NDArray, the DeviceArray's own string, `an instance of Foo` for others.
- */
-export function describeStatic(v: unknown, depth = 0): string {
-  switch (typeof v) {
-    case "string":
-      return pyStrRepr(v.length > 80 ? `${v.slice(0, 77)}...` : v);
-    case "number":
-      return numStr(v);
-    case "bigint":
-      return `${v}n`;
-    case "function":
-      return `function ${v.name || "<anonymous>"}`;
-    case "symbol":
-    case "boolean":
-    case "undefined":
-      return String(v);
-  }
-  if (v === null) return "null";
-  if (v instanceof NDArray) return arraySig(v);
-  if (v instanceof DeviceArray) return v.toString();
-  if (v instanceof Module) return `module ${v.className}`;
-  if (Array.isArray(v)) {
-    if (depth > 1) return `[...${v.length}]`;
-    return `[${v.slice(0, 8).map((e) => describeStatic(e, depth + 1)).join(", ")}${v.length > 8 ? ", ..." : ""}]`;
-  }
-  if (kindOf(v) === DICT) {
-    const keys = sortedKeys(v as object);
-    if (depth > 1) return `{...${keys.length}}`;
-    const r = v as Record<string, unknown>;
-    return `{${keys
-      .slice(0, 8)
-      .map((k) => `${pyStrRepr(k)}: ${describeStatic(r[k], depth + 1)}`)
-      .join(", ")}${keys.length > 8 ? ", ..." : ""}}`;
-  }
-  const name = (v as object).constructor?.name;
-  if (v instanceof Date) return `a Date (${Number.isNaN(v.getTime()) ? "invalid" : v.toISOString()})`;
-  return name ? `${article(name)} ${name}` : "an object";
 }

@@ -11,6 +11,7 @@
  */
 
 import type { DType } from "../../values/dtype.js";
+import { describe } from "../../values/describe.js";
 import { asTracer, avalOf, type Concrete, type In, isLitOperand, isWeak, lit, requireTrace, Trace } from "../core.js";
 import { type Aval, showAval, type SubProgram } from "../ir.js";
 import { Tracer } from "../tracer.js";
@@ -47,15 +48,8 @@ function outputIn(op: string, trace: Trace, x: BodyOut, what: string): In {
   try {
     return asTracer(op, x);
   } catch {
-    throw traceError(op, `${what} is ${describe(x)}; bodies return arrays (Tracer, DeviceArray, NDArray) or JS scalars`);
+    throw traceError(op, `${what} is ${describe(x, "kind")}; bodies return arrays (Tracer, DeviceArray, NDArray) or JS scalars`);
   }
-}
-
-function describe(x: unknown): string {
-  if (x === null) return "null";
-  if (x === undefined) return "undefined";
-  if (Array.isArray(x)) return "a nested JS array";
-  return typeof x === "object" ? `an object (${(x as object).constructor?.name})` : `a ${typeof x}`;
 }
 
 /** A body being traced: call `fn` with fresh inputs; outputs are kept open so they can still be converted. */
@@ -93,7 +87,7 @@ function sameAval(a: Aval, b: Aval): boolean {
 }
 
 function checkList(op: string, xs: unknown, what: string): readonly BodyOut[] {
-  if (!Array.isArray(xs)) throw traceError(op, `${what} must be a JS array of arrays, got ${describe(xs)}`);
+  if (!Array.isArray(xs)) throw traceError(op, `${what} must be a JS array of arrays, got ${describe(xs, "kind")}`);
   return xs as BodyOut[];
 }
 
@@ -217,7 +211,7 @@ export function scanFlat(
       [...cTypes, ...xTypes],
       (args) => {
         const r = f(args.slice(0, cTypes.length), args.slice(cTypes.length));
-        if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `the body must return [carry, ys] (two JS arrays), got ${describe(r)}`);
+        if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `the body must return [carry, ys] (two JS arrays), got ${describe(r, "kind")}`);
         const c = checkList(op, r[0], "the returned carry");
         const y = checkList(op, r[1], "the returned ys");
         nCarry = c.length;

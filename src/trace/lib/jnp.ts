@@ -7,8 +7,9 @@
 
 import type { DType } from "../../values/dtype.js";
 import { NDArray, array as hostArray } from "../../values/ndarray.js";
+import { describe } from "../../values/describe.js";
 import type { Concrete, In } from "../core.js";
-import { asTracer, avalOf, describeArg, isConcrete, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
+import { asTracer, avalOf, isConcrete, NESTED_HINT, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
 import { traceError } from "../errors.js";
@@ -48,13 +49,13 @@ function typedOf(x: AnyArg, is64: boolean): Typed {
   if (isLitOperand(x)) return { dtype: x.literal.dtype, weak: x.weak };
   if (x instanceof Tracer) return { dtype: x.dtype, weak: x.weak };
   if (isConcrete(x)) return { dtype: x.dtype, weak: false };
-  throw new TypeError(describeArg(x));
+  throw new TypeError(describe(x, "kind"));
 }
 
 function checkArrayLike(op: string, xs: readonly unknown[]): void {
   xs.forEach((x, i) => {
     if (!(x instanceof Tracer) && !isConcrete(x) && !isJsScalar(x) && !isLitOperand(x)) {
-      throw traceError(op, `argument ${i} is ${describeArg(x)}; expected a Tracer, DeviceArray, NDArray or JS number/boolean/bigint`);
+      throw traceError(op, `argument ${i} is ${describe(x, "kind")}${NESTED_HINT(x)}; expected a Tracer, DeviceArray, NDArray or JS number/boolean/bigint`);
     }
   });
 }
