@@ -366,7 +366,7 @@ export function deserialiseLeaves<T>(buf: Uint8Array, like: T, opts: Deserialise
 
 /** Leaves equinox saves: arrays, and Python bool/int/float scalars (JS boolean, number, bigint). */
 function isSaved(x: unknown): boolean {
-  return x instanceof NDArray || x instanceof DeviceArray || typeof x === "number" || typeof x === "boolean" || typeof x === "bigint" || isArray(x);
+  return isArray(x) || typeof x === "number" || typeof x === "boolean" || typeof x === "bigint";
 }
 
 function npyError(e: unknown, prefix: string, file: string | undefined, path: string): unknown {

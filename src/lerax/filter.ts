@@ -20,7 +20,7 @@ import { describe, describeAs } from "../values/describe.js";
 import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { combine, firstDifference, flatten, isArray, keystr, partition, type TreeDef, unflatten, flattenWithPath } from "../values/tree.js";
-import { requireTrace } from "../trace/core.js";
+import { isArrayLeaf, requireTrace } from "../trace/core.js";
 import { condFlat, type ScanOptions, scanFlat } from "../trace/lib/control.js";
 import { traceError } from "../trace/errors.js";
 import { isJsScalar } from "../trace/dtypes.js";
@@ -33,10 +33,6 @@ class ArraySlot {
   }
 }
 const ARRAY_SLOT = new ArraySlot();
-
-function isArrayLeaf(x: unknown): x is Tracer | DeviceArray | NDArray {
-  return x instanceof Tracer || x instanceof DeviceArray || x instanceof NDArray;
-}
 
 interface Split {
   dynamic: (Tracer | DeviceArray | NDArray)[];
@@ -61,7 +57,7 @@ function split(tree: unknown): Split {
 export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...args: A) => R, falseFun: (...args: A) => R, ...args: A): R {
   const op = "filterCond";
   requireTrace(op);
-  if (!(pred instanceof Tracer || pred instanceof DeviceArray || pred instanceof NDArray || typeof pred === "boolean" || typeof pred === "number")) {
+  if (!(isArrayLeaf(pred) || typeof pred === "boolean" || typeof pred === "number")) {
     throw traceError(op, `pred must be a boolean scalar array (or a JS boolean), got ${typeof pred}`);
   }
   const inSplit = split(args);

@@ -37,7 +37,7 @@ import { array, NDArray } from "../values/ndarray.js";
 import { PyRef } from "../values/remote.js";
 import type { RequestOptions, Session } from "../session/session.js";
 import { firstDifference, isArray, flatten, flattenWithPath, keystr, type KeyPath, treeMap, unflatten } from "../values/tree.js";
-import { currentTrace } from "../trace/core.js";
+import { currentTrace, isArrayLeaf } from "../trace/core.js";
 import { filterCond as condInTrace, filterScan as scanInTrace, type FilterScanOptions } from "./filter.js";
 import * as jnp from "../trace/lib/jnp.js";
 import { jit, type Jitted, type JitStats } from "../trace/jit.js";
@@ -329,7 +329,7 @@ function planUnstack(tree: unknown, axis: number): UnstackPlan {
       slots.push(value);
       continue;
     }
-    if (!(value instanceof Tracer || value instanceof NDArray || value instanceof DeviceArray)) {
+    if (!isArrayLeaf(value)) {
       throw new BridgeInputError(
         `${op}: every leaf must be an array (lerax slices each leaf along the axis); ${where} is ${describe(value)}. ` +
           "Keep static values in a Module's static fields, or leave them out of the tree",
@@ -438,7 +438,7 @@ const INEXACT = new Slot("an inexact array");
 const OTHER = new Slot("a leaf that is not an inexact array");
 
 function isInexactArray(x: unknown): x is ArrayLeaf {
-  return (x instanceof Tracer || x instanceof NDArray || x instanceof DeviceArray) && isInexact(x.dtype);
+  return isArrayLeaf(x) && isInexact(x.dtype);
 }
 
 /** A leaf as polyakAverage sees it: whether it is an inexact array, then the leaf. */

@@ -9,6 +9,7 @@ import type { DType } from "../values/dtype.js";
 import { encodeScalar, type JsScalar, ScalarConversionError } from "./dtypes.js";
 import { DeviceArray } from "../values/device-array.js";
 import { describe } from "../values/describe.js";
+import { isArray } from "../values/tree.js";
 import { NDArray } from "../values/ndarray.js";
 import type { Aval, Eqn, Literal, Operand, ParamValue, SubProgram } from "./ir.js";
 import type { HostCallback } from "../session/callback-events.js";
@@ -21,6 +22,12 @@ export type Concrete = DeviceArray | NDArray;
 export function isConcrete(x: unknown): x is Concrete {
   return x instanceof DeviceArray || x instanceof NDArray;
 }
+
+/**
+ * tree.isArray (the one array predicate) with the tracer's types: the array
+ * leaves a traced function can see are tracers and concrete arrays.
+ */
+export const isArrayLeaf = isArray as (x: unknown) => x is Tracer | Concrete;
 
 /** A variable of one trace. Identity is what matters; numbers are given when the program is built. */
 export class Var {

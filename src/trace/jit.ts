@@ -27,7 +27,7 @@ import type { RequestOptions } from "../session/session.js";
 import { getDefaultSession, resolveSession, Session } from "../session/session.js";
 import { flatten, isArray, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../values/tree.js";
 import type { HostCallback } from "../session/callback-events.js";
-import { asTracer, type Concrete, currentTrace, isConcrete, Trace } from "./core.js";
+import { asTracer, type Concrete, currentTrace, isArrayLeaf, Trace } from "./core.js";
 import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
 import { traceError } from "./errors.js";
@@ -272,7 +272,7 @@ function traceJit<A extends unknown[], R>(
     outDef = flat.treedef;
     const outs: Tracer[] = [];
     for (const leaf of flat.leaves) {
-      if (leaf instanceof Tracer || isConcrete(leaf)) {
+      if (isArrayLeaf(leaf)) {
         outLeaves.push({ output: outs.length });
         outs.push(leaf instanceof Tracer ? leaf : asTracer("output", leaf));
       } else outLeaves.push({ value: leaf });
