@@ -118,16 +118,12 @@ export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js"
 export { encodeNpy, encodeNpyHeader, decodeNpy, decodeNpyHeader, loadNpy, npyDescr, NpyFormatError, type NpyHeader, type NpyExpect } from "./io/npy.js";
 export {
   Serializable,
-  SerializationError,
-  FingerprintMismatchError,
   structureFingerprint,
   canonicalStructure,
-  eqxPath,
   serialiseLeaves,
   deserialiseLeaves,
   serializeTree,
   deserializeTree,
-  FINGERPRINT_BYTES,
   STRUCTURE_FORMAT,
   STRUCTURE_VERSION,
   type SerializeOptions,
@@ -135,5 +131,6 @@ export {
   type DeserialiseLeavesOptions,
   type DevicePutter,
 } from "./io/serializable.js";
+export { SerializationError, FingerprintMismatchError, eqxPath, FINGERPRINT_BYTES } from "./io/eqx-file.js";
 export { serializeRemote, deserializeRemote, type RemoteSerializeOptions } from "./io/remote-serialize.js";
 export { loadCurveKeys, loadKeyPair, loadPublicKey, parseCertificate, formatCertificate, generateKeyPair, writeKeyPair, curveFromEnv, isZ85Key, CURVE_ENV, type KeyPair, type Certificate, type CurveFiles, type WrittenKeys } from "./wire/keys.js";

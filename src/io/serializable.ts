@@ -24,80 +24,17 @@
  */
 
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "./atomic-file.js";
+import { FINGERPRINT_BYTES, readEqx, SerializationError, writeEqx } from "./eqx-file.js";
 import { DeviceArray } from "../values/device-array.js";
 import { type DType, bfloat16BitsToNumber, dtypeInfo, float16BitsToNumber } from "../values/dtype.js";
-import { JaxBridgeError } from "../values/errors.js";
 import { Module } from "../values/module.js";
 import { NDArray, type Shape } from "../values/ndarray.js";
 import { NpyFormatError, decodeNpy, decodeNpyHeader, encodeNpyHeader, type NpyHeader } from "./npy.js";
 import { type KeyEntry, type KeyPath, type TreeNode, compareKeys, flattenWithPath, isArray, keystr, treeStructure, unflatten } from "../values/tree.js";
 
-/** Length of the structural fingerprint at the start of a file. */
-export const FINGERPRINT_BYTES = 32;
-
 /** The tag and version that open the canonical structure of a TypeScript pytree. */
 export const STRUCTURE_FORMAT = "jaxbridge.ts-structure";
 export const STRUCTURE_VERSION = 1;
-
-// ---------------------------------------------------------------------------
-// Errors
-
-/**
- * A file could not be written or read as a serialized pytree. Names the
- * file, and where it applies the byte offset and the leaf's key path
- * (`.layers[0].w`).
- */
-export class SerializationError extends JaxBridgeError {
-  override name = "SerializationError";
-  readonly file: string | undefined;
-  readonly offset: number | undefined;
-  /** keystr of the leaf or static field concerned, when there is one. */
-  readonly path: string | undefined;
-  constructor(message: string, info: { file?: string; offset?: number; path?: string; cause?: unknown } = {}) {
-    super(message, info.cause !== undefined ? { cause: info.cause } : undefined);
-    this.file = info.file;
-    this.offset = info.offset;
-    this.path = info.path;
-  }
-}
-
-/** The fingerprint stored in a file differs from the skeleton's: the constructor arguments build a different structure. */
-export class FingerprintMismatchError extends SerializationError {
-  override name = "FingerprintMismatchError";
-  readonly expected: Uint8Array;
-  readonly found: Uint8Array;
-  constructor(message: string, info: { file?: string; expected: Uint8Array; found: Uint8Array }) {
-    super(message, { file: info.file, offset: 0 });
-    this.expected = info.expected;
-    this.found = info.found;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// The suffix rule
-
-/**
- * The path `serialize` writes: `.eqx` replaces any other suffix, as lerax's
- * `path.with_suffix(".eqx")` does with Python 3.13's `pathlib` rules. The
- * suffix is the last component's text from its last `.`, when that dot is
- * neither its first nor its last character: `a.b.c` → `a.b.eqx`, `a` →
- * `a.eqx`, `.hidden` → `.hidden.eqx`, `a.` → `a..eqx`, `x.EQX` → `x.eqx`,
- * `m.eqx` stays. Trailing separators are dropped and the path normalized
- * as pathlib does (`dir/` → `dir.eqx`, `./a` → `a.eqx`). An empty last
- * component (`""`, `.`, `/`) is an error, as in Python.
- */
-export function eqxPath(path: string): string {
-  if (typeof path !== "string") throw new SerializationError(`a path must be a string, got ${typeof path}`);
-  const name = basename(path);
-  if (name === "" || name === ".") throw new SerializationError(`${JSON.stringify(path)} has an empty name: cannot give it the .eqx suffix`, { file: path });
-  const i = name.lastIndexOf(".");
-  const suffix = i > 0 && i < name.length - 1 ? name.slice(i) : "";
-  const stem = suffix === "" ? name : name.slice(0, i);
-  return join(dirname(path), suffix === ".eqx" ? name : `${stem}.eqx`);
-}
 
 // ---------------------------------------------------------------------------
 // The fingerprint of a TypeScript structure
@@ -210,10 +147,6 @@ function canonStatic(v: unknown, path: KeyEntry[], depth: number): Canon {
 /** keystr of a path for messages, "the root" for the empty path. */
 function at(path: KeyPath): string {
   return keystr(path) || "the root";
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString("hex");
 }
 
 function checkFingerprint(fp: unknown, who: string): Uint8Array {
@@ -409,12 +342,7 @@ function toScalar(a: NDArray, like: number | boolean | bigint, describe: () => s
 }
 
 // ---------------------------------------------------------------------------
-// Files
-
-async function* withPrefix(prefix: Uint8Array, rest: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  yield prefix;
-  yield* rest;
-}
+// Files (the layout is eqx-file.ts's)
 
 /** Options for `serializeTree` and `Serializable.serialize`. */
 export interface SerializeOptions {
@@ -443,9 +371,7 @@ export interface DeserializeOptions {
  */
 export async function serializeTree(path: string, tree: unknown, fingerprint: Uint8Array, opts: SerializeOptions = {}): Promise<string> {
   const fp = checkFingerprint(fingerprint, "serializeTree: the");
-  const target = opts.noSuffix ? path : eqxPath(path);
-  await writeFileAtomic(target, withPrefix(new Uint8Array(fp), leafRecords(tree)));
-  return target;
+  return writeEqx(path, fp, leafRecords(tree), opts);
 }
 
 /**
@@ -457,29 +383,8 @@ export async function serializeTree(path: string, tree: unknown, fingerprint: Ui
  */
 export async function deserializeTree<T>(path: string, like: T, fingerprint: Uint8Array, opts: DeserializeOptions & { mismatch?: string } = {}): Promise<T> {
   const fp = checkFingerprint(fingerprint, "deserializeTree: the");
-  const file = opts.noSuffix ? path : eqxPath(path);
-  let buf: Uint8Array;
-  try {
-    buf = await readFile(file);
-  } catch (e) {
-    const renamed = file !== path ? ` (the path ${JSON.stringify(path)} with the .eqx suffix rule; pass noSuffix to read it as given)` : "";
-    throw new SerializationError(`cannot read ${file}${renamed}: ${(e as Error).message}`, { file, cause: e });
-  }
-  if (buf.length < FINGERPRINT_BYTES) {
-    throw new SerializationError(`${file}: truncated: ${buf.length} bytes, shorter than the ${FINGERPRINT_BYTES}-byte structural fingerprint that starts every file`, {
-      file,
-      offset: buf.length,
-    });
-  }
-  const found = new Uint8Array(buf.subarray(0, FINGERPRINT_BYTES));
-  if (!Buffer.from(found).equals(Buffer.from(fp))) {
-    throw new FingerprintMismatchError(
-      `${file}: ${opts.mismatch ?? "the skeleton has a different structure than the file's"}: its structural fingerprint is ${hex(fp)}, the file's is ${hex(found)}. ` +
-        `Pass the same constructor arguments (sizes, hyperparameters, static fields) the model was saved with.`,
-      { file, expected: new Uint8Array(fp), found },
-    );
-  }
-  const tree = deserialiseLeaves(buf, like, { offset: FINGERPRINT_BYTES, file });
+  const { file, bytes } = await readEqx(path, () => fp, opts);
+  const tree = deserialiseLeaves(bytes, like, { offset: FINGERPRINT_BYTES, file });
   if (opts.session) return (await opts.session.put(tree)) as T;
   return tree;
 }

@@ -8,17 +8,8 @@ import type { DType } from "../../src/values/dtype.js";
 import { Module } from "../../src/values/module.js";
 import { NDArray, array, zerosHost } from "../../src/values/ndarray.js";
 import { encodeNpy } from "../../src/io/npy.js";
-import {
-  FINGERPRINT_BYTES,
-  FingerprintMismatchError,
-  Serializable,
-  SerializationError,
-  canonicalStructure,
-  deserialiseLeaves,
-  eqxPath,
-  serialiseLeaves,
-  structureFingerprint,
-} from "../../src/io/serializable.js";
+import { Serializable, canonicalStructure, deserialiseLeaves, serialiseLeaves, structureFingerprint } from "../../src/io/serializable.js";
+import { FINGERPRINT_BYTES, FingerprintMismatchError, SerializationError, eqxPath } from "../../src/io/eqx-file.js";
 import { firstDifference, treeEqual } from "../../src/values/tree.js";
 import { runPython } from "../support/python.js";
 import { mulberry32 } from "../support/random.js";

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serializeRemote, deserializeRemote } from "../../src/io/remote-serialize.js";
-import { FingerprintMismatchError } from "../../src/io/serializable.js";
+import { FingerprintMismatchError } from "../../src/io/eqx-file.js";
 import { useSession } from "../support/session.js";
 
 const MLP_ORACLE = `
