@@ -63,7 +63,7 @@ export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...a
   const inSplit = split(args);
   const outs: Split[] = [];
   const run = (fun: (...a: A) => R, name: string) => (...ops: Tracer[]) => {
-    const rebuilt = combine(unflatten(inSplit.dynDef, relink(inSplit.dynDef, ops)), inSplit.statics) as A;
+    const rebuilt = combine(unflatten(inSplit.dynDef, ops), inSplit.statics) as A;
     const out = split(fun(...rebuilt));
     outs.push(out);
     void name;
@@ -82,12 +82,7 @@ export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...a
   };
   const results = condFlat(pred as Tracer, run(trueFun, "trueFun"), run(falseFun, "falseFun"), inSplit.dynamic);
   const tOut = outs[1]!;
-  return combine(unflatten(tOut.dynDef, relink(tOut.dynDef, results)), tOut.statics) as R;
-}
-
-/** The dynamic leaves put back into a partitioned tree's structure (statics are null nodes, not leaves). */
-function relink(_def: TreeDef, dynamic: readonly unknown[]): unknown[] {
-  return [...dynamic];
+  return combine(unflatten(tOut.dynDef, results), tOut.statics) as R;
 }
 
 export interface FilterScanOptions extends ScanOptions {}
@@ -108,7 +103,7 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
   let yDef: TreeDef | null = null;
   const { carry, ys } = scanFlat(
     (c, x) => {
-      const carryTree = combine(unflatten(initSplit.dynDef, relink(initSplit.dynDef, c)), initSplit.statics) as C;
+      const carryTree = combine(unflatten(initSplit.dynDef, c), initSplit.statics) as C;
       const xTree = (xs === undefined || xs === null ? xs : unflatten(xsFlat.treedef, x)) as X;
       const r = f(carryTree, xTree);
       if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `f must return [carry, y], got ${describe(r, "kind")}`);
@@ -133,6 +128,6 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
     opts,
     op,
   );
-  const finalCarry = combine(unflatten(initSplit.dynDef, relink(initSplit.dynDef, carry)), initSplit.statics) as C;
+  const finalCarry = combine(unflatten(initSplit.dynDef, carry), initSplit.statics) as C;
   return [finalCarry, unflatten(yDef!, ys) as Y];
 }

@@ -26,13 +26,6 @@ export function kindOf(dtype: DType): Kind {
   return dtypeInfo(dtype).kind;
 }
 
-export const isFloating = (d: DType): boolean => kindOf(d) === "f";
-export const isComplexDType = (d: DType): boolean => kindOf(d) === "c";
-export const isInexactDType = (d: DType): boolean => kindOf(d) === "f" || kindOf(d) === "c";
-export const isIntegral = (d: DType): boolean => kindOf(d) === "i" || kindOf(d) === "u";
-export const isSignedInt = (d: DType): boolean => kindOf(d) === "i";
-export const isUnsignedInt = (d: DType): boolean => kindOf(d) === "u";
-
 export function defaultInt(x64: boolean): DType {
   return x64 ? "int64" : "int32";
 }

@@ -51,10 +51,6 @@ export interface Program extends SubProgram {
   readonly x64: boolean;
 }
 
-export function isLiteral(x: unknown): x is Literal {
-  return typeof x === "object" && x !== null && typeof (x as Literal).lit === "string" && typeof (x as Literal).dtype === "string";
-}
-
 export function isSubProgram(x: unknown): x is SubProgram {
   return typeof x === "object" && x !== null && !Array.isArray(x) && Array.isArray((x as SubProgram).eqns) && Array.isArray((x as SubProgram).inputs);
 }

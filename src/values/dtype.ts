@@ -92,11 +92,6 @@ export function isInexact(dtype: DType): boolean {
   return k === "f" || k === "c";
 }
 
-/** The TypedArray constructor that `NDArray.data` uses for this dtype. */
-export function typedArrayFor(dtype: DType): TypedArrayCtor {
-  return dtypeInfo(dtype).ctor;
-}
-
 /**
  * The dtype a TypedArray implies when none is given. Uint16Array is read as
  * uint16, never as a half float: a half float must be named.

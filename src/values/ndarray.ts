@@ -301,7 +301,3 @@ export function zerosHost(shape: Shape, dtype: DType = "float32"): NDArray {
   return new NDArray(new info.ctor(shapeSize(shape) * info.lanes), shape, dtype);
 }
 
-/** Inspect a value with the numpy-style repr (for REPLs and logs). */
-export function reprArray(a: NDArray): string {
-  return formatNDArray(a);
-}

@@ -73,12 +73,6 @@ export function makeRemoteModule(instance: string, key: string, qualname: string
   return Module.build(cls.prototype, Object.keys(fields), Object.values(fields)) as RemoteModule;
 }
 
-/** The structure key of a RemoteModule instance, or undefined for other values. */
-export function remoteKeyOf(m: unknown): string | undefined {
-  if (!(m instanceof RemoteModule)) return undefined;
-  return (m.constructor as typeof RemoteModule).remoteKey;
-}
-
 /** What a module proxy needs from a session. */
 export interface ProxyHost {
   call<T = unknown>(fn: string, ...args: unknown[]): Promise<T>;
