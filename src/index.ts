@@ -5,7 +5,8 @@
 export * from "./values/dtype.js";
 export { NDArray, array, zerosHost, shapeSize, type Shape, type Scalar, type NestedArray, type Complex } from "./values/ndarray.js";
 export { DeviceArray } from "./values/device-array.js";
-export { PyRef, RemoteModule, type PyProxy } from "./values/remote.js";
+export { PyRef, RemoteModule } from "./values/remote.js";
+export type { PyProxy } from "./session/py-proxy.js";
 export * from "./values/errors.js";
 export { formatNDArray, formatSummary, setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, type PrintOptions } from "./values/format.js";
 export { Module, type ModuleField, type ModuleClass } from "./values/module.js";

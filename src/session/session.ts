@@ -14,11 +14,13 @@ import { type CurveClientKeys, type RequestOptions, Transport } from "../wire/tr
 import { curveFromEnv } from "../wire/keys.js";
 import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
 import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
-import { PyRef, RemoteModule, pyProxy, type PyProxy } from "../values/remote.js";
+import { PyRef, RemoteModule } from "../values/remote.js";
+import { pyProxy, type PyProxy } from "./py-proxy.js";
 import type { AttrEntry, MeshSpec, Op, PartitionSpec, Reply, Request, SidecarInfo, SidecarStats } from "../wire/ops.js";
 
 export type { RequestOptions } from "../wire/transport.js";
 export type { DeviceInfo, SidecarInfo } from "../wire/ops.js";
+export type { PyProxy } from "./py-proxy.js";
 export type { CallbackStats } from "./callback-events.js";
 
 /** Options of a request whose op may produce callback events (`run`). */

@@ -4,7 +4,8 @@
  * An equinox Module arrives as a RemoteModule: a Module subclass made per
  * Python structure, so two modules of the same structure share a class and
  * compare as equal structures, while sending one back lets the sidecar rebuild
- * the exact Python object from its handles.
+ * the exact Python object from its handles. (The proxies `jb.import`
+ * returns are the session's: src/session/py-proxy.ts.)
  */
 import { inspect } from "node:util";
 import { Module } from "./module.js";
@@ -71,49 +72,4 @@ export function remoteModuleClass(instance: string, key: string, qualname: strin
 export function makeRemoteModule(instance: string, key: string, qualname: string, fields: Record<string, unknown>): RemoteModule {
   const cls = remoteModuleClass(instance, key, qualname);
   return Module.build(cls.prototype, Object.keys(fields), Object.values(fields)) as RemoteModule;
-}
-
-/** What a module proxy needs from a session. */
-export interface ProxyHost {
-  call<T = unknown>(fn: string, ...args: unknown[]): Promise<T>;
-  listAttrs(path: string): Promise<{ name: string; kind: string }[]>;
-}
-
-/**
- * A proxy for an allow-listed Python module: `m.MLP(kw({...}))` calls
- * `mypkg.models.MLP` in the sidecar; attribute chains build dotted names.
- * `$path` is the dotted name and `$dir()` lists what the sidecar lets a call
- * reach below it (`$`-names cannot clash with Python identifiers).
- */
-export interface PyProxy {
-  (...args: unknown[]): Promise<any>;
-  readonly $path: string;
-  $dir(): Promise<string[]>;
-  // Any attribute is another proxy; typed loosely because the names live in Python.
-  readonly [name: string]: any;
-}
-
-export function pyProxy(host: ProxyHost, path: string): PyProxy {
-  const target = function () {} as unknown as PyProxy;
-  // util.inspect looks at the proxy's target, not at the get trap.
-  Object.defineProperty(target, inspect.custom, { value: () => `<Python ${path}>` });
-  return new Proxy(target, {
-    get(_t, prop) {
-      if (prop === "$path") return path;
-      if (prop === "$dir") return async () => (await host.listAttrs(path)).map((e) => e.name);
-      // Not thenable, so `await proxy` yields the proxy rather than calling it.
-      if (prop === "then" || typeof prop === "symbol") {
-        if (prop === inspect.custom) return () => `<Python ${path}>`;
-        if (prop === Symbol.toPrimitive) return () => `<Python ${path}>`;
-        return undefined;
-      }
-      return pyProxy(host, `${path}.${prop}`);
-    },
-    apply(_t, _this, args: unknown[]) {
-      return host.call(path, ...args);
-    },
-    ownKeys() {
-      return ["prototype"];
-    },
-  });
 }
