@@ -7,8 +7,8 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect } from "../src/session/session.js";
-import { sidecarPython } from "../src/wire/python-env.js";
+import { connect } from "../src/index.js";
+import { sidecarPython } from "../src/internal.js";
 import { wireSection } from "./sections/wire.js";
 import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";

@@ -5,9 +5,7 @@
  * a per-step `jax.debug.callback` (a Python no-op callback in the sidecar
  * process, via `bench_lerax_scan`'s neighbour) is reported for context.
  */
-import { array, callbackWrapper, jit, type NDArray, type Tracer } from "../../src/index.js";
-import { filterScan } from "../../src/lerax/utils.js";
-import type { Session } from "../../src/session/session.js";
+import { array, callbackWrapper, filterScan, jit, type NDArray, type Session, type Tracer } from "../../src/index.js";
 import type { Row } from "../run.js";
 
 export async function callbacksSection(ctx: { jb: Session; rows: Row[] }): Promise<void> {

@@ -10,14 +10,7 @@
  * Runs on a sidecar of its own, allowed `equinox.nn` and started with
  * JAXBRIDGE_BENCH_OPS=1 for the bench-only `bench_module_scan` op.
  */
-import type { DeviceArray } from "../../src/values/device-array.js";
-import { filterScan } from "../../src/lerax/utils.js";
-import { NDArray } from "../../src/values/ndarray.js";
-import type { RemoteModule } from "../../src/values/remote.js";
-import { connect, kw } from "../../src/session/session.js";
-import { pyCall } from "../../src/trace/pycall.js";
-import { jit } from "../../src/trace/jit.js";
-import type { Tracer } from "../../src/trace/tracer.js";
+import { connect, filterScan, jit, kw, NDArray, pyCall, type DeviceArray, type RemoteModule, type Tracer } from "../../src/index.js";
 import { benchOp, fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";

@@ -11,14 +11,8 @@
  * that it has the bench-only `bench_lerax_scan` op (python/jaxbridge_sidecar/
  * programs.py); a default sidecar never has it.
  */
-import type { DeviceArray } from "../../src/values/device-array.js";
-import { filterScan, leraxCacheStats } from "../../src/lerax/utils.js";
-import { NDArray } from "../../src/values/ndarray.js";
-import { connect, type Session } from "../../src/session/session.js";
-import * as jnp from "../../src/trace/lib/jnp.js";
-import { jit } from "../../src/trace/jit.js";
-import { traceFlat } from "../../src/trace/trace.js";
-import type { Tracer } from "../../src/trace/tracer.js";
+import { connect, filterScan, jit, jnp, leraxCacheStats, NDArray, type DeviceArray, type Session, type Tracer } from "../../src/index.js";
+import { traceFlat } from "../../src/internal.js";
 import { benchOp, fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";

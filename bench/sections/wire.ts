@@ -1,8 +1,6 @@
 import { Dealer } from "zeromq";
-import { NDArray, array } from "../../src/index.js";
-import { MAX_FRAME_BYTES } from "../../src/wire/protocol.js";
-import type { DeviceArray } from "../../src/values/device-array.js";
-import type { Session } from "../../src/session/session.js";
+import { NDArray, array, type DeviceArray, type Session } from "../../src/index.js";
+import { MAX_FRAME_BYTES } from "../../src/internal.js";
 import { fmtRatio, fmtUs, time } from "../measure.js";
 import type { Row } from "../run.js";
 

@@ -64,17 +64,6 @@ function installInterrupts(): () => void {
   });
 }
 
-/** src/lerax/utils.ts (filterCond, filterScan, unstackPytree, polyakAverage at top level), loaded if it is there. */
-const LERAX = "../lerax/utils.js";
-
-async function optionalModule(spec: string): Promise<Record<string, unknown>> {
-  try {
-    return (await import(spec)) as Record<string, unknown>;
-  } catch {
-    return {};
-  }
-}
-
 export function defaultHistoryFile(): string | null {
   const env = process.env.JAXBRIDGE_REPL_HISTORY;
   if (env !== undefined) return env.trim() === "" ? null : env;
@@ -126,9 +115,8 @@ export class JaxRepl {
     await this.openSession();
     const restore = [installDeviceArrayDisplay(), installSessionDisplay(), installInterrupts()];
     this.undoPatches = () => restore.forEach((fn) => fn());
-    const lerax = await optionalModule(LERAX);
     if (this.opts.banner !== false) {
-      const loaded = ["jb", "jnp", "lax", "nn", "random", "array", "kw", "jit", "filterCond", "filterScan", "unstackPytree", "polyakAverage"].filter((n) => n === "jb" || n in api || n in lerax);
+      const loaded = ["jb", "jnp", "lax", "nn", "random", "array", "kw", "jit", "filterCond", "filterScan", "unstackPytree", "polyakAverage"];
       this.output.write(`${this.describeSession()}\n`);
       this.output.write(paint(this.color).dim(`${[...loaded, "py", "show", "plot"].join(", ")} are loaded; TypeScript and top-level await work; .help for more\n`));
     }
@@ -151,7 +139,7 @@ export class JaxRepl {
     this.installErrorHandler();
     this.installCompleter();
     this.defineCommands();
-    this.installGlobals(lerax);
+    this.installGlobals();
     // Ctrl-C while a line awaits: Node's REPL stops waiting (breakEvalOnSigint); we abandon the line's calls.
     server.on("SIGINT", () => this.interrupt());
     server.on("exit", () => void this.shutdown());
@@ -335,10 +323,9 @@ export class JaxRepl {
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
   }
 
-  private installGlobals(lerax: Record<string, unknown>): void {
+  private installGlobals(): void {
+    // The public API, name by name (src/index.ts); `jaxbridge` is all of it.
     for (const [name, value] of Object.entries(api)) this.setGlobal(name, value);
-    // lerax's utilities also run at top level (the tracer's filterCond/filterScan only inside a trace).
-    for (const [name, value] of Object.entries(lerax)) if (typeof value === "function" || !(name in api)) this.setGlobal(name, value);
     this.setGlobal("jaxbridge", api);
     this.setGlobal("jb", this._session);
     this.setGlobal("py", pythonNamespace((fn, args) => this.session.call(fn, ...args)));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { array, kw, DeviceArray, NDArray, PyRef, RemoteModule, treeEqual, flatten, treedefEqual, partition, combine, SidecarError } from "../../src/index.js";
+import { array, kw, DeviceArray, NDArray, PyRef, RemoteModule, treeEqual, flatten, partition, combine, SidecarError } from "../../src/index.js";
+import { treedefEqual } from "../../src/internal.js";
 import { runPython } from "../support/python.js";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -4,7 +4,8 @@
  * directly in Python from the same keys.
  */
 import assert from "node:assert/strict";
-import { array, connect, filterCond, filterScan, jit, jnp, kw, Module, polyakAverage, programStats, pyCall, pyMethod, SidecarError, TraceError, Tracer, traceFlat, treeMap, unstackPytree, PyShapesNeeded, resolvePyShapes, runProgram, type DeviceArray, type NDArray, type PyRef, type RemoteModule } from "../../src/index.js";
+import { array, connect, filterCond, filterScan, jit, jnp, kw, Module, polyakAverage, programStats, pyCall, pyMethod, SidecarError, TraceError, Tracer, treeMap, unstackPytree, type DeviceArray, type NDArray, type PyRef, type RemoteModule } from "../../src/index.js";
+import { traceFlat, PyShapesNeeded, resolvePyShapes, runProgram } from "../../src/internal.js";
 import { runPython } from "../support/python.js";
 import { useSession } from "../support/session.js";
 import { dirname, join } from "node:path";

@@ -1,0 +1,116 @@
+/**
+ * `jaxbridge/internal`: expert entry points, as `eqx.internal` is equinox's.
+ * Tracing flat functions by hand, the program IR, the wire's op table, the
+ * dtype bit helpers, the file formats' pieces. These may change between
+ * releases without notice; the stable API is `jaxbridge` (src/index.ts).
+ * Nothing here is also exported there (test/api.test.ts checks both lists).
+ */
+
+// Values.
+export {
+  DTYPES,
+  dtypeInfo,
+  itemsize,
+  isDType,
+  isInexact,
+  dtypeOfTypedArray,
+  float16BitsToNumber,
+  bfloat16BitsToNumber,
+  numberToFloat16Bits,
+  numberToBfloat16Bits,
+  type TypedArray,
+} from "./values/dtype.js";
+export { shapeSize, type Scalar, type NestedArray, type Complex } from "./values/ndarray.js";
+export { formatNDArray, formatSummary } from "./values/format.js";
+export { describe, describeAs, type Describable } from "./values/describe.js";
+export type { ModuleField, ModuleClass } from "./values/module.js";
+export {
+  treedefEqual,
+  isNode,
+  registerArrayClass,
+  type Shaped,
+  type TreeNode,
+  type Difference,
+  type Filter,
+  type IsLeaf,
+  type FlattenOptions,
+} from "./values/tree.js";
+
+// The wire and the session under the public API.
+export { MAX_FRAME_BYTES } from "./wire/protocol.js";
+export { sidecarPython, PACKAGE_ROOT } from "./wire/python-env.js";
+export { OPS, type Op, type Ops, type Request, type Reply, type AttrEntry, type SidecarStats, type DeviceInfo, type PyCallRequest, type PyCallShapes } from "./wire/ops.js";
+export {
+  loadKeyPair,
+  loadPublicKey,
+  parseCertificate,
+  formatCertificate,
+  generateKeyPair,
+  writeKeyPair,
+  curveFromEnv,
+  isZ85Key,
+  CURVE_ENV,
+  type KeyPair,
+  type Certificate,
+  type CurveFiles,
+  type WrittenKeys,
+} from "./wire/keys.js";
+export {
+  Kwargs,
+  getDefaultSession,
+  resolveSession,
+  type RequestHook,
+  type DeviceTree,
+  type HostTree,
+  type EventRequestOptions,
+  type ShardingSpec,
+  type CallbackStats,
+} from "./session/session.js";
+
+// The tracer, flat and by hand.
+export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace/trace.js";
+export { PyShapesNeeded, resolvePyShapes } from "./trace/pycall-shapes.js";
+export { runProgram, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type ProgramStats } from "./trace/jit.js";
+export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
+export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./trace/lib/control.js";
+export { installArrayMethods, type ArrayMethods } from "./trace/lib/index.js";
+
+// lerax's utilities: the types of their staged results.
+export type { FilterScanOptions } from "./lerax/filter.js";
+export type {
+  TopLevelOptions,
+  UnstackOptions,
+  TracerTree,
+  DeviceResult,
+  Stacked,
+  Staged,
+  HasTracer,
+  MayHaveTracer,
+  HasDevice,
+  ScanResult,
+  CondResult,
+  UnstackResult,
+  PolyakResult,
+} from "./lerax/utils.js";
+export { toScijs } from "./lerax/callbacks.js";
+
+// File formats, piece by piece.
+export { FINGERPRINT_BYTES, eqxPath, readEqx, writeEqx } from "./io/eqx-file.js";
+export {
+  structureFingerprint,
+  canonicalStructure,
+  serialiseLeaves,
+  deserialiseLeaves,
+  serializeTree,
+  deserializeTree,
+  STRUCTURE_FORMAT,
+  STRUCTURE_VERSION,
+  type SerializeOptions,
+  type DeserializeOptions,
+  type DeserialiseLeavesOptions,
+  type DevicePutter,
+} from "./io/serializable.js";
+export type { RemoteSerializeOptions } from "./io/remote-serialize.js";
+export { getArrowIPC, toIPC, ArrowFileWriter, parseKeyPath, DTYPE_KEY, SHAPE_KEY, type FromArrowOptions, type IPCFormat } from "./io/arrow.js";
+export { encodeNpy, decodeNpy, encodeNpyHeader, decodeNpyHeader, npyDescr, NpyFormatError, type NpyHeader, type NpyExpect } from "./io/npy.js";
