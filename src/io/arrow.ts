@@ -118,7 +118,6 @@ import { BridgeInputError, ProtocolError } from "../values/errors.js";
 import type { Session } from "../session/session.js";
 import { type KeyEntry, type KeyPath, compareKeys, flattenWithPath, isArray, keystr, unflatten } from "../values/tree.js";
 
-export { tableFromIPC, tableToIPC, Table } from "apache-arrow";
 
 /** Field metadata key holding the jaxbridge dtype name. */
 export const DTYPE_KEY = "jaxbridge.dtype";

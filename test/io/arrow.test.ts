@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RecordBatch, Schema, type Vector, vectorFromArray } from "apache-arrow";
+import { RecordBatch, Schema, Table, tableFromIPC, tableToIPC, type Vector, vectorFromArray } from "apache-arrow";
 import {
   ArrowFileWriter,
   fromArrow,
@@ -12,9 +12,6 @@ import {
   parseKeyPath,
   putArrow,
   readArrowFile,
-  Table,
-  tableFromIPC,
-  tableToIPC,
   toArrow,
   toIPC,
   writeArrowFile,
