@@ -1,26 +1,61 @@
+/**
+ * docs/protocol.md is the authority for the wire, so it is compared with
+ * the code on both sides, not with a list kept for the purpose: its op
+ * table with the TypeScript op table (src/wire/ops.ts, whose runtime list
+ * the compiler keeps exhaustive) and with the dispatch table of a real
+ * sidecar (`python -m jaxbridge_sidecar ops`); its version and ext codes
+ * with both codecs.
+ */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { PROTOCOL_VERSION, EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE } from "../../src/wire/protocol.js";
+import { EXT_ARRAY, EXT_HANDLE, EXT_MODULE, EXT_PYREF, PROTOCOL_VERSION } from "../../src/wire/protocol.js";
 import { OPS } from "../../src/wire/ops.js";
+import { sidecarPython } from "../../src/wire/python-env.js";
 import { runPython } from "../support/python.js";
 
-describe("docs/protocol.md is the authority", () => {
-  const doc = readFileSync(new URL("../../docs/protocol.md", import.meta.url), "utf8");
+interface SidecarOps {
+  protocol: number;
+  ops: { name: string; family: string }[];
+}
 
-  it("names the version both sides speak", async () => {
-    const docVersion = Number(/^Protocol version: (\d+)$/m.exec(doc)?.[1]);
-    assert.equal(docVersion, PROTOCOL_VERSION);
-    const py = await runPython<{ v: number; ops: string[]; ext: number[] }>(
-      "import json; from jaxbridge_sidecar import protocol as p; print(json.dumps({'v': p.PROTOCOL_VERSION, 'ops': list(p.OPS), 'ext': [p.EXT_ARRAY, p.EXT_HANDLE, p.EXT_PYREF, p.EXT_MODULE]}))",
-    );
-    assert.equal(py.v, PROTOCOL_VERSION);
-    assert.deepEqual([...py.ops].sort(), [...OPS].sort());
-    assert.deepEqual(py.ext, [EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE]);
+/** What `python -m jaxbridge_sidecar ops` prints: the serving dispatch table (no benchmark ops: JAXBRIDGE_BENCH_OPS unset). */
+function sidecarOps(): SidecarOps {
+  const env = { ...process.env };
+  delete env.JAXBRIDGE_BENCH_OPS;
+  const r = spawnSync(sidecarPython(), ["-m", "jaxbridge_sidecar", "ops"], { env, encoding: "utf8", timeout: 120_000 });
+  assert.equal(r.status, 0, `python -m jaxbridge_sidecar ops failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout) as SidecarOps;
+}
+
+describe("docs/protocol.md is the authority", function () {
+  this.timeout(180_000);
+  const doc = readFileSync(new URL("../../docs/protocol.md", import.meta.url), "utf8");
+  /** The op table's rows: op and family. */
+  const documented = [...doc.matchAll(/^\| `(\w+)` \| (\w+) \|/gm)].map((m) => ({ name: m[1]!, family: m[2]! }));
+  let sidecar: SidecarOps;
+  before(() => {
+    sidecar = sidecarOps();
   });
 
-  it("documents exactly the ops and ext codes the code implements", () => {
-    const documented = [...doc.matchAll(/^\| `(\w+)` \|/gm)].map((m) => m[1]).sort();
-    assert.deepEqual(documented, [...OPS].sort());
+  it("names the version both sides speak", () => {
+    const docVersion = Number(/^Protocol version: (\d+)$/m.exec(doc)?.[1]);
+    assert.equal(docVersion, PROTOCOL_VERSION);
+    assert.equal(sidecar.protocol, PROTOCOL_VERSION);
+  });
+
+  it("documents exactly the ops of the TypeScript op table, in its order", () => {
+    assert.deepEqual(documented.map((o) => o.name), [...OPS]);
+  });
+
+  it("documents exactly the ops the sidecar dispatches, each in its family", () => {
+    const names = sidecar.ops.map((o) => o.name);
+    assert.deepEqual(names, [...names].sort(), "the sidecar lists its ops sorted by name");
+    const byName = (xs: { name: string; family: string }[]) => [...xs].sort((a, b) => (a.name < b.name ? -1 : 1));
+    assert.deepEqual(byName(documented), byName(sidecar.ops));
+  });
+
+  it("documents the ext codes both codecs use", async () => {
     const exts = [...doc.matchAll(/^\| (\d+) \| (\w+) \|/gm)].map((m) => [Number(m[1]), m[2]]);
     assert.deepEqual(exts, [
       [EXT_ARRAY, "array"],
@@ -28,5 +63,7 @@ describe("docs/protocol.md is the authority", () => {
       [EXT_PYREF, "pyref"],
       [EXT_MODULE, "module"],
     ]);
+    const py = await runPython<number[]>("import json; from jaxbridge_sidecar import protocol as p; print(json.dumps([p.EXT_ARRAY, p.EXT_HANDLE, p.EXT_PYREF, p.EXT_MODULE]))");
+    assert.deepEqual(py, [EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE]);
   });
 });
