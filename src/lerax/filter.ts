@@ -13,7 +13,7 @@
  *   asserts); `xs` leaves are arrays whose leading axes agree.
  *
  * At top level (outside any trace) these are wired to the session by
- * run.ts / the public API; here they only build equations.
+ * utils.ts, through jit; here they only build equations.
  */
 
 import { describe, describeAs } from "../values/describe.js";

@@ -1,6 +1,6 @@
 /**
  * Delivery of one call's callback events (see docs/protocol.md, "Events",
- * and src/callbacks.ts). The session creates one `CallEvents` per `run`
+ * and src/lerax/callbacks.ts). The session creates one `CallEvents` per `run`
  * whose program has callbacks and routes `{"event": "callbacks", "call": id}`
  * batches to it.
  *

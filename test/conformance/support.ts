@@ -18,7 +18,7 @@ export interface KeySet {
   /** server.key / server.key_secret, made by the sidecar's keygen. */
   serverPublic: string;
   serverSecret: string;
-  /** The folder of authorized client public keys (clients/laptop.key, written by src/keys.ts). */
+  /** The folder of authorized client public keys (clients/laptop.key, written by src/wire/keys.ts). */
   authorized: string;
   client: CurveClientKeys;
   /** A pair no sidecar knows. */
@@ -26,7 +26,7 @@ export interface KeySet {
   cleanup(): void;
 }
 
-/** Keys for a sidecar and one client, in a fresh temp folder: the server's pair from `python -m jaxbridge_sidecar keygen`, the client's from src/keys.ts, so each side reads the other's files. */
+/** Keys for a sidecar and one client, in a fresh temp folder: the server's pair from `python -m jaxbridge_sidecar keygen`, the client's from src/wire/keys.ts, so each side reads the other's files. */
 export async function makeKeys(): Promise<KeySet> {
   const dir = mkdtempSync(join(tmpdir(), "jaxbridge-keys-"));
   await execFileP(sidecarPython(), ["-m", "jaxbridge_sidecar", "keygen", "--out", dir, "--name", "server"], { cwd: PACKAGE_ROOT });

@@ -1,5 +1,5 @@
 /**
- * The lerax utilities at top level and inside traces (src/lerax.ts), on real
+ * The lerax utilities at top level and inside traces (src/lerax/utils.ts), on real
  * sidecars, against lerax itself: `lerax.utils.filter_scan` and
  * `unstack_pytree` from PyPI (0.0.5), and `filter_cond` / `polyak_average`
  * written in Python from lerax's documentation (PyPI's lerax has neither:
@@ -103,7 +103,7 @@ function specPicker(r: () => number, dtypes: readonly import("../../src/values/d
 // --- generated cases ----------------------------------------------------------------------------
 
 // Everything runs inside one describe so the sidecars live only while this file's tests run.
-describe("lerax utilities (src/lerax.ts)", function () {
+describe("lerax utilities (src/lerax/utils.ts)", function () {
   before(async function () {
     this.timeout(240_000);
     jb64 = await connect();

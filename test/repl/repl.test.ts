@@ -166,7 +166,7 @@ describe("repl in a terminal (tmux)", function () {
   });
 
   it("Ctrl-C interrupts a long top-level filterScan; the loss curve of a short one plots", async function () {
-    if ((await t.run("typeof unstackPytree")) !== "'function'") return this.skip(); // src/lerax.ts (top-level filterScan) is not there yet
+    if ((await t.run("typeof unstackPytree")) !== "'function'") return this.skip(); // src/lerax/utils.ts (top-level filterScan) is not there yet
     await t.run('var w0 = await jb.call("jax.numpy.multiply", 0.01, await jb.call("jax.numpy.ones", [200, 200], kw({ dtype: "float32" })))');
     await t.run("var step = (w: any) => { const w2 = jnp.tanh(jnp.matmul(w, w)).add(0.001); return [w2, jnp.sum(w2)] as const }");
     assert.equal(await t.run("var [w, losses] = await filterScan(step, w0, null, { length: 300 }); losses.shape"), "[ 300 ]");

@@ -116,7 +116,7 @@ describe("remote sidecar on loopback TCP with CURVE", function () {
   });
 });
 
-describe("key files (src/keys.ts)", () => {
+describe("key files (src/wire/keys.ts)", () => {
   it("reads the sidecar keygen's certificates, and the sidecar reads ours", async () => {
     const k = await makeKeys();
     try {
