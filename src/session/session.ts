@@ -336,7 +336,9 @@ export class Session implements HandleOwner, EventSink {
 
   sendAck(call: number, batch: number): void {
     if (this.closed) return;
-    this.transport.sendOneWay(encode({ op: "ack", call, batch })).catch(() => {});
+    // One-way (no id, no reply), so it bypasses request(); the fields are still the table's.
+    const fields: Request<"ack"> = { call, batch };
+    this.transport.sendOneWay(encode({ op: "ack", ...fields })).catch(() => {});
   }
 
   warnOnce(key: string, message: string): void {
