@@ -411,8 +411,10 @@ export function unstackPytree<T>(tree: T, opts: UnstackOptions = {}): UnstackRes
   const axis = opts.axis ?? 0;
   const leaves = flatten(tree).leaves;
   const traced = currentTrace() !== undefined;
-  if (traced && leaves.some((l) => l instanceof Tracer || l instanceof DeviceArray)) return unstackTraced(tree, axis) as UnstackResult<T>;
-  if (!leaves.some((l) => l instanceof DeviceArray || l instanceof Tracer)) {
+  // Only a host tree (NDArray leaves) is sliced here; tracers and DeviceArrays take a program.
+  const needsProgram = leaves.some((l) => isArray(l) && !(l instanceof NDArray));
+  if (traced && needsProgram) return unstackTraced(tree, axis) as UnstackResult<T>;
+  if (!needsProgram) {
     // Host: pure TypeScript slicing.
     const plan = planUnstack(tree, axis);
     return unstackPlanned(plan, (l) => sliceHost(l.value as NDArray, l.axis)) as UnstackResult<T>;

@@ -20,14 +20,13 @@
  */
 
 import type { DeviceArray as DeviceArrayT } from "../values/device-array.js";
-import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { BridgeInputError, SidecarError } from "../values/errors.js";
 import type { RequestOptions } from "../session/session.js";
 import { getDefaultSession, resolveSession, Session } from "../session/session.js";
 import { flatten, isArray, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../values/tree.js";
 import type { HostCallback } from "../session/callback-events.js";
-import { asTracer, type Concrete, currentTrace, isArrayLeaf, Trace } from "./core.js";
+import { asTracer, type Concrete, currentTrace, isArrayLeaf, isConcrete, Trace } from "./core.js";
 import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
 import { Tracer } from "./tracer.js";
 import { traceError } from "./errors.js";
@@ -172,7 +171,7 @@ export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOpti
     const seen = new Map<object, number>();
     let avals = `x64=${session.info.x64}`;
     for (const l of leaves) {
-      if (l instanceof NDArray || l instanceof DeviceArray) {
+      if (isConcrete(l)) {
         let k = seen.get(l);
         if (k === undefined) {
           k = dynamic.length;
