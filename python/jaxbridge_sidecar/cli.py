@@ -1,4 +1,4 @@
-"""`python -m jaxbridge_sidecar serve|doctor|keygen`."""
+"""`python -m jaxbridge_sidecar serve|doctor|keygen|ops`."""
 
 from __future__ import annotations
 
@@ -119,6 +119,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ops(args: argparse.Namespace) -> int:
+    from .protocol import PROTOCOL_VERSION
+    from .server import serving_ops
+
+    print(json.dumps({"protocol": PROTOCOL_VERSION, "ops": serving_ops()}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("JAXBRIDGE_LOG", "WARNING"), format="jaxbridge-sidecar %(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="jaxbridge-sidecar", description="The Python JAX sidecar for jaxbridge.")
@@ -142,5 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("doctor", help="print what this Python and JAX see, as JSON")
     d.add_argument("--no-x64", action="store_true")
     d.set_defaults(fn=cmd_doctor)
+    o = sub.add_parser("ops", help="print the protocol version and the ops this sidecar serves (name and family), as JSON")
+    o.set_defaults(fn=cmd_ops)
     args = p.parse_args(argv)
     return args.fn(args)

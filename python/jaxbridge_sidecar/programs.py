@@ -122,6 +122,7 @@ def register(server: Any) -> None:
 # --- benchmark-only ops ---------------------------------------------------------------------
 
 BENCH_ENV = "JAXBRIDGE_BENCH_OPS"
+BENCH_OPS = ("bench_lerax_scan", "bench_module_scan")
 MAX_BENCH_STEPS = 10_000_000
 MAX_BENCH_REPEATS = 100
 

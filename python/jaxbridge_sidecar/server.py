@@ -122,6 +122,11 @@ class Server:
     def stop(self, *_: Any) -> None:
         self._stop = True
 
+    def close(self) -> None:
+        """Release the sockets of a server that never served (serve_forever closes its own)."""
+        self.sock.close(0)
+        self.mailbox.close()
+
     def _parent_alive(self) -> bool:
         pid = self.config.parent_pid
         return pid is None or os.getppid() == pid
@@ -442,6 +447,31 @@ class Server:
         if buf.tell() != len(data):
             raise ValueError(f"{len(data) - buf.tell()} trailing bytes after the last leaf: the file holds more than this structure")
         return self.export(tree, bool(env.get("fetch")))
+
+
+# The family (module of the ops/ package, issue 11) each serving op belongs to.
+_FAMILIES = {
+    "hello": "session", "ping": "session", "stats": "session",
+    "put": "arrays", "get": "arrays", "free": "arrays", "device_put": "arrays",
+    "call": "calls", "import": "calls", "list_attrs": "calls", "call_method": "calls",
+    "run": "programs", "program_stats": "programs", "pycall_shapes": "programs",
+    "fingerprint": "serialization", "serialise_leaves": "serialization", "deserialise_leaves": "serialization",
+    "put_arrow": "arrow", "get_arrow": "arrow",
+    "ack": "events",
+}
+
+
+def serving_ops() -> list[dict[str, str]]:
+    """The ops a sidecar serves, read from a real (unbound) Server's dispatch
+    table, sorted by name; the benchmark-only ops are not part of it."""
+    from .programs import BENCH_OPS
+
+    server = Server(ServerConfig(endpoint="inproc://jaxbridge-ops"))
+    try:
+        names = sorted(n for n in server.ops if n not in BENCH_OPS)
+    finally:
+        server.close()
+    return [{"name": n, "family": _FAMILIES[n]} for n in names]
 
 
 def _handles_in(value: Any) -> list[HandleOut]:
