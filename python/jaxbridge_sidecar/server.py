@@ -24,7 +24,8 @@ from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
 from .auth import DEFAULT_MAX_RECV_FRAME_BYTES, CurveServerKeys, secure_socket
 from .handles import HandleTable
 from .protocol import HandleOut, HandleRef, WireError
-from . import pycall, remote
+from . import remote
+from .program import pycall
 from .events import Mailbox, RunEvents
 from .remote_errors import error_body
 from .sample import handshake_sample, same
@@ -196,7 +197,7 @@ class Server:
         """Run `fn` (which executes a program with callbacks) on a worker
         thread; `finish(outputs)` builds the reply on the I/O thread. Events
         go out as `{"event": "callbacks", "call": rid, ...}` before the reply."""
-        from .lower import CallbackSink
+        from .program.lower import CallbackSink
 
         sink = RunEvents(rid, self._ident, self.mailbox.post)
         self.active = {"sink": sink, "rid": rid, "ident": self._ident, "finish": finish}

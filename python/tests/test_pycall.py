@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbridge_sidecar import lower as lowering
-from jaxbridge_sidecar import pycall
+from jaxbridge_sidecar import program as lowering
+from jaxbridge_sidecar.program import pycall
 from jaxbridge_sidecar.allowlist import DEFAULT_NAMESPACES, NotAllowed
 from jaxbridge_sidecar.protocol import HandleRef, ModuleOut, PyRefOut, WireError
 from conftest import running_sidecar
 from programs_support import Builder, aval
-from jaxbridge_sidecar.lower import program_hash as program_hash_of
+from jaxbridge_sidecar.program.lower import program_hash as program_hash_of
 
 
 @pytest.fixture()

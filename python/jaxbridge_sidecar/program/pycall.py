@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .allowlist import DENIED_ATTRS, NotAllowed
-from .protocol import WireError, dtype_from_name, dtype_name
-from .remote import rebuild_module
+from ..allowlist import DENIED_ATTRS, NotAllowed
+from ..protocol import WireError, dtype_from_name, dtype_name
+from ..remote import rebuild_module
 
 Builder = Callable[[list[Any]], Any]
 

@@ -23,8 +23,8 @@ import numpy as np
 from jax import lax
 
 from . import pycall
-from .allowlist import NotAllowed
-from .protocol import WireError, dtype_from_name, dtype_name
+from ..allowlist import NotAllowed
+from ..protocol import WireError, dtype_from_name, dtype_name
 
 IR_VERSION = 1
 MAX_PROGRAM_BYTES = 64 * 1024 * 1024
