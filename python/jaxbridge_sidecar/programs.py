@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .program.lower import Lowered, lower, program_hash
+from .program import Lowered, lower, program_hash
 from .protocol import WireError
 
 DEFAULT_CAPACITY = 512

@@ -197,7 +197,7 @@ class Server:
         """Run `fn` (which executes a program with callbacks) on a worker
         thread; `finish(outputs)` builds the reply on the I/O thread. Events
         go out as `{"event": "callbacks", "call": rid, ...}` before the reply."""
-        from .program.lower import CallbackSink
+        from .program.evaluate import CallbackSink
 
         sink = RunEvents(rid, self._ident, self.mailbox.post)
         self.active = {"sink": sink, "rid": rid, "ident": self._ident, "finish": finish}

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from jaxbridge_sidecar import events, protocol
-from jaxbridge_sidecar.program.lower import program_hash
+from jaxbridge_sidecar.program import program_hash
 from jaxbridge_sidecar.server import Server, ServerConfig
 
 from conftest import Client, _reply_ext

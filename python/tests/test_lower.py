@@ -12,7 +12,7 @@ import pytest
 from jax import lax
 
 from jaxbridge_sidecar.allowlist import NotAllowed
-from jaxbridge_sidecar.program.lower import RULES, decode_program, decode_literal, lower, program_hash
+from jaxbridge_sidecar.program import RULES, decode_literal, decode_program, lower, program_hash
 from jaxbridge_sidecar.protocol import WireError
 
 from programs_support import Builder, aval, canon, f32, f64, i32

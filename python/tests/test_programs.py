@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbridge_sidecar import programs
-from jaxbridge_sidecar.program.lower import program_hash
+from jaxbridge_sidecar.program import program_hash
 from jaxbridge_sidecar.protocol import HandleOut, HandleRef
 from jaxbridge_sidecar.server import Server, ServerConfig
 

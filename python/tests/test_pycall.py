@@ -18,7 +18,7 @@ from jaxbridge_sidecar.allowlist import DEFAULT_NAMESPACES, NotAllowed
 from jaxbridge_sidecar.protocol import HandleRef, ModuleOut, PyRefOut, WireError
 from conftest import running_sidecar
 from programs_support import Builder, aval
-from jaxbridge_sidecar.program.lower import program_hash as program_hash_of
+from jaxbridge_sidecar.program import program_hash as program_hash_of
 
 
 @pytest.fixture()

@@ -21,17 +21,32 @@ that the method still returns that structure.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..allowlist import DENIED_ATTRS, NotAllowed
+from ..allowlist import DENIED_ATTRS, AllowList, NotAllowed
+from ..handles import HandleTable
 from ..protocol import WireError, dtype_from_name, dtype_name
-from ..remote import rebuild_module
+from ..remote import StructureTable, rebuild_module
 
 Builder = Callable[[list[Any]], Any]
+
+
+class Objects(Protocol):
+    """What a pycall template may name: the objects and module structures the
+    client holds, and the allow-list their classes must pass."""
+
+    @property
+    def handles(self) -> HandleTable: ...
+
+    @property
+    def structures(self) -> StructureTable: ...
+
+    @property
+    def allow(self) -> AllowList: ...
 
 
 def _error(message: str) -> WireError:
@@ -52,21 +67,21 @@ class Target:
     makes the object and the arguments; `cls` is the object's class. Array
     slots are numbered through the target first, then the arguments."""
 
-    def __init__(self, server: Any, node: Any, args: Any, where: str):
+    def __init__(self, objects: Objects, node: Any, args: Any, where: str):
         self._slots = 0
         if isinstance(node, dict) and ("module" in node or set(node) == {"ref"}):
-            target = self._parse(server, node, where)
+            target = self._parse(objects, node, where)
         else:
             raise _error(f"{where}: a pycall target is a module node or a ref, got {node!r}")
         if not isinstance(args, list):
             raise _error(f"{where}: pycall args are a list of template nodes, got {args!r}")
-        arg_builders = [self._parse(server, a, f"args[{i}]") for i, a in enumerate(args)]
+        arg_builders = [self._parse(objects, a, f"args[{i}]") for i, a in enumerate(args)]
         self._build = lambda arrays: (target(arrays), [b(arrays) for b in arg_builders])
         if "module" in node:
-            self.cls: type = server.structures.get(node["module"]).node_data()[0]
+            self.cls: type = objects.structures.get(node["module"]).node_data()[0]
         else:
-            self.cls = type(server.handles.get_object(node["ref"]))
-        server.allow.check_class(self.cls, where)
+            self.cls = type(objects.handles.get_object(node["ref"]))
+        objects.allow.check_class(self.cls, where)
 
     @property
     def arrays(self) -> int:
@@ -77,7 +92,7 @@ class Target:
         """The object and the arguments, from exactly `self.arrays` arrays (its callers check the count)."""
         return self._build(arrays)
 
-    def _parse(self, server: Any, node: Any, where: str) -> Builder:
+    def _parse(self, objects: Objects, node: Any, where: str) -> Builder:
         if node is None:
             return lambda arrays: None
         if node == "array":
@@ -90,29 +105,29 @@ class Target:
             hid = node["ref"]
             if not isinstance(hid, int) or isinstance(hid, bool):
                 raise _error(f"{where}: a ref is an integer id, got {hid!r}")
-            obj = server.handles.get_object(hid)
+            obj = objects.handles.get_object(hid)
             return lambda arrays: obj
         if set(node) == {"list"} and isinstance(node["list"], list):
-            items = [self._parse(server, x, f"{where}[{i}]") for i, x in enumerate(node["list"])]
+            items = [self._parse(objects, x, f"{where}[{i}]") for i, x in enumerate(node["list"])]
             return lambda arrays: [b(arrays) for b in items]
         if set(node) == {"dict"}:
-            pairs = self._pairs(server, node["dict"], where, "dict")
+            pairs = self._pairs(objects, node["dict"], where, "dict")
             return lambda arrays: {k: b(arrays) for k, b in pairs}
         if set(node) == {"module", "fields"}:
             key = node["module"]
             if not isinstance(key, str):
                 raise _error(f"{where}: a module node's key is a string, got {key!r}")
-            treedef = server.structures.get(key)
-            fields = self._pairs(server, node["fields"], where, "fields")
+            treedef = objects.structures.get(key)
+            fields = self._pairs(objects, node["fields"], where, "fields")
 
             error = lambda message: _error(f"{where}: {message}")  # noqa: E731
             return lambda arrays: rebuild_module(treedef, [b(arrays) for _, b in fields], error)
         raise _error(f"{where}: unknown template node {sorted(node)}")
 
-    def _pairs(self, server: Any, pairs: Any, where: str, what: str) -> list[tuple[str, Builder]]:
+    def _pairs(self, objects: Objects, pairs: Any, where: str, what: str) -> list[tuple[str, Builder]]:
         if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
             raise _error(f"{where}: {what} is a list of [name, node] pairs")
-        return [(k, self._parse(server, v, f"{where}.{k}" if what == "fields" else f"{where}[{k!r}]")) for k, v in pairs]
+        return [(k, self._parse(objects, v, f"{where}.{k}" if what == "fields" else f"{where}[{k!r}]")) for k, v in pairs]
 
 
 # --- outputs --------------------------------------------------------------------------
