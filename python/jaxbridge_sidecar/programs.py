@@ -18,7 +18,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .events import RunEvents, RunTable
 from .program import Lowered, lower, program_hash
+from .program.pycall import Objects
 from .protocol import WireError
 
 DEFAULT_CAPACITY = 512
@@ -26,10 +28,12 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ProgramCache:
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, server: Any = None):
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, objects: Objects | None = None, runs: RunTable | None = None):
         self.capacity = capacity
         # Resolves the objects `pycall` equations name (see pycall.py).
-        self.server = server
+        self.objects = objects
+        # Where the callbacks of the programs it lowers deliver (see events.py).
+        self.runs = runs
         self._entries: collections.OrderedDict[str, Lowered] = collections.OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -67,7 +71,7 @@ class ProgramCache:
         self.misses += 1
         if body is None:
             raise WireError("UnknownProgram", f"this sidecar does not hold program {hash_}; send it again with `program`")
-        entry = lower(body, self.server)
+        entry = lower(body, self.objects, self.runs)
         self.add(entry)
         return entry, True
 
@@ -84,7 +88,7 @@ class ProgramCache:
 
 def register(server: Any) -> None:
     """Add `run` and `program_stats` to a Server's ops."""
-    cache = ProgramCache(server=server)
+    cache = ProgramCache(objects=server, runs=server.runs)
     server.programs = cache
 
     def op_run(env: dict[str, Any]) -> Any:
@@ -102,8 +106,8 @@ def register(server: Any) -> None:
         if entry.has_callbacks:
             # Runs on the worker thread so that its events flow while it runs;
             # the reply is built on the I/O thread after its last event batch.
-            def work() -> Any:
-                outs = jax.block_until_ready(entry(values))
+            def work(run: RunEvents) -> Any:
+                outs = jax.block_until_ready(entry(values, run.token))
                 jax.effects_barrier()
                 return outs
 

@@ -26,7 +26,7 @@ from .handles import HandleTable
 from .protocol import HandleOut, HandleRef, WireError
 from . import remote
 from .program import pycall
-from .events import Mailbox, RunEvents
+from .events import Mailbox, RunEvents, RunTable
 from .remote_errors import error_body
 from .sample import handshake_sample, same
 
@@ -92,6 +92,7 @@ class Server:
         }
         # Runs with callbacks: one at a time on a worker thread (see serve_forever).
         self.mailbox = Mailbox(self.ctx)
+        self.runs = RunTable()
         self.active: dict[str, Any] | None = None
         self.waiting: deque[list[Any]] = deque()
         self._ident: Any = None
@@ -163,13 +164,13 @@ class Server:
                         except zmq.Again:
                             break
                         self._serve_one(msg)
-                if self.active is not None:
-                    self.active["sink"].flush_stale()
+                for run in self.runs:
+                    run.flush_stale()
             if not self._parent_alive():
                 log.warning("parent process %s is gone; exiting", self.config.parent_pid)
                 break
-        if self.active is not None:
-            self.active["sink"].abort()
+        for run in self.runs:
+            run.abort()
         self.sock.close(0)
         self.mailbox.close()
 
@@ -193,23 +194,19 @@ class Server:
             self._send(ident, reply)
 
     # --- runs with callbacks: the worker thread ------------------------------
-    def start_worker_run(self, rid: Any, fn: Callable[[], Any], finish: Callable[[Any], Any]) -> Any:
-        """Run `fn` (which executes a program with callbacks) on a worker
-        thread; `finish(outputs)` builds the reply on the I/O thread. Events
-        go out as `{"event": "callbacks", "call": rid, ...}` before the reply."""
-        from .program.evaluate import CallbackSink
-
-        sink = RunEvents(rid, self._ident, self.mailbox.post)
+    def start_worker_run(self, rid: Any, fn: Callable[[RunEvents], Any], finish: Callable[[Any], Any]) -> Any:
+        """Run `fn(run)` (which executes a program with callbacks, passing
+        `run.token` to it) on a worker thread; `finish(outputs)` builds the
+        reply on the I/O thread. Events go out as `{"event": "callbacks",
+        "call": rid, ...}` before the reply."""
+        sink = self.runs.open(rid, self._ident, self.mailbox.post)
         self.active = {"sink": sink, "rid": rid, "ident": self._ident, "finish": finish}
 
         def work() -> None:
-            CallbackSink.current = sink
             try:
-                out: Any = ("ok", fn())
+                out: Any = ("ok", fn(sink))
             except BaseException as e:  # noqa: BLE001 - becomes the reply
                 out = ("error", e)
-            finally:
-                CallbackSink.current = None
             sink.finish()
             self.mailbox.post(("done", sink, out))
 
@@ -231,6 +228,7 @@ class Server:
                     sink.abort()
             elif item[0] == "done":
                 _, sink, (status, value) = item
+                self.runs.close(sink)
                 active, self.active = self.active, None
                 rid = sink.call_id
                 if status == "ok":
@@ -366,10 +364,10 @@ class Server:
 
     def op_ack(self, env: dict[str, Any]) -> Any:
         """The client consumed callback batches up to `batch` of call `call` (no reply)."""
-        active = self.active
         call, seq = env.get("call"), env.get("batch")
-        if active is not None and active["rid"] == call and isinstance(seq, int):
-            active["sink"].ack(seq)
+        run = self.runs.find(call)
+        if run is not None and isinstance(seq, int):
+            run.ack(seq)
         return NO_REPLY
 
     def op_device_put(self, env: dict[str, Any]) -> Any:

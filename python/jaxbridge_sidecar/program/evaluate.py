@@ -5,44 +5,43 @@ JAX is caught where it happens."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..events import RunTable
 from ..protocol import dtype_name
 from .ir import Lit, ProgramError, Sub
 from .rules import RULES
 
 
-class CallbackSink:
-    """Where `callback` equations deliver: `current` is the sink of the run now
-    executing (one run with callbacks executes at a time, see server.py). A
-    compiled program is cached and reused across calls, so its host function
-    looks the sink up at event time rather than capturing one."""
-
-    current: Any = None
-
-
-def _host_callback(cb_id: int) -> Callable[..., None]:
-    def host_fn(*arrays: Any) -> None:
-        sink = CallbackSink.current
-        if sink is None:
-            return  # run outside a callback context (a direct lower() call): dropped
-        sink.emit(cb_id, [np.asarray(a) for a in arrays])
-
-    return host_fn
-
-
 class Evaluation:
-    """The context the rules of one trace run in (rules.Context)."""
+    """The context the rules of one trace run in (rules.Context). `token` is
+    the traced run token, an operand of the jitted function when the program
+    has callbacks; each callback passes it to `runs.deliver` with its
+    arrays, so the events reach whichever run executes the compiled program
+    (see events.py). Without `runs` (a program lowered outside a sidecar)
+    callback events are dropped."""
+
+    def __init__(self, runs: RunTable | None = None, token: Any = None):
+        self.runs = runs
+        self.token = token
 
     def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]:
         return evaluate(sub, args, self)
 
     def callback(self, callback: int, arrays: list[Any], *, ordered: bool, partitioned: bool) -> None:
-        jax.debug.callback(_host_callback(callback), *arrays, ordered=ordered, partitioned=partitioned)
+        if self.token is None:
+            raise ProgramError("a callback equation in a program lowered without a run token")
+        deliver = functools.partial(self.runs.deliver, callback) if self.runs is not None else _drop
+        jax.debug.callback(deliver, self.token, *arrays, ordered=ordered, partitioned=partitioned)
+
+
+def _drop(*_: Any) -> None:
+    pass
 
 
 def _value(o: int | Lit, env: list[Any]) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ..events import NO_RUN, RunTable
 from ..protocol import WireError, dtype_name
 from .decode import decode_program, program_hash
 from .evaluate import Evaluation, evaluate
@@ -36,29 +37,45 @@ def check_args(program: Program, args: list[Any]) -> None:
 
 
 class Lowered:
-    """A decoded program and its jitted function; `traces` counts how often JAX traced it."""
+    """A decoded program and its jitted function; `traces` counts how often JAX traced it.
 
-    def __init__(self, program: Program, hash_: str):
+    A program with callbacks takes its run's token as an extra first operand
+    (an int32 scalar, so a new run never retraces): `runs` is the table its
+    callbacks deliver to (see events.py)."""
+
+    def __init__(self, program: Program, hash_: str, runs: RunTable | None = None):
         self.program = program
         self.hash = hash_
         self.traces = 0
         self.has_callbacks = has_callbacks(program)
 
-        def fn(*args: Any) -> list[Any]:
-            self.traces += 1
-            return evaluate(program, list(args), Evaluation())
+        if self.has_callbacks:
+
+            def fn(token: Any, *args: Any) -> list[Any]:
+                self.traces += 1
+                return evaluate(program, list(args), Evaluation(runs, token))
+
+        else:
+
+            def fn(*args: Any) -> list[Any]:
+                self.traces += 1
+                return evaluate(program, list(args), Evaluation(runs))
 
         self.fn = jax.jit(fn)
 
-    def __call__(self, args: list[Any]) -> list[Any]:
+    def __call__(self, args: list[Any], run: int = NO_RUN) -> list[Any]:
+        """Run on `args`; `run` is the token of the run that receives the callback events."""
         check_x64(self.program)
         check_args(self.program, args)
+        if self.has_callbacks:
+            return self.fn(np.int32(run), *args)
         return self.fn(*args)
 
 
-def lower(data: bytes | bytearray | memoryview | str, objects: Objects | None = None) -> Lowered:
+def lower(data: bytes | bytearray | memoryview | str, objects: Objects | None = None, runs: RunTable | None = None) -> Lowered:
     """Decode and wrap a program. `objects` is what a `pycall` equation may
     name (the sidecar's handles, structures and allow-list); without it such
-    programs are refused."""
+    programs are refused. `runs` is where its callback events go; without it
+    they are dropped."""
     raw = bytes(data) if not isinstance(data, str) else data.encode()
-    return Lowered(decode_program(raw, objects), program_hash(raw))
+    return Lowered(decode_program(raw, objects), program_hash(raw), runs)
