@@ -14,7 +14,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from jaxbridge_sidecar import programs
+from jaxbridge_sidecar.ops import bench
 from jaxbridge_sidecar.program import program_hash
 from jaxbridge_sidecar.protocol import HandleOut, HandleRef
 from jaxbridge_sidecar.server import Server, ServerConfig
@@ -149,7 +149,7 @@ def test_the_bench_op_is_absent_by_default(served):
 
 def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkeypatch):
     pytest.importorskip("lerax")
-    monkeypatch.setenv(programs.BENCH_ENV, "1")
+    monkeypatch.setenv(bench.BENCH_ENV, "1")
     endpoint = f"ipc://{tmp_path}/b-{uuid.uuid4().hex[:8]}.sock"
     server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
     assert "bench_lerax_scan" in server.ops
@@ -167,7 +167,7 @@ def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkey
         h = jnp.asarray(carry["h"])
         ys = []
         for _ in range(7):
-            c, y = programs.bench_mlp_body({**carry, "h": h}, None)
+            c, y = bench.bench_mlp_body({**carry, "h": h}, None)
             h = c["h"]
             ys.append(y)
         assert np.allclose(res["h"], h, rtol=1e-6) and np.allclose(res["ys"], np.stack(ys), rtol=1e-6)

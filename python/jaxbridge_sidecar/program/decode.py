@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from jax import lax
 
-from ..allowlist import NotAllowed
+from ..allowlist import NotAllowed, check_method_name
 from ..protocol import WireError, dtype_from_name, dtype_name
 from . import pycall
 from .ir import IR_VERSION, Aval, Lit, Program, ProgramError, Sub, Eqn
@@ -158,7 +158,7 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, object
             raise ProgramError(f"{where}: parameter {name} is {{object, args}}: the target template and the argument templates")
         return pycall.Target(objects, value["object"], value["args"], f"{where}.{name}")
     if kind == "method":
-        return pycall.check_method_name(value, where)
+        return check_method_name(value, where)
     if kind == "pyout":
         return pycall.check_output_node(value, f"{where}.{name}")
     raise AssertionError(kind)

@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..allowlist import DENIED_ATTRS, AllowList, NotAllowed
+from ..allowlist import AllowList
 from ..handles import HandleTable
-from ..protocol import WireError, dtype_from_name, dtype_name
+from ..protocol import WireError
 from ..remote import StructureTable, rebuild_module
 
 Builder = Callable[[list[Any]], Any]
@@ -51,15 +51,6 @@ class Objects(Protocol):
 
 def _error(message: str) -> WireError:
     return WireError("ProgramError", message)
-
-
-def check_method_name(name: Any, where: str) -> str:
-    """Public methods and __call__, minus the names the allow-list denies everywhere (file I/O, config)."""
-    if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):
-        raise NotAllowed(f"{where}: method {name!r}: only public methods and __call__ can be called")
-    if name in DENIED_ATTRS:
-        raise NotAllowed(f"{where}: method {name!r} is denied everywhere (it touches files, pickles or configuration)")
-    return name
 
 
 class Target:
@@ -174,39 +165,3 @@ def call(target: Target, method: str, arrays: list[Any], where: str) -> tuple[An
     if not callable(fn):
         raise _error(f"{where}: {type(obj).__qualname__}.{method} is not a method")
     return flatten_output(fn(*args), f"{where}: {type(obj).__qualname__}.{method}(...)")
-
-
-# --- the op that types a call before it is traced ------------------------------------------
-
-
-def _avals(value: Any, name: str) -> list[jax.ShapeDtypeStruct]:
-    if not isinstance(value, list):
-        raise WireError("ProtocolError", f"pycall_shapes needs `{name}` as a list of {{dtype, shape}}")
-    out = []
-    for i, a in enumerate(value):
-        shape = a.get("shape") if isinstance(a, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise WireError("ProtocolError", f"pycall_shapes `{name}[{i}]` must be {{dtype, shape}} with a shape of non-negative integers, got {a!r}")
-        out.append(jax.ShapeDtypeStruct(tuple(shape), dtype_from_name(a.get("dtype"))))
-    return out
-
-
-def op_pycall_shapes(server: Any, env: dict[str, Any]) -> dict[str, Any]:
-    """The output structure and types of `target.method(*args)`, by `jax.eval_shape`."""
-    method = check_method_name(env.get("method"), "pycall")
-    target = Target(server, env.get("target"), env.get("args"), "target")
-    arrays = _avals(env.get("arrays"), "arrays")
-    if len(arrays) != target.arrays:
-        raise WireError("ArgumentError", f"pycall_shapes: the templates have {target.arrays} array slots, `arrays` gives {len(arrays)}")
-    described: list[Any] = []
-
-    def run(arrays: list[Any]) -> list[Any]:
-        node, outs = call(target, method, arrays, "pycall")
-        described.append(node)
-        return outs
-
-    outs = jax.eval_shape(run, arrays)
-    return {
-        "tree": described[0],
-        "outputs": [{"dtype": dtype_name(o.dtype), "shape": list(o.shape), "weak": bool(getattr(o, "weak_type", False))} for o in outs],
-    }
