@@ -19,3 +19,18 @@ def test_put_get_free_round_trip(sidecar):
     env = client.decoded("free", handles=[h.id, 999])
     assert env["result"] == {"freed": 1, "unknown": [999]}
     assert len(server.handles) == 0
+
+
+def test_device_put_places_host_arrays_and_handles_with_a_sharding(sidecar):
+    server, client = sidecar
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    h = client.decoded("put", value=[a])["result"][0]
+    env = client.decoded("device_put", value={"host": a * 2, "ref": HandleRef(h.id), "k": 1}, mesh={"shape": [1], "axes": ["x"]}, spec=["x", None])
+    assert env["ok"], env
+    out = env["result"]
+    assert out["k"] == 1 and out["ref"].id != h.id and len(server.handles) == 3
+    got = client.decoded("get", value=[HandleRef(out["host"].id), HandleRef(out["ref"].id)])["result"]
+    assert np.array_equal(got[0], a * 2) and np.array_equal(got[1], a)
+    env, _ = client.request("device_put", value=[a], mesh={"shape": [64], "axes": ["x"]}, spec=["x"])
+    assert env["error"]["type"] == "ArgumentError" and "64 devices" in env["error"]["message"]
+    assert len(server.handles) == 3
