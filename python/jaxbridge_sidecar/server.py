@@ -292,7 +292,7 @@ class Server:
     def export(self, value: Any, fetch: bool) -> Any:
         return remote.export(self.handles, self.structures, value, fetch)
 
-    def device(self, index: Any) -> Any:
+    def device(self, index: Any) -> jax.Device | None:
         if index is None:
             return None
         devices = jax.devices()

@@ -19,7 +19,7 @@ from jax import lax
 from ..allowlist import NotAllowed, check_method_name
 from ..protocol import WireError, dtype_from_name, dtype_name
 from . import pycall
-from .ir import IR_VERSION, Aval, Lit, Program, ProgramError, Sub, Eqn
+from .ir import IR_VERSION, Aval, Eqn, Lit, Program, ProgramError, Sub
 from .rules import RULES
 
 MAX_PROGRAM_BYTES = 64 * 1024 * 1024

@@ -17,8 +17,6 @@ from . import pycall
 from .ir import ProgramError, Sub
 
 
-# --- the primitive table ------------------------------------------------------------
-
 class Context(Protocol):
     """What a rule may ask of the evaluation it runs in: higher-order rules
     evaluate their sub-programs through it, and `callback` sends its
@@ -32,6 +30,9 @@ class Context(Protocol):
 # A rule is called as JAX calls its lowering rules: context first, then the
 # operands (traced arrays) and the decoded parameters.
 Rule = Callable[[Context, list[Any], dict[str, Any]], list[Any]]
+
+
+# --- the primitive table ------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
