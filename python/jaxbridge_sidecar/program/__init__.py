@@ -10,7 +10,9 @@ primitives, their parameters and typed variables. Read in this order:
 - `decode.py`: JSON to `ir`, checked completely before anything runs;
 - `evaluate.py`: `ir` interpreted with the rules, one equation at a time;
 - `lower.py`: a decoded program as a `jax.jit` function, with the checks a
-  run makes first;
+  run makes first (a program with callbacks takes its run's token as an
+  operand: see events.py at the package top);
+- `cache.py`: lowered programs by the hash of their bytes, as `run` finds them;
 - `pycall.py`: the `pycall` primitive's templates, which name remote Python
   objects by the ids the sidecar handed out.
 """
