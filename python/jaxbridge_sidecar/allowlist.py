@@ -38,6 +38,15 @@ class NotAllowed(Exception):
     pass
 
 
+def check_method_name(name: Any, where: str) -> str:
+    """Public methods and __call__, minus the names denied everywhere (file I/O, config)."""
+    if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):
+        raise NotAllowed(f"{where}: method {name!r}: only public methods and __call__ can be called")
+    if name in DENIED_ATTRS:
+        raise NotAllowed(f"{where}: method {name!r} is denied everywhere (it touches files, pickles or configuration)")
+    return name
+
+
 class AllowList:
     def __init__(self, namespaces: Iterable[str] = DEFAULT_NAMESPACES, names: Iterable[str] = DEFAULT_NAMES):
         self.namespaces = tuple(dict.fromkeys(namespaces))
@@ -47,13 +56,14 @@ class AllowList:
     def describe(self) -> str:
         return ", ".join(self.namespaces) + (" and " + ", ".join(sorted(self.names)) if self.names else "")
 
-    def _in_namespace(self, dotted: str) -> bool:
+    def in_namespace(self, dotted: str) -> bool:
+        """Whether `dotted` is an allowed namespace or lies inside one."""
         return any(dotted == ns or dotted.startswith(ns + ".") for ns in self.namespaces)
 
     def check_class(self, cls: type, where: str = "") -> None:
         """Methods may be called on objects whose class is defined inside the allow-list."""
         owner = getattr(cls, "__module__", "") or ""
-        if not self._in_namespace(owner):
+        if not self.in_namespace(owner):
             raise NotAllowed(f"{where + ': ' if where else ''}{cls.__qualname__} is defined in {owner!r}, which is outside the allow-list ({self.describe()})")
 
     def resolve(self, dotted: Any) -> Callable[..., Any]:
@@ -79,7 +89,7 @@ class AllowList:
             if full.startswith(prefix) and full != dotted:
                 child = full[len(prefix) :].split(".")[0]
                 entries.setdefault(child, "module" if full in self.namespaces or "." in full[len(prefix) :] else "function")
-        if dotted and (dotted in self.names or self._in_namespace(dotted)):
+        if dotted and (dotted in self.names or self.in_namespace(dotted)):
             obj = self._lookup(dotted)
             for name in dir(obj):
                 if name.startswith("_") or name in DENIED_ATTRS:
@@ -89,7 +99,7 @@ class AllowList:
                 except Exception:
                     continue
                 if isinstance(value, types.ModuleType):
-                    if self._in_namespace(value.__name__):
+                    if self.in_namespace(value.__name__):
                         entries[name] = "module"
                 elif isinstance(value, type):
                     entries[name] = "class"
@@ -97,7 +107,7 @@ class AllowList:
                     entries[name] = "function"
                 else:
                     entries[name] = "value"
-        if dotted and not entries and not (dotted in self.names or self._in_namespace(dotted)):
+        if dotted and not entries and not (dotted in self.names or self.in_namespace(dotted)):
             raise NotAllowed(f"{dotted!r} is not in the sidecar's allow-list ({self.describe()})")
         return [{"name": k, "kind": v} for k, v in sorted(entries.items())]
 
@@ -107,14 +117,14 @@ class AllowList:
             raise NotAllowed(f"{dotted!r}: private or malformed names cannot be called")
         if any(p in DENIED_ATTRS for p in parts[1:]):
             raise NotAllowed(f"{dotted!r} reads or writes files, or changes the sidecar's configuration, and cannot be called")
-        if dotted not in self.names and not self._in_namespace(dotted):
+        if dotted not in self.names and not self.in_namespace(dotted):
             raise NotAllowed(f"{dotted!r} is not in the sidecar's allow-list ({self.describe()}); add a namespace with `serve --allow`")
         # Import the longest module prefix, then walk attributes.
         obj: Any = None
         rest: list[str] = []
         for cut in range(len(parts), 0, -1):
             modname = ".".join(parts[:cut])
-            if not (modname in self.names or self._in_namespace(modname) or any(ns.startswith(modname + ".") for ns in self.namespaces) or any(n.startswith(modname + ".") for n in self.names)):
+            if not (modname in self.names or self.in_namespace(modname) or any(ns.startswith(modname + ".") for ns in self.namespaces) or any(n.startswith(modname + ".") for n in self.names)):
                 continue
             try:
                 obj = importlib.import_module(modname)
@@ -131,6 +141,6 @@ class AllowList:
             except AttributeError:
                 raise NotAllowed(f"{dotted!r}: {path} has no attribute {attr!r}") from None
             path = f"{path}.{attr}"
-            if isinstance(obj, types.ModuleType) and not self._in_namespace(obj.__name__):
+            if isinstance(obj, types.ModuleType) and not self.in_namespace(obj.__name__):
                 raise NotAllowed(f"{dotted!r} reaches module {obj.__name__!r}, which is outside the allow-list")
         return obj

@@ -1,5 +1,5 @@
-"""Arrow IPC streams for `put_arrow` and `get_arrow`: the Python half of
-`src/arrow.ts`, with the same column conventions.
+"""Arrow IPC streams for `put_arrow` and `get_arrow` (ops/arrow.py): the
+Python half of `src/arrow.ts`, with the same column conventions.
 
 A table is a pytree of arrays that share a leading axis (rows), one column
 per leaf, named by the leaf's key path (`['obs']`, `[0]['w']`, `.w`):
@@ -32,12 +32,11 @@ import json
 import struct
 from typing import Any
 
-import jax
 import ml_dtypes
 import numpy as np
 import pyarrow as pa
 
-from .protocol import HandleRef, WireError, dtype_from_name, dtype_name
+from .protocol import WireError, dtype_from_name, dtype_name
 
 DTYPE_KEY = b"jaxbridge.dtype"
 SHAPE_KEY = b"jaxbridge.shape"
@@ -299,32 +298,3 @@ def _record_batch_nodes(fb: bytes) -> tuple[int, list[int]]:
     vec = deref(npos)
     count = struct.unpack_from("<I", fb, vec)[0]
     return length, [struct.unpack_from("<q", fb, vec + 4 + 16 * i)[0] for i in range(count)]
-
-
-# --- ops -------------------------------------------------------------------------
-
-
-def register(server: Any) -> None:
-    def op_put_arrow(env: dict[str, Any]) -> Any:
-        device = server._device(env)
-        if "stream" not in env:
-            raise WireError("ProtocolError", "put_arrow needs `stream`: a uint8 array holding an Arrow IPC stream")
-        arrays = table_to_numpy(read_ipc(env["stream"]))
-        placed = {name: jax.device_put(a, device) for name, a in arrays.items()}
-        jax.block_until_ready(list(placed.values()))
-        return {name: server.handles.add(a) for name, a in placed.items()}
-
-    def op_get_arrow(env: dict[str, Any]) -> Any:
-        cols = env.get("columns")
-        if not isinstance(cols, dict) or not cols:
-            raise WireError("ProtocolError", "get_arrow needs `columns`: a non-empty map from column name to handle")
-        arrays = {}
-        for name, ref in cols.items():
-            if not isinstance(ref, HandleRef):
-                raise WireError("ProtocolError", f"get_arrow: column {name!r} must name a handle, got {type(ref).__name__}")
-            arrays[name] = np.asarray(server.handles.get(ref.id))
-        buf = write_stream(table_from_numpy(arrays))
-        return {"stream": np.frombuffer(buf, dtype=np.uint8)}
-
-    server.ops["put_arrow"] = op_put_arrow
-    server.ops["get_arrow"] = op_get_arrow

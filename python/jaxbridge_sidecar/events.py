@@ -4,6 +4,13 @@ batches them (by count and by time) and hands each batch to the I/O thread
 through a queue plus an inproc PAIR wake-up. The I/O thread is the only user
 of the ROUTER socket.
 
+Routing: XLA calls host functions on its own threads, so no thread-local or
+global can say which run an event belongs to. Each run gets a token, which
+the run passes to the compiled program as an operand; every callback hands
+it back to `RunTable.deliver`, which finds the run's sink in the table the
+server owns. A cached program therefore serves any run, and several runs
+could execute at once without their events mixing.
+
 Backpressure: the client acks batches (cumulatively: `ack` of seq n covers
 every batch <= n). A callback thread that would put more than `window`
 un-acked batches on the wire blocks until an ack arrives, so the sidecar's
@@ -16,8 +23,9 @@ import itertools
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import zmq
 
 BATCH_MAX_EVENTS = 1024
@@ -28,9 +36,11 @@ _pair_ids = itertools.count()
 
 
 class RunEvents:
-    """The event sink of one run (the `call` its events name)."""
+    """The event sink of one run (the `call` its events name; `token` the
+    operand its program's callbacks hand back)."""
 
-    def __init__(self, call_id: Any, ident: Any, post: Callable[[tuple], None], *, batch_max: int | None = None, batch_seconds: float | None = None, window: int | None = None):
+    def __init__(self, token: int, call_id: Any, ident: Any, post: Callable[[tuple], None], *, batch_max: int | None = None, batch_seconds: float | None = None, window: int | None = None):
+        self.token = token
         self.call_id = call_id
         self.ident = ident
         self._post = post
@@ -105,6 +115,45 @@ class RunEvents:
             self.aborted = True
             self._batch = []
             self._cv.notify_all()
+
+
+# Tokens are int32 operands; 0 names no run (a program called outside one).
+NO_RUN = 0
+_MAX_TOKEN = 2**31 - 1
+
+
+class RunTable:
+    """The runs that may receive callback events, by token."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, RunEvents] = {}
+        self._next = itertools.count(1)
+
+    def open(self, call_id: Any, ident: Any, post: Callable[[tuple], None]) -> RunEvents:
+        token = NO_RUN
+        while token == NO_RUN or token in self._runs:
+            token = next(self._next) % _MAX_TOKEN
+        run = RunEvents(token, call_id, ident, post)
+        self._runs[token] = run
+        return run
+
+    def close(self, run: RunEvents) -> None:
+        self._runs.pop(run.token, None)
+
+    def find(self, call_id: Any) -> RunEvents | None:
+        """The open run of request `call_id` (acks name the call, not the token)."""
+        return next((r for r in self._runs.values() if r.call_id == call_id), None)
+
+    def __iter__(self) -> Iterator[RunEvents]:
+        return iter(list(self._runs.values()))
+
+    def deliver(self, callback: int, token: Any, *arrays: Any) -> None:
+        """The host function of every `callback` equation (on an XLA thread).
+        Events of a token with no open run are dropped: a program called
+        outside a run, or a run that already ended."""
+        run = self._runs.get(int(token))
+        if run is not None:
+            run.emit(callback, [np.asarray(a) for a in arrays])
 
 
 class Mailbox:

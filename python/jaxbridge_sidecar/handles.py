@@ -9,11 +9,12 @@ free racing with a reply that names the same object correct."""
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import jax
+import numpy as np
 
-from .protocol import HandleOut, PyRefOut, WireError, dtype_name
+from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
 
 
 class HandleTable:
@@ -31,6 +32,26 @@ class HandleTable:
         self._arrays[hid] = arr
         self._array_refs[id(arr)] = self._array_refs.get(id(arr), 0) + 1
         return describe(hid, arr)
+
+    def place(self, value: Any, put: Callable[[Any], jax.Array]) -> Any:
+        """`value` (a request's wire value) with each array leaf, a host array
+        or a handle's array, replaced by the handle of `put(array)`. Handles
+        are added once every placed array is ready, so a failed placement
+        leaves nothing behind in the table."""
+        placed: list[jax.Array] = []
+
+        def pick(v: Any, _path: str) -> Any:
+            if isinstance(v, np.ndarray):
+                placed.append(put(v))
+            elif isinstance(v, HandleRef):
+                placed.append(put(self.get(v.id)))
+            else:
+                return v
+            return _Slot(len(placed) - 1)
+
+        picked = walk(value, pick)
+        jax.block_until_ready(placed)
+        return walk(picked, lambda v, _p: self.add(placed[v.index]) if isinstance(v, _Slot) else v)
 
     def get(self, hid: int) -> jax.Array:
         try:
@@ -95,6 +116,15 @@ class HandleTable:
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())
+
+
+class _Slot:
+    """Where `place` found an array leaf (a wire value never holds one)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:

@@ -16,7 +16,6 @@ EXT_ARRAY = 1
 EXT_HANDLE = 2
 EXT_PYREF = 3
 EXT_MODULE = 4
-OPS = ("hello", "ping", "put", "get", "free", "call", "put_arrow", "get_arrow", "stats", "run", "program_stats", "list_attrs", "import", "call_method", "pycall_shapes", "fingerprint", "serialise_leaves", "deserialise_leaves", "ack", "device_put")
 
 _DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
@@ -196,6 +195,17 @@ def decode(frames: list[Any], max_message_bytes: int) -> dict[str, Any]:
         unused = [i + 1 for i, u in enumerate(used) if not u]
         raise WireError("FrameError", f"frames {unused} are not described by the envelope")
     return env
+
+
+def peek(frames: list[Any], key: str) -> Any:
+    """One envelope field (`op`, `id`), read without decoding arrays, or None:
+    to queue runs behind a worker run, and so that even a malformed
+    request's error reaches its caller."""
+    try:
+        env = msgpack.unpackb(frames[0], raw=False, ext_hook=lambda c, d: None, strict_map_key=False)
+        return env.get(key) if isinstance(env, dict) else None
+    except Exception:
+        return None
 
 
 def array_bytes(arr: np.ndarray) -> memoryview:

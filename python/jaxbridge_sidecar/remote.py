@@ -21,7 +21,8 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .protocol import HandleOut, HandleRef, ModuleIn, ModuleOut, PyRefIn, PyRefOut, WireError
+from .handles import HandleTable
+from .protocol import HandleOut, HandleRef, ModuleIn, ModuleOut, PyRefIn, WireError
 
 
 class StructureTable:
@@ -56,9 +57,8 @@ def _is_module(v: Any) -> bool:
     return isinstance(v, eqx.Module)
 
 
-def export(server: Any, value: Any, fetch: bool) -> Any:
+def export(table: HandleTable, structures: StructureTable, value: Any, fetch: bool) -> Any:
     """A Python result as the wire carries it (see the module docstring)."""
-    table = server.handles
 
     def go(v: Any, top: bool) -> Any:
         if isinstance(v, jax.Array):
@@ -76,7 +76,7 @@ def export(server: Any, value: Any, fetch: bool) -> Any:
         if isinstance(v, dict) and all(isinstance(k, str) for k in v):
             return {k: go(x, top) for k, x in v.items()}
         if _is_module(v):
-            key, _ = server.structures.key_for(v)
+            key, _ = structures.key_for(v)
             t = type(v)
             children = {f.name: go(getattr(v, f.name), False) for f in dataclasses.fields(v) if not f.metadata.get("static", False) and hasattr(v, f.name)}
             return ModuleOut(key, f"{t.__module__}.{t.__qualname__}", children)
@@ -96,9 +96,8 @@ def rebuild_module(treedef: Any, children: list[Any], error: Callable[[str], Exc
     return jax.tree.unflatten(treedef, leaves)
 
 
-def materialize(server: Any, value: Any) -> Any:
+def materialize(table: HandleTable, structures: StructureTable, value: Any) -> Any:
     """Handles, PyRefs and module nodes in a request become the objects they name."""
-    table = server.handles
 
     def go(v: Any) -> Any:
         if isinstance(v, HandleRef):
@@ -106,7 +105,7 @@ def materialize(server: Any, value: Any) -> Any:
         if isinstance(v, PyRefIn):
             return table.get_object(v.id)
         if isinstance(v, ModuleIn):
-            return rebuild_module(server.structures.get(v.key), [go(x) for x in v.fields.values()])
+            return rebuild_module(structures.get(v.key), [go(x) for x in v.fields.values()])
         if isinstance(v, dict):
             return {k: go(x) for k, x in v.items()}
         if isinstance(v, list):

@@ -18,6 +18,7 @@ import pytest
 import zmq
 
 from jaxbridge_sidecar import protocol
+from jaxbridge_sidecar.allowlist import DEFAULT_NAMESPACES
 from jaxbridge_sidecar.server import Server, ServerConfig
 
 
@@ -101,4 +102,11 @@ def running_sidecar(tmp_path: Path, **config: Any) -> Iterator[tuple[Server, Cli
 @pytest.fixture()
 def sidecar(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
     with running_sidecar(tmp_path) as pair:
+        yield pair
+
+
+@pytest.fixture()
+def eqx_sidecar(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
+    """A sidecar that also allows equinox.nn, for remote modules."""
+    with running_sidecar(tmp_path, namespaces=(*DEFAULT_NAMESPACES, "equinox.nn")) as pair:
         yield pair

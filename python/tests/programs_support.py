@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -52,3 +54,15 @@ class Builder:
 
     def bytes(self, outputs: list[Any], x64: bool = True) -> bytes:
         return canon(self.program(outputs, x64))
+
+
+def mlp_program() -> bytes:
+    b = Builder(aval("float64", 2, 3), aval("float64", 3, 4))
+    (d,) = b.eq("dot_general", [0, 1], {"dimension_numbers": [[[1], [0]], [[], []]], "precision": None, "preferred_element_type": "float64"}, [aval("float64", 2, 4)])
+    (t,) = b.eq("tanh", [d], {}, [aval("float64", 2, 4)])
+    (s,) = b.eq("add", [t, f64(0.5)], {}, [aval("float64", 2, 4)])
+    return b.bytes([s])
+
+
+def expected(x, w):
+    return np.asarray(jax.jit(lambda x, w: jnp.tanh(x @ w) + 0.5)(x, w))

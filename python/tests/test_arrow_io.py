@@ -1,96 +1,18 @@
-"""put_arrow / get_arrow over a real socket. Streams are built here by hand with
-pyarrow (the oracle), not with arrow_io's own writer; every refused stream gets
-an error naming the column and the sidecar keeps serving."""
+"""arrow_io.py: the column conventions, read from streams built by hand; every
+refused stream gets an error naming the column and the sidecar keeps
+serving (the streams go through `put_arrow`)."""
 
 from __future__ import annotations
 
 import struct
 
-import ml_dtypes
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from jaxbridge_sidecar import arrow_io
-from jaxbridge_sidecar.protocol import HandleRef
 
-RNG = np.random.default_rng(7)
-
-
-def stream_bytes(table: pa.Table) -> np.ndarray:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return np.frombuffer(sink.getvalue(), dtype=np.uint8)
-
-
-def meta(dtype: str, row: list[int]) -> dict[bytes, bytes]:
-    return {b"jaxbridge.dtype": dtype.encode(), b"jaxbridge.shape": ("[" + ",".join(map(str, row)) + "]").encode()}
-
-
-def fsl(values: pa.Array, dims: list[int]) -> pa.Array:
-    """Nest `values` in FixedSizeLists, outermost dims[0] (by hand, with pyarrow's own constructor)."""
-    for k in reversed(dims):
-        values = pa.FixedSizeListArray.from_arrays(values, k)
-    return values
-
-
-def hand_table() -> tuple[pa.Table, dict[str, np.ndarray]]:
-    """A table with the jaxbridge conventions, and the arrays it holds."""
-    n = 5
-    want = {
-        "['f32']": RNG.standard_normal((n, 2, 3)).astype(np.float32),
-        "['i64']": RNG.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64),
-        "['u64']": RNG.integers(0, 2**64 - 1, size=(n, 2), dtype=np.uint64),
-        "['b']": RNG.integers(0, 2, size=(n, 3)).astype(bool),
-        "['bf']": RNG.standard_normal((n, 4)).astype(ml_dtypes.bfloat16),
-        "['h']": RNG.standard_normal(n).astype(np.float16),
-        "['c']": (RNG.standard_normal((n, 2)) + 1j * RNG.standard_normal((n, 2))).astype(np.complex64),
-        "[0]": RNG.integers(-128, 127, size=n, dtype=np.int8),
-    }
-    cols, fields = [], []
-    for name, a in want.items():
-        if a.dtype == ml_dtypes.bfloat16:
-            values, dims, dt = pa.array(a.view(np.uint16).reshape(-1)), list(a.shape[1:]), "bfloat16"
-        elif a.dtype == np.complex64:
-            values, dims, dt = pa.array(a.view(np.float32).reshape(-1)), [*a.shape[1:], 2], "complex64"
-        else:
-            values, dims, dt = pa.array(a.reshape(-1)), list(a.shape[1:]), str(a.dtype)
-        col = fsl(values, dims)
-        cols.append(col)
-        fields.append(pa.field(name, col.type, nullable=False, metadata=meta(dt, list(a.shape[1:]))))
-    return pa.Table.from_arrays(cols, schema=pa.schema(fields)), want
-
-
-def refused(client, op: str, **fields):
-    env, _ = client.request(op, **fields)
-    assert not env["ok"], env
-    pong, _ = client.request("ping")
-    assert pong["result"] == "pong", "the sidecar stopped serving"
-    return env["error"]
-
-
-def test_put_arrow_places_each_column_and_get_arrow_returns_the_same_bytes(sidecar):
-    server, client = sidecar
-    table, want = hand_table()
-    env = client.decoded("put_arrow", stream=stream_bytes(table))
-    assert env["ok"], env
-    handles = env["result"]
-    assert list(handles) == list(want)
-    for name, a in want.items():
-        h = handles[name]
-        assert h.shape == a.shape and h.dtype == arrow_io.dtype_name(a.dtype), name
-        dev = np.asarray(server.handles.get(h.id))
-        assert dev.dtype == a.dtype and dev.tobytes() == a.tobytes(), name
-    env = client.decoded("get_arrow", columns={name: HandleRef(h.id) for name, h in handles.items()})
-    assert env["ok"], env
-    got = pa.ipc.open_stream(pa.py_buffer(env["result"]["stream"])).read_all()
-    assert got.column_names == list(want)
-    # Same types and metadata as the hand-built oracle, and the same values.
-    for f, g in zip(table.schema, got.schema):
-        assert f.type == g.type and f.metadata == g.metadata, f.name
-    assert got.equals(table)
-    assert got.to_pydict() == table.to_pydict()
+from arrow_support import RNG, fsl, hand_table, meta, refused, stream_bytes
 
 
 def test_zero_row_tables_and_file_format_are_accepted(sidecar):
@@ -173,13 +95,6 @@ def test_truncated_stream_is_refused(sidecar):
     assert err["type"] == "ProtocolError"
 
 
-def test_stream_field_must_be_bytes(sidecar):
-    _, client = sidecar
-    assert refused(client, "put_arrow", stream=np.zeros(3, np.float32))["type"] == "ProtocolError"
-    assert refused(client, "put_arrow", stream="abc")["type"] == "ProtocolError"
-    assert refused(client, "put_arrow")["type"] == "ProtocolError"
-
-
 def test_ragged_columns_are_refused_naming_the_column(sidecar):
     """A record batch whose column 'b' claims 4 rows in a batch of 5 (patched in the header)."""
     _, client = sidecar
@@ -236,36 +151,3 @@ def test_duplicate_column_names_are_refused(sidecar):
     t = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["x", "x"])
     err = refused(client, "put_arrow", stream=stream_bytes(t))
     assert err["type"] == "ProtocolError" and "'x'" in err["message"]
-
-
-def test_get_arrow_refuses_unequal_leading_axes_scalars_and_non_handles(sidecar):
-    _, client = sidecar
-    a, b, s = client.decoded("put", value=[np.zeros((3, 2), np.float32), np.zeros(4, np.int32), np.float32(1.0)])["result"]
-    err = refused(client, "get_arrow", columns={"['a']": HandleRef(a.id), "['b']": HandleRef(b.id)})
-    assert err["type"] == "ValueError" and "['a'] has 3" in err["message"] and "['b'] has 4" in err["message"]
-    err = refused(client, "get_arrow", columns={"['s']": HandleRef(s.id)})
-    assert "['s']" in err["message"] and "0-d" in err["message"]
-    assert refused(client, "get_arrow", columns={"x": 5})["type"] == "ProtocolError"
-    assert refused(client, "get_arrow", columns={})["type"] == "ProtocolError"
-    assert refused(client, "get_arrow", columns={"x": HandleRef(99999)})["type"] == "UnknownHandle"
-
-
-def test_get_arrow_of_every_dtype_reads_back_in_pyarrow(sidecar):
-    server, client = sidecar
-    arrays = {
-        "['bool']": np.array([[True, False, True]] * 3),
-        "['bf16']": np.arange(3, dtype=np.float32).astype(ml_dtypes.bfloat16),
-        "['c128']": np.arange(6, dtype=np.complex128).reshape(3, 2),
-        "['u8']": np.arange(3, dtype=np.uint8),
-        "['z']": np.zeros((3, 0, 2), np.int16),
-    }
-    hs = client.decoded("put", value=list(arrays.values()))["result"]
-    env = client.decoded("get_arrow", columns={n: HandleRef(h.id) for n, h in zip(arrays, hs)})
-    t = pa.ipc.open_stream(pa.py_buffer(env["result"]["stream"])).read_all()
-    assert t.schema.field("['bool']").type == pa.list_(pa.bool_(), 3)
-    assert t.schema.field("['bf16']").type == pa.uint16() and t.schema.field("['bf16']").metadata[b"jaxbridge.dtype"] == b"bfloat16"
-    assert t.schema.field("['c128']").type == pa.list_(pa.list_(pa.float64(), 2), 2)
-    assert t.schema.field("['z']").type == pa.list_(pa.list_(pa.int16(), 2), 0)
-    assert t.column("['bool']").to_pylist() == [[True, False, True]] * 3
-    assert t.column("['c128']").to_pylist()[1] == [[2.0, 0.0], [3.0, 0.0]]
-    assert np.array_equal(t.column("['bf16']").to_numpy(), arrays["['bf16']"].view(np.uint16))

@@ -1,16 +1,14 @@
-"""Callback events from the sidecar: `callback` equations run as
-jax.debug.callback on a worker thread, batched events reach the client
-before the run's reply, backpressure blocks the program when the client
-does not ack, and the I/O thread keeps serving meanwhile. The oracle is
-lerax.utils.callback_wrapper running the same computation in Python."""
+"""events.py: callback events reach the run whose token the program was
+called with, from XLA's threads, with no global in between; over a real
+socket, batched events reach the client before the run's reply,
+backpressure blocks the program when the client does not ack, and the I/O
+thread keeps serving meanwhile. The oracle is lerax.utils.callback_wrapper
+running the same computation in Python."""
 
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,16 +17,11 @@ import numpy as np
 import pytest
 
 from jaxbridge_sidecar import events, protocol
-from jaxbridge_sidecar.lower import program_hash
-from jaxbridge_sidecar.server import Server, ServerConfig
+from jaxbridge_sidecar.events import NO_RUN, RunTable
+from jaxbridge_sidecar.program import lower, program_hash
 
 from conftest import Client, _reply_ext
 from programs_support import Builder, aval, f32
-
-
-@pytest.fixture()
-def served(sidecar: tuple[Server, Client]) -> tuple[Server, Client]:
-    return sidecar
 
 
 def scan_program(n: int, ordered: bool = True) -> bytes:
@@ -89,8 +82,51 @@ def lerax_sequence(n: int) -> list[list[float]]:
     return seen
 
 
-def test_ordered_events_match_lerax_value_for_value_and_come_before_the_reply(served):
-    server, client = served
+def _events(posted: list) -> list:
+    return [[np.asarray(a).tolist() for a in arrays] for item in posted if item[0] == "events" for _, arrays in item[3]]
+
+
+def test_each_run_gets_the_events_of_its_own_call_even_when_runs_overlap():
+    runs = RunTable()
+    entry = lower(scan_program(50), runs=runs)
+    posted: dict[str, list] = {"a": [], "b": []}
+    a = runs.open(1, b"a", posted["a"].append)
+    b = runs.open(2, b"b", posted["b"].append)
+    assert a.token != b.token and NO_RUN not in (a.token, b.token)
+
+    def go(run, start):
+        entry([np.float32(start)], run.token)
+        jax.effects_barrier()
+        run.finish()
+
+    threads = [threading.Thread(target=go, args=(a, 0.0)), threading.Thread(target=go, args=(b, 100.0))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert _events(posted["a"]) == [[0.0 + k, 2 * (0.0 + k)] for k in range(50)]
+    assert _events(posted["b"]) == [[100.0 + k, 2 * (100.0 + k)] for k in range(50)]
+    assert entry.traces == 1, "a new run token must not retrace the program"
+    assert runs.find(1) is a and runs.find(2) is b
+    runs.close(a)
+    assert runs.find(1) is None and list(runs) == [b]
+
+
+def test_events_of_no_run_or_a_closed_run_are_dropped():
+    runs = RunTable()
+    entry = lower(scan_program(3), runs=runs)
+    posted: list = []
+    run = runs.open(5, b"x", posted.append)
+    runs.close(run)
+    out = entry([np.float32(1.0)], run.token)
+    entry([np.float32(1.0)])  # NO_RUN
+    jax.effects_barrier()
+    run.finish()
+    assert float(out[0]) == 4.0 and posted == [] and run.events == 0
+
+
+def test_ordered_events_match_lerax_value_for_value_and_come_before_the_reply(sidecar):
+    server, client = sidecar
     n = 3000
     start_run(client, scan_program(n), [np.array(0.5, np.float32)], 1)
     got, reply, batches = collect(client, 1)
@@ -103,8 +139,8 @@ def test_ordered_events_match_lerax_value_for_value_and_come_before_the_reply(se
     assert server.event_batches == batches and server.events_sent == n
 
 
-def test_unacked_batches_block_the_program_until_the_client_acks(served, monkeypatch):
-    server, client = served
+def test_unacked_batches_block_the_program_until_the_client_acks(sidecar, monkeypatch):
+    server, client = sidecar
     monkeypatch.setattr(events, "BATCH_MAX_EVENTS", 10)
     monkeypatch.setattr(events, "WINDOW", 3)
     n = 200
@@ -128,18 +164,8 @@ def test_unacked_batches_block_the_program_until_the_client_acks(served, monkeyp
     assert reply2["ok"] and len(second) == 2
 
 
-def test_a_run_without_callbacks_still_replies_inline(served):
-    server, client = served
-    b = Builder(aval("float32"))
-    (o,) = b.eq("add", [0, f32(1.0)], {}, [aval("float32")])
-    data = b.bytes([o])
-    env = client.decoded("run", hash=program_hash(data), program=data, args=[np.array(1, np.float32)], fetch=True)
-    assert env["ok"] and float(env["result"]["outputs"][0]) == 2.0
-    assert server.active is None
-
-
-def test_an_error_in_a_callback_run_is_a_reply_and_the_sidecar_keeps_serving(served):
-    server, client = served
+def test_an_error_in_a_callback_run_is_a_reply_and_the_sidecar_keeps_serving(sidecar):
+    server, client = sidecar
     data = scan_program(3)
     start_run(client, data, [np.array([1.0, 2.0], np.float32)], 3)  # wrong shape
     got, reply, _ = collect(client, 3)

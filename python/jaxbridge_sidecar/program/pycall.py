@@ -21,30 +21,36 @@ that the method still returns that structure.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .allowlist import DENIED_ATTRS, NotAllowed
-from .protocol import WireError, dtype_from_name, dtype_name
-from .remote import rebuild_module
+from ..allowlist import AllowList
+from ..handles import HandleTable
+from ..protocol import WireError
+from ..remote import StructureTable, rebuild_module
 
 Builder = Callable[[list[Any]], Any]
 
 
+class Objects(Protocol):
+    """What a pycall template may name: the objects and module structures the
+    client holds, and the allow-list their classes must pass."""
+
+    @property
+    def handles(self) -> HandleTable: ...
+
+    @property
+    def structures(self) -> StructureTable: ...
+
+    @property
+    def allow(self) -> AllowList: ...
+
+
 def _error(message: str) -> WireError:
     return WireError("ProgramError", message)
-
-
-def check_method_name(name: Any, where: str) -> str:
-    """Public methods and __call__, minus the names the allow-list denies everywhere (file I/O, config)."""
-    if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):
-        raise NotAllowed(f"{where}: method {name!r}: only public methods and __call__ can be called")
-    if name in DENIED_ATTRS:
-        raise NotAllowed(f"{where}: method {name!r} is denied everywhere (it touches files, pickles or configuration)")
-    return name
 
 
 class Target:
@@ -52,21 +58,21 @@ class Target:
     makes the object and the arguments; `cls` is the object's class. Array
     slots are numbered through the target first, then the arguments."""
 
-    def __init__(self, server: Any, node: Any, args: Any, where: str):
+    def __init__(self, objects: Objects, node: Any, args: Any, where: str):
         self._slots = 0
         if isinstance(node, dict) and ("module" in node or set(node) == {"ref"}):
-            target = self._parse(server, node, where)
+            target = self._parse(objects, node, where)
         else:
             raise _error(f"{where}: a pycall target is a module node or a ref, got {node!r}")
         if not isinstance(args, list):
             raise _error(f"{where}: pycall args are a list of template nodes, got {args!r}")
-        arg_builders = [self._parse(server, a, f"args[{i}]") for i, a in enumerate(args)]
+        arg_builders = [self._parse(objects, a, f"args[{i}]") for i, a in enumerate(args)]
         self._build = lambda arrays: (target(arrays), [b(arrays) for b in arg_builders])
         if "module" in node:
-            self.cls: type = server.structures.get(node["module"]).node_data()[0]
+            self.cls: type = objects.structures.get(node["module"]).node_data()[0]
         else:
-            self.cls = type(server.handles.get_object(node["ref"]))
-        server.allow.check_class(self.cls, where)
+            self.cls = type(objects.handles.get_object(node["ref"]))
+        objects.allow.check_class(self.cls, where)
 
     @property
     def arrays(self) -> int:
@@ -77,7 +83,7 @@ class Target:
         """The object and the arguments, from exactly `self.arrays` arrays (its callers check the count)."""
         return self._build(arrays)
 
-    def _parse(self, server: Any, node: Any, where: str) -> Builder:
+    def _parse(self, objects: Objects, node: Any, where: str) -> Builder:
         if node is None:
             return lambda arrays: None
         if node == "array":
@@ -90,29 +96,29 @@ class Target:
             hid = node["ref"]
             if not isinstance(hid, int) or isinstance(hid, bool):
                 raise _error(f"{where}: a ref is an integer id, got {hid!r}")
-            obj = server.handles.get_object(hid)
+            obj = objects.handles.get_object(hid)
             return lambda arrays: obj
         if set(node) == {"list"} and isinstance(node["list"], list):
-            items = [self._parse(server, x, f"{where}[{i}]") for i, x in enumerate(node["list"])]
+            items = [self._parse(objects, x, f"{where}[{i}]") for i, x in enumerate(node["list"])]
             return lambda arrays: [b(arrays) for b in items]
         if set(node) == {"dict"}:
-            pairs = self._pairs(server, node["dict"], where, "dict")
+            pairs = self._pairs(objects, node["dict"], where, "dict")
             return lambda arrays: {k: b(arrays) for k, b in pairs}
         if set(node) == {"module", "fields"}:
             key = node["module"]
             if not isinstance(key, str):
                 raise _error(f"{where}: a module node's key is a string, got {key!r}")
-            treedef = server.structures.get(key)
-            fields = self._pairs(server, node["fields"], where, "fields")
+            treedef = objects.structures.get(key)
+            fields = self._pairs(objects, node["fields"], where, "fields")
 
             error = lambda message: _error(f"{where}: {message}")  # noqa: E731
             return lambda arrays: rebuild_module(treedef, [b(arrays) for _, b in fields], error)
         raise _error(f"{where}: unknown template node {sorted(node)}")
 
-    def _pairs(self, server: Any, pairs: Any, where: str, what: str) -> list[tuple[str, Builder]]:
+    def _pairs(self, objects: Objects, pairs: Any, where: str, what: str) -> list[tuple[str, Builder]]:
         if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
             raise _error(f"{where}: {what} is a list of [name, node] pairs")
-        return [(k, self._parse(server, v, f"{where}.{k}" if what == "fields" else f"{where}[{k!r}]")) for k, v in pairs]
+        return [(k, self._parse(objects, v, f"{where}.{k}" if what == "fields" else f"{where}[{k!r}]")) for k, v in pairs]
 
 
 # --- outputs --------------------------------------------------------------------------
@@ -159,39 +165,3 @@ def call(target: Target, method: str, arrays: list[Any], where: str) -> tuple[An
     if not callable(fn):
         raise _error(f"{where}: {type(obj).__qualname__}.{method} is not a method")
     return flatten_output(fn(*args), f"{where}: {type(obj).__qualname__}.{method}(...)")
-
-
-# --- the op that types a call before it is traced ------------------------------------------
-
-
-def _avals(value: Any, name: str) -> list[jax.ShapeDtypeStruct]:
-    if not isinstance(value, list):
-        raise WireError("ProtocolError", f"pycall_shapes needs `{name}` as a list of {{dtype, shape}}")
-    out = []
-    for i, a in enumerate(value):
-        shape = a.get("shape") if isinstance(a, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise WireError("ProtocolError", f"pycall_shapes `{name}[{i}]` must be {{dtype, shape}} with a shape of non-negative integers, got {a!r}")
-        out.append(jax.ShapeDtypeStruct(tuple(shape), dtype_from_name(a.get("dtype"))))
-    return out
-
-
-def op_pycall_shapes(server: Any, env: dict[str, Any]) -> dict[str, Any]:
-    """The output structure and types of `target.method(*args)`, by `jax.eval_shape`."""
-    method = check_method_name(env.get("method"), "pycall")
-    target = Target(server, env.get("target"), env.get("args"), "target")
-    arrays = _avals(env.get("arrays"), "arrays")
-    if len(arrays) != target.arrays:
-        raise WireError("ArgumentError", f"pycall_shapes: the templates have {target.arrays} array slots, `arrays` gives {len(arrays)}")
-    described: list[Any] = []
-
-    def run(arrays: list[Any]) -> list[Any]:
-        node, outs = call(target, method, arrays, "pycall")
-        described.append(node)
-        return outs
-
-    outs = jax.eval_shape(run, arrays)
-    return {
-        "tree": described[0],
-        "outputs": [{"dtype": dtype_name(o.dtype), "shape": list(o.shape), "weak": bool(getattr(o, "weak_type", False))} for o in outs],
-    }

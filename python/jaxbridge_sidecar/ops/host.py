@@ -1,0 +1,65 @@
+"""What an op may use of the sidecar that serves it, and the op signature.
+
+An op is `fn(host, env) -> result`: `env` is the decoded request envelope,
+the result becomes the reply's `result` (arrays in it travel as trailing
+frames, see protocol.Encoder). An op that must not reply now returns
+`NO_REPLY`: `ack` never gets a reply; a run with callbacks gets its reply
+from the worker when it finishes (`Host.start_run`)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import jax
+
+from ..events import RunEvents, RunTable
+from ..program.cache import ProgramCache
+from ..program.pycall import Objects
+
+NO_REPLY: Any = object()
+
+
+class Host(Objects, Protocol):
+    """The sidecar as its ops see it. `handles`, `structures` and `allow`
+    (from `Objects`) are the client's arrays and objects, the module
+    structures they came with, and the allow-list every name passes."""
+
+    @property
+    def programs(self) -> ProgramCache: ...
+
+    @property
+    def runs(self) -> RunTable: ...
+
+    @property
+    def instance(self) -> str:
+        """This sidecar process's id, fresh at every start (the handshake reports it)."""
+        ...
+
+    @property
+    def max_message_bytes(self) -> int: ...
+
+    def materialize(self, value: Any) -> Any:
+        """Handles, PyRefs and module nodes in a request become the objects they name."""
+        ...
+
+    def export(self, value: Any, fetch: bool) -> Any:
+        """A result as the wire carries it: arrays as handles (or host arrays when
+        fetching), equinox Modules as module nodes, other objects as PyRefs."""
+        ...
+
+    def device(self, index: Any) -> jax.Device | None:
+        """The device a request names by index (None: JAX's default)."""
+        ...
+
+    def start_run(self, call: Any, work: Callable[[RunEvents], Any], finish: Callable[[Any], Any]) -> Any:
+        """Run `work(run)` on the worker thread (it executes a program with
+        callbacks, passing `run.token`); `finish(outputs)` builds the reply
+        once the run's last event batch is out. Returns NO_REPLY."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """Traffic so far: `requests`, `event_batches`, `events`."""
+        ...
+
+
+Op = Callable[[Host, dict[str, Any]], Any]

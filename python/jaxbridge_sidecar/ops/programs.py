@@ -1,0 +1,79 @@
+"""Programs traced in TypeScript: `run` (by hash, with the body the first
+time; see program/cache.py), `program_stats`, and `pycall_shapes`, which
+types a call of a remote object before the tracer records it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ..allowlist import check_method_name
+from ..events import RunEvents
+from ..protocol import WireError, dtype_from_name, dtype_name
+from ..program.pycall import Target, call
+from .host import Host, Op
+
+
+def run(host: Host, env: dict[str, Any]) -> Any:
+    entry, lowered = host.programs.resolve(env.get("hash"), env.get("program"))
+    args = env.get("args") or []
+    if not isinstance(args, list):
+        raise WireError("ProtocolError", "run needs `args` as a list")
+    before = entry.traces
+    fetch = bool(env.get("fetch"))
+    values = host.materialize(args)
+
+    def reply(outs: Any) -> dict[str, Any]:
+        return {"outputs": host.export(list(outs), fetch), "lowered": lowered, "traced": entry.traces > before}
+
+    if entry.has_callbacks:
+        # Runs on the worker thread so that its events flow while it runs;
+        # the reply is built on the I/O thread after its last event batch.
+        def work(run: RunEvents) -> Any:
+            outs = jax.block_until_ready(entry(values, run.token))
+            jax.effects_barrier()
+            return outs
+
+        return host.start_run(env.get("id"), work, reply)
+    return reply(jax.block_until_ready(entry(values)))
+
+
+def program_stats(host: Host, env: dict[str, Any]) -> Any:
+    return host.programs.stats()
+
+
+def pycall_shapes(host: Host, env: dict[str, Any]) -> dict[str, Any]:
+    """The output structure and types of `target.method(*args)`, by `jax.eval_shape`."""
+    method = check_method_name(env.get("method"), "pycall")
+    target = Target(host, env.get("target"), env.get("args"), "target")
+    arrays = _avals(env.get("arrays"), "arrays")
+    if len(arrays) != target.arrays:
+        raise WireError("ArgumentError", f"pycall_shapes: the templates have {target.arrays} array slots, `arrays` gives {len(arrays)}")
+    described: list[Any] = []
+
+    def trace(arrays: list[Any]) -> list[Any]:
+        node, outs = call(target, method, arrays, "pycall")
+        described.append(node)
+        return outs
+
+    outs = jax.eval_shape(trace, arrays)
+    return {
+        "tree": described[0],
+        "outputs": [{"dtype": dtype_name(o.dtype), "shape": list(o.shape), "weak": bool(getattr(o, "weak_type", False))} for o in outs],
+    }
+
+
+def _avals(value: Any, name: str) -> list[jax.ShapeDtypeStruct]:
+    if not isinstance(value, list):
+        raise WireError("ProtocolError", f"pycall_shapes needs `{name}` as a list of {{dtype, shape}}")
+    out = []
+    for i, a in enumerate(value):
+        shape = a.get("shape") if isinstance(a, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise WireError("ProtocolError", f"pycall_shapes `{name}[{i}]` must be {{dtype, shape}} with a shape of non-negative integers, got {a!r}")
+        out.append(jax.ShapeDtypeStruct(tuple(shape), dtype_from_name(a.get("dtype"))))
+    return out
+
+
+OPS: dict[str, Op] = {"run": run, "program_stats": program_stats, "pycall_shapes": pycall_shapes}

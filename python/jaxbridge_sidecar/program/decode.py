@@ -1,0 +1,267 @@
+"""Programs from the wire. A Program (see `src/trace/README.md`) is data:
+canonical JSON naming primitives, their parameters and typed variables.
+`decode_program` checks it completely (every primitive in the rule table,
+every parameter of the kind its rule declares, every variable defined
+before use) before anything runs. Nothing in a program can name a Python
+object: primitive names are keys of `RULES`, dtypes come from the wire's
+dtype table, and parameters are ints, bools, dtypes and sub-programs (the
+one exception, `pycall`, names objects by the ids the sidecar handed out)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from jax import lax
+
+from ..allowlist import NotAllowed, check_method_name
+from ..protocol import WireError, dtype_from_name, dtype_name
+from . import pycall
+from .ir import IR_VERSION, Aval, Eqn, Lit, Program, ProgramError, Sub
+from .rules import RULES
+
+MAX_PROGRAM_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 64
+
+
+# --- literals -----------------------------------------------------------------
+
+_UINT_FOR_BITS = {16: np.uint16, 32: np.uint32, 64: np.uint64}
+
+
+def _float_from_bits(text: str, dtype: np.dtype, where: str) -> Any:
+    bits = dtype.itemsize * 8
+    if not (isinstance(text, str) and text.startswith("0x") and len(text) == 2 + bits // 4):
+        raise ProgramError(f"{where}: a {dtype_name(dtype)} literal must be '0x' and {bits // 4} hex digits, got {text!r}")
+    try:
+        n = int(text[2:], 16)
+    except ValueError:
+        raise ProgramError(f"{where}: bad hex literal {text!r}") from None
+    return np.array(n, dtype=_UINT_FOR_BITS[bits]).view(dtype)[()]
+
+
+def decode_literal(obj: Any, where: str) -> Lit:
+    if not isinstance(obj, dict) or set(obj) != {"lit", "dtype"} or not isinstance(obj["lit"], str):
+        raise ProgramError(f"{where}: an operand is a variable number or {{lit, dtype}}, got {obj!r}")
+    dtype = _dtype(obj["dtype"], where)
+    text = obj["lit"]
+    kind = dtype.kind
+    if kind == "b":
+        if text not in ("true", "false"):
+            raise ProgramError(f"{where}: a bool literal is 'true' or 'false', got {text!r}")
+        value = np.bool_(text == "true")
+    elif kind in "iu":
+        try:
+            n = int(text, 10)
+        except ValueError:
+            raise ProgramError(f"{where}: bad integer literal {text!r}") from None
+        info = np.iinfo(dtype)
+        if not info.min <= n <= info.max:
+            raise ProgramError(f"{where}: {n} is out of range for {dtype_name(dtype)}")
+        value = np.array(n, dtype=dtype)[()]
+    elif kind == "c":
+        part = np.dtype(np.float32 if dtype == np.complex64 else np.float64)
+        pieces = text.split(",")
+        if len(pieces) != 2:
+            raise ProgramError(f"{where}: a complex literal is 're_bits,im_bits', got {text!r}")
+        re, im = (_float_from_bits(p, part, where) for p in pieces)
+        value = np.array(complex(re, im), dtype=dtype)[()]
+    else:
+        value = _float_from_bits(text, dtype, where)
+    return Lit(value, text)
+
+
+# --- parameter kinds ------------------------------------------------------------
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _dtype(x: Any, where: str) -> np.dtype:
+    try:
+        return dtype_from_name(x)
+    except WireError as e:
+        raise ProgramError(f"{where}: {e}") from None
+
+
+def _ints(x: Any, where: str, name: str) -> tuple[int, ...]:
+    if not isinstance(x, list) or not all(_is_int(v) for v in x):
+        raise ProgramError(f"{where}: parameter {name} must be a list of integers, got {x!r}")
+    return tuple(x)
+
+
+def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None) -> Any:
+    """Validate and convert one parameter value. `objects` resolves what a
+    `pycall` names (PyRefs, module structures); without it, pycall is refused."""
+    if kind == "int":
+        if not _is_int(value):
+            raise ProgramError(f"{where}: parameter {name} must be an integer, got {value!r}")
+        return value
+    if kind == "uint":
+        if not _is_int(value) or value < 0:
+            raise ProgramError(f"{where}: parameter {name} must be a non-negative integer, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ProgramError(f"{where}: parameter {name} must be a boolean, got {value!r}")
+        return value
+    if kind == "ints":
+        return _ints(value, where, name)
+    if kind == "ints?":
+        return None if value is None else _ints(value, where, name)
+    if kind == "dtype":
+        return _dtype(value, where)
+    if kind == "dtype?":
+        return None if value is None else _dtype(value, where)
+    if kind == "null":
+        if value is not None:
+            raise ProgramError(f"{where}: parameter {name} must be null, got {value!r}")
+        return None
+    if kind.startswith("enum:"):
+        choices = kind[5:].split("|")
+        if value not in choices:
+            raise ProgramError(f"{where}: parameter {name} must be one of {choices}, got {value!r}")
+        return value
+    if kind == "dot_dims":
+        ok = isinstance(value, list) and len(value) == 2 and all(isinstance(p, list) and len(p) == 2 for p in value)
+        if not ok:
+            raise ProgramError(f"{where}: dimension_numbers must be [[lhs_contract, rhs_contract], [lhs_batch, rhs_batch]], got {value!r}")
+        (lc, rc), (lb, rb) = value
+        return ((_ints(lc, where, name), _ints(rc, where, name)), (_ints(lb, where, name), _ints(rb, where, name)))
+    if kind == "pad_config":
+        if not isinstance(value, list) or not all(isinstance(c, list) and len(c) == 3 and all(_is_int(v) for v in c) for c in value):
+            raise ProgramError(f"{where}: padding_config must be a list of [lo, hi, interior], got {value!r}")
+        return tuple(tuple(c) for c in value)
+    if kind == "gather_dims":
+        fields = ("offset_dims", "collapsed_slice_dims", "start_index_map", "operand_batching_dims", "start_indices_batching_dims")
+        if not isinstance(value, dict) or set(value) != set(fields):
+            raise ProgramError(f"{where}: gather dimension_numbers must have exactly the fields {fields}")
+        return lax.GatherDimensionNumbers(**{f: _ints(value[f], where, f) for f in fields})
+    if kind == "scatter_dims":
+        fields = ("update_window_dims", "inserted_window_dims", "scatter_dims_to_operand_dims", "operand_batching_dims", "scatter_indices_batching_dims")
+        if not isinstance(value, dict) or set(value) != set(fields):
+            raise ProgramError(f"{where}: scatter dimension_numbers must have exactly the fields {fields}")
+        return lax.ScatterDimensionNumbers(**{f: _ints(value[f], where, f) for f in fields})
+    if kind == "program":
+        return _decode_sub(value, f"{where}.{name}", depth + 1, objects)
+    if kind == "programs":
+        if not isinstance(value, list) or not value:
+            raise ProgramError(f"{where}: parameter {name} must be a non-empty list of programs")
+        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1, objects) for i, v in enumerate(value))
+    if kind == "pycall":
+        if objects is None:
+            raise NotAllowed(f"{where}: pycall names Python objects, which only a running sidecar can resolve")
+        if not isinstance(value, dict) or set(value) != {"object", "args"}:
+            raise ProgramError(f"{where}: parameter {name} is {{object, args}}: the target template and the argument templates")
+        return pycall.Target(objects, value["object"], value["args"], f"{where}.{name}")
+    if kind == "method":
+        return check_method_name(value, where)
+    if kind == "pyout":
+        return pycall.check_output_node(value, f"{where}.{name}")
+    raise AssertionError(kind)
+
+
+def _int_enum_check(kind: str, value: Any, where: str, name: str) -> int:
+    choices = [int(c) for c in kind[len("enum_int:") :].split("|")]
+    if not _is_int(value) or value not in choices:
+        raise ProgramError(f"{where}: parameter {name} must be one of {choices}, got {value!r}")
+    return value
+
+
+# --- programs ----------------------------------------------------------------------------
+
+
+def _decode_aval(obj: Any, where: str) -> Aval:
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape"}:
+        raise ProgramError(f"{where}: a type is {{dtype, shape}}, got {obj!r}")
+    shape = obj["shape"]
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ProgramError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    return Aval(_dtype(obj["dtype"], where), tuple(shape))
+
+
+def _decode_operand(obj: Any, defined: int, where: str) -> int | Lit:
+    if _is_int(obj):
+        if not 0 <= obj < defined:
+            raise ProgramError(f"{where}: variable {obj} is used before it is defined (only 0..{defined - 1} exist here)")
+        return obj
+    return decode_literal(obj, where)
+
+
+def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None) -> Sub:
+    if depth > MAX_DEPTH:
+        raise ProgramError(f"{where}: programs nest deeper than {MAX_DEPTH}")
+    if not isinstance(obj, dict) or not {"inputs", "eqns", "outputs"} <= set(obj):
+        raise ProgramError(f"{where}: a program is {{inputs, eqns, outputs}}")
+    extra = set(obj) - {"inputs", "eqns", "outputs", "version", "x64"}
+    if extra:
+        raise ProgramError(f"{where}: unknown program fields {sorted(extra)}")
+    if not isinstance(obj["inputs"], list) or not isinstance(obj["eqns"], list) or not isinstance(obj["outputs"], list):
+        raise ProgramError(f"{where}: inputs, eqns and outputs must be lists")
+    inputs = tuple(_decode_aval(a, f"{where}.inputs[{i}]") for i, a in enumerate(obj["inputs"]))
+    defined = len(inputs)
+    eqns = []
+    for k, e in enumerate(obj["eqns"]):
+        ew = f"{where}.eqns[{k}]"
+        if not isinstance(e, dict) or set(e) != {"prim", "inputs", "params", "outputs"}:
+            raise ProgramError(f"{ew}: an equation is {{prim, inputs, params, outputs}}")
+        prim = e["prim"]
+        rule = RULES.get(prim) if isinstance(prim, str) else None
+        if rule is None:
+            raise NotAllowed(f"{ew}: primitive {prim!r} is not one this sidecar lowers (allowed: {', '.join(sorted(RULES))})")
+        ew = f"{ew} ({prim})"
+        if not isinstance(e["inputs"], list) or not isinstance(e["outputs"], list) or not isinstance(e["params"], dict):
+            raise ProgramError(f"{ew}: inputs and outputs must be lists, params a map")
+        lo, hi = rule.arity
+        n = len(e["inputs"])
+        if n < lo or (hi is not None and n > hi):
+            raise ProgramError(f"{ew}: takes {lo}{'' if hi == lo else '..' + ('' if hi is None else str(hi))} inputs, got {n}")
+        ins = tuple(_decode_operand(o, defined, f"{ew}.inputs[{i}]") for i, o in enumerate(e["inputs"]))
+        given = set(e["params"])
+        if given != set(rule.params):
+            missing = sorted(set(rule.params) - given)
+            unknown = sorted(given - set(rule.params))
+            raise ProgramError(f"{ew}: parameters must be exactly {sorted(rule.params)}" + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+        params = {}
+        for name, kind in rule.params.items():
+            v = e["params"][name]
+            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects)
+        outs = tuple(_decode_aval(a, f"{ew}.outputs[{i}]") for i, a in enumerate(e["outputs"]))
+        defined += len(outs)
+        eqns.append(Eqn(prim, ins, params, outs))
+    outputs = tuple(_decode_operand(o, defined, f"{where}.outputs[{i}]") for i, o in enumerate(obj["outputs"]))
+    return Sub(inputs, tuple(eqns), outputs)
+
+
+def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.Objects | None = None) -> Program:
+    """Parse and check a program's canonical JSON. Raises WireError('ProgramError') or NotAllowed.
+    `objects` is what a `pycall` equation may name; without it such programs are refused."""
+    raw = bytes(data) if not isinstance(data, str) else data.encode()
+    if len(raw) > MAX_PROGRAM_BYTES:
+        raise ProgramError(f"program of {len(raw)} bytes exceeds the limit of {MAX_PROGRAM_BYTES}")
+    try:
+        obj = json.loads(raw, parse_float=_no_floats, parse_constant=_no_floats)
+    except WireError:
+        raise
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProgramError(f"program is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ProgramError("a program is a JSON object")
+    if obj.get("version") != IR_VERSION:
+        raise ProgramError(f"program IR version {obj.get('version')!r}; this sidecar reads version {IR_VERSION}")
+    if not isinstance(obj.get("x64"), bool):
+        raise ProgramError("program needs `x64`: the jax_enable_x64 mode it was traced for")
+    sub = _decode_sub(obj, "program", 0, objects)
+    return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"])
+
+
+def _no_floats(text: str) -> Any:
+    raise ProgramError(f"programs carry no JSON floats (literal values are exact strings); found {text}")
+
+
+def program_hash(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(bytes(data)).hexdigest()
+

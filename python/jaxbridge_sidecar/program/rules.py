@@ -1,0 +1,317 @@
+"""The primitive table: every primitive a Program may name, the kinds of its
+parameters (which decode.py checks) and its rule, which lowers it to
+`jax.lax` calls (which evaluate.py runs, normally under `jax.jit`). A table
+rather than `getattr(lax, name)`: a name from the wire reaches exactly these
+functions and nothing else (see src/trace/README.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import jax
+import numpy as np
+from jax import lax
+
+from . import pycall
+from .ir import ProgramError, Sub
+
+
+class Context(Protocol):
+    """What a rule may ask of the evaluation it runs in: higher-order rules
+    evaluate their sub-programs through it, and `callback` sends its
+    arguments to the run that is executing the program."""
+
+    def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]: ...
+
+    def callback(self, callback: int, arrays: list[Any], *, ordered: bool, partitioned: bool) -> None: ...
+
+
+# A rule is called as JAX calls its lowering rules: context first, then the
+# operands (traced arrays) and the decoded parameters.
+Rule = Callable[[Context, list[Any], dict[str, Any]], list[Any]]
+
+
+# --- the primitive table ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PrimRule:
+    fn: Rule
+    params: dict[str, str]
+    arity: tuple[int, int | None]  # min, max inputs (None: any)
+
+
+RULES: dict[str, PrimRule] = {}
+
+
+def _rule(name: str, params: dict[str, str] | None = None, arity: tuple[int, int | None] = (1, 1)) -> Callable[[Rule], Rule]:
+    def deco(fn: Rule) -> Rule:
+        RULES[name] = PrimRule(fn, params or {}, arity)
+        return fn
+
+    return deco
+
+
+_UNARY = {
+    "neg": lax.neg, "sign": lax.sign, "floor": lax.floor, "ceil": lax.ceil, "is_finite": lax.is_finite,
+    "exp": lax.exp, "exp2": lax.exp2, "log": lax.log, "log1p": lax.log1p, "expm1": lax.expm1,
+    "tanh": lax.tanh, "logistic": lax.logistic, "sin": lax.sin, "cos": lax.cos, "tan": lax.tan,
+    "asin": lax.asin, "acos": lax.acos, "atan": lax.atan, "sinh": lax.sinh, "cosh": lax.cosh,
+    "asinh": lax.asinh, "acosh": lax.acosh, "atanh": lax.atanh, "sqrt": lax.sqrt, "rsqrt": lax.rsqrt,
+    "cbrt": lax.cbrt, "abs": lax.abs, "not": lax.bitwise_not, "erf": lax.erf, "erfc": lax.erfc,
+    "erf_inv": lax.erf_inv, "lgamma": lax.lgamma, "digamma": lax.digamma, "square": lax.square,
+    "population_count": lax.population_count, "clz": lax.clz, "real": lax.real, "imag": lax.imag,
+    "conj": lax.conj,
+}
+_BINARY = {
+    "add": lax.add, "sub": lax.sub, "mul": lax.mul, "div": lax.div, "rem": lax.rem, "pow": lax.pow,
+    "max": lax.max, "min": lax.min, "atan2": lax.atan2, "nextafter": lax.nextafter,
+    "and": lax.bitwise_and, "or": lax.bitwise_or, "xor": lax.bitwise_xor,
+    "eq": lax.eq, "ne": lax.ne, "lt": lax.lt, "le": lax.le, "gt": lax.gt, "ge": lax.ge,
+    "shift_left": lax.shift_left, "shift_right_logical": lax.shift_right_logical,
+    "shift_right_arithmetic": lax.shift_right_arithmetic,
+}
+for _n, _f in _UNARY.items():
+    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: [f(ins[0])], {}, (1, 1))
+for _n, _f in _BINARY.items():
+    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: [f(ins[0], ins[1])], {}, (2, 2))
+
+
+@_rule("round", {"rounding_method": "enum_int:0|1"})
+def _round(ctx: Context, ins: list[Any], p: dict[str, Any]) -> list[Any]:
+    return [lax.round(ins[0], lax.RoundingMethod(p["rounding_method"]))]
+
+
+@_rule("integer_pow", {"y": "int"})
+def _integer_pow(ctx, ins, p):
+    return [lax.integer_pow(ins[0], p["y"])]
+
+
+@_rule("select_n", arity=(2, None))
+def _select_n(ctx, ins, p):
+    return [lax.select_n(ins[0], *ins[1:])]
+
+
+@_rule("clamp", arity=(3, 3))
+def _clamp(ctx, ins, p):
+    return [lax.clamp(ins[0], ins[1], ins[2])]
+
+
+@_rule("convert_element_type", {"new_dtype": "dtype", "weak_type": "bool"})
+def _convert(ctx, ins, p):
+    return [lax.convert_element_type(ins[0], p["new_dtype"])]
+
+
+@_rule("bitcast_convert_type", {"new_dtype": "dtype"})
+def _bitcast(ctx, ins, p):
+    return [lax.bitcast_convert_type(ins[0], p["new_dtype"])]
+
+
+@_rule("broadcast_in_dim", {"shape": "ints", "broadcast_dimensions": "ints"})
+def _bid(ctx, ins, p):
+    return [lax.broadcast_in_dim(ins[0], p["shape"], p["broadcast_dimensions"])]
+
+
+@_rule("reshape", {"new_sizes": "ints", "dimensions": "null"})
+def _reshape(ctx, ins, p):
+    return [lax.reshape(ins[0], p["new_sizes"])]
+
+
+@_rule("transpose", {"permutation": "ints"})
+def _transpose(ctx, ins, p):
+    return [lax.transpose(ins[0], p["permutation"])]
+
+
+@_rule("squeeze", {"dimensions": "ints"})
+def _squeeze(ctx, ins, p):
+    return [lax.squeeze(ins[0], p["dimensions"])]
+
+
+@_rule("concatenate", {"dimension": "uint"}, arity=(1, None))
+def _concatenate(ctx, ins, p):
+    return [lax.concatenate(ins, p["dimension"])]
+
+
+@_rule("pad", {"padding_config": "pad_config"}, arity=(2, 2))
+def _pad(ctx, ins, p):
+    return [lax.pad(ins[0], ins[1], p["padding_config"])]
+
+
+@_rule("slice", {"start_indices": "ints", "limit_indices": "ints", "strides": "ints?"})
+def _slice(ctx, ins, p):
+    return [lax.slice(ins[0], p["start_indices"], p["limit_indices"], p["strides"])]
+
+
+@_rule("dynamic_slice", {"slice_sizes": "ints"}, arity=(1, None))
+def _dynamic_slice(ctx, ins, p):
+    return [lax.dynamic_slice(ins[0], ins[1:], p["slice_sizes"])]
+
+
+@_rule("dynamic_update_slice", arity=(2, None))
+def _dynamic_update_slice(ctx, ins, p):
+    return [lax.dynamic_update_slice(ins[0], ins[1], ins[2:])]
+
+
+@_rule("iota", {"dtype": "dtype", "shape": "ints", "dimension": "uint", "sharding": "null"}, arity=(0, 0))
+def _iota(ctx, ins, p):
+    return [lax.broadcasted_iota(p["dtype"], p["shape"], p["dimension"])]
+
+
+@_rule("rev", {"dimensions": "ints"})
+def _rev(ctx, ins, p):
+    return [lax.rev(ins[0], p["dimensions"])]
+
+
+for _n, _f in {
+    "reduce_sum": lax.reduce_sum, "reduce_prod": lax.reduce_prod, "reduce_max": lax.reduce_max,
+    "reduce_min": lax.reduce_min, "reduce_and": lax.reduce_and, "reduce_or": lax.reduce_or,
+    "reduce_xor": lax.reduce_xor,
+}.items():
+    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: [f(ins[0], p["axes"])], {"axes": "ints", "out_sharding": "null"}, (1, 1))
+
+for _n, _f in {"argmax": lax.argmax, "argmin": lax.argmin}.items():
+    def _arg(ctx, ins, p, f=_f, n=_n):
+        if len(p["axes"]) != 1:
+            raise ProgramError(f"{n}: axes must name exactly one axis, got {list(p['axes'])}")
+        return [f(ins[0], p["axes"][0], p["index_dtype"])]
+
+    RULES[_n] = PrimRule(_arg, {"axes": "ints", "index_dtype": "dtype"}, (1, 1))
+
+for _n, _f in {"cumsum": lax.cumsum, "cumprod": lax.cumprod, "cummax": lax.cummax, "cummin": lax.cummin, "cumlogsumexp": lax.cumlogsumexp}.items():
+    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: [f(ins[0], p["axis"], p["reverse"])], {"axis": "uint", "reverse": "bool"}, (1, 1))
+
+
+@_rule("dot_general", {"dimension_numbers": "dot_dims", "precision": "null", "preferred_element_type": "dtype?"}, arity=(2, 2))
+def _dot_general(ctx, ins, p):
+    return [lax.dot_general(ins[0], ins[1], p["dimension_numbers"], preferred_element_type=p["preferred_element_type"])]
+
+
+_MODES = "enum:clip|fill|promise_in_bounds"
+
+
+@_rule("gather", {"dimension_numbers": "gather_dims", "slice_sizes": "ints", "indices_are_sorted": "bool", "unique_indices": "bool", "mode": _MODES, "fill_value": "null"}, arity=(2, 2))
+def _gather(ctx, ins, p):
+    return [lax.gather(ins[0], ins[1], p["dimension_numbers"], p["slice_sizes"], indices_are_sorted=p["indices_are_sorted"], unique_indices=p["unique_indices"], mode=lax.GatherScatterMode.from_any(p["mode"]))]
+
+
+for _n, _f in {"scatter": lax.scatter, "scatter_add": lax.scatter_add, "scatter_mul": lax.scatter_mul, "scatter_min": lax.scatter_min, "scatter_max": lax.scatter_max}.items():
+    RULES[_n] = PrimRule(
+        lambda ctx, ins, p, f=_f: [f(ins[0], ins[1], ins[2], p["dimension_numbers"], indices_are_sorted=p["indices_are_sorted"], unique_indices=p["unique_indices"], mode=lax.GatherScatterMode.from_any(p["mode"]))],
+        {"dimension_numbers": "scatter_dims", "indices_are_sorted": "bool", "unique_indices": "bool", "mode": _MODES},
+        (3, 3),
+    )
+
+
+@_rule("sort", {"dimension": "uint", "is_stable": "bool", "num_keys": "uint"}, arity=(1, None))
+def _sort(ctx, ins, p):
+    out = lax.sort(tuple(ins), p["dimension"], p["is_stable"], p["num_keys"])
+    return list(out)
+
+
+@_rule("reduce_precision", {"exponent_bits": "uint", "mantissa_bits": "uint"})
+def _reduce_precision(ctx, ins, p):
+    return [lax.reduce_precision(ins[0], p["exponent_bits"], p["mantissa_bits"])]
+
+
+# --- random: keys are raw uint32 key data, exactly jax.random.key_data(...) ---
+
+_IMPLS = "enum:threefry2x32"
+
+
+def _wrap(k: Any, impl: str) -> Any:
+    return jax.random.wrap_key_data(k, impl=impl)
+
+
+@_rule("random_seed", {"impl": _IMPLS})
+def _random_seed(ctx, ins, p):
+    return [jax.random.key_data(jax.random.key(ins[0], impl=p["impl"]))]
+
+
+@_rule("random_bits", {"impl": _IMPLS, "bit_width": "enum_int:8|16|32|64", "shape": "ints"})
+def _random_bits(ctx, ins, p):
+    dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}[p["bit_width"]]
+    return [jax.random.bits(_wrap(ins[0], p["impl"]), p["shape"], dtype)]
+
+
+@_rule("random_split", {"impl": _IMPLS, "shape": "ints"})
+def _random_split(ctx, ins, p):
+    return [jax.random.key_data(jax.random.split(_wrap(ins[0], p["impl"]), p["shape"]))]
+
+
+@_rule("random_fold_in", {"impl": _IMPLS}, arity=(2, 2))
+def _random_fold_in(ctx, ins, p):
+    return [jax.random.key_data(jax.random.fold_in(_wrap(ins[0], p["impl"]), ins[1]))]
+
+
+# --- control flow ---------------------------------------------------------------------
+
+
+@_rule("cond", {"branches": "programs"}, arity=(1, None))
+def _cond(ctx, ins, p):
+    index, ops = ins[0], ins[1:]
+    branches = p["branches"]
+    fns = [lambda *a, b=b: tuple(ctx.evaluate(b, list(a))) for b in branches]
+    if np.dtype(index.dtype) == np.bool_:
+        if len(fns) != 2:
+            raise ProgramError(f"cond: a bool predicate needs exactly 2 branches, got {len(fns)}")
+        out = lax.cond(index, fns[1], fns[0], *ops)
+    else:
+        out = lax.switch(index, fns, *ops)
+    return list(out)
+
+
+@_rule("scan", {"body": "program", "length": "uint", "reverse": "bool", "unroll": "uint", "num_consts": "uint", "num_carry": "uint", "_split_transpose": "bool"}, arity=(0, None))
+def _scan(ctx, ins, p):
+    nc, nk = p["num_consts"], p["num_carry"]
+    if nc + nk > len(ins):
+        raise ProgramError(f"scan: num_consts {nc} + num_carry {nk} exceed its {len(ins)} inputs")
+    consts, init, xs = ins[:nc], ins[nc : nc + nk], ins[nc + nk :]
+    body = p["body"]
+
+    def f(carry, x):
+        outs = ctx.evaluate(body, [*consts, *carry, *x])
+        return list(outs[:nk]), list(outs[nk:])
+
+    carry, ys = lax.scan(f, list(init), list(xs), length=p["length"], reverse=p["reverse"], unroll=p["unroll"], _split_transpose=p["_split_transpose"])
+    return [*carry, *ys]
+
+
+@_rule("while", {"cond": "program", "body": "program", "cond_nconsts": "uint", "body_nconsts": "uint"}, arity=(0, None))
+def _while(ctx, ins, p):
+    cn, bn = p["cond_nconsts"], p["body_nconsts"]
+    if cn + bn > len(ins):
+        raise ProgramError(f"while: cond_nconsts {cn} + body_nconsts {bn} exceed its {len(ins)} inputs")
+    cconsts, bconsts, init = ins[:cn], ins[cn : cn + bn], ins[cn + bn :]
+    cond, body = p["cond"], p["body"]
+
+    def cond_fn(carry):
+        return ctx.evaluate(cond, [*cconsts, *carry])[0]
+
+    def body_fn(carry):
+        return list(ctx.evaluate(body, [*bconsts, *carry]))
+
+    return list(lax.while_loop(cond_fn, body_fn, list(init)))
+
+
+# --- callbacks: jax.debug.callback into the client (evaluate.py routes the events) -------
+
+
+@_rule("callback", {"callback": "uint", "ordered": "bool", "partitioned": "bool"}, arity=(0, None))
+def _callback(ctx, ins, p):
+    ctx.callback(p["callback"], ins, ordered=p["ordered"], partitioned=p["partitioned"])
+    return []
+
+
+# --- calls into remote Python objects (see pycall.py) -------------------------------------
+
+
+@_rule("pycall", {"target": "pycall", "method": "method", "out": "pyout"}, arity=(0, None))
+def _pycall(ctx, ins, p):
+    target = p["target"]
+    if len(ins) != target.arrays:
+        raise ProgramError(f"pycall: its templates take {target.arrays} arrays, the equation has {len(ins)} inputs")
+    node, outs = pycall.call(target, p["method"], ins, "pycall")
+    if node != p["out"]:
+        raise ProgramError(f"pycall: {target.cls.__qualname__}.{p['method']} returned {node}, the program declares {p['out']}")
+    return outs
