@@ -1,5 +1,5 @@
 """Arrow IPC streams for `put_arrow` and `get_arrow` (ops/arrow.py): the
-Python half of `src/arrow.ts`, with the same column conventions.
+Python half of `src/io/arrow.ts`, with the same column conventions.
 
 A table is a pytree of arrays that share a leading axis (rows), one column
 per leaf, named by the leaf's key path (`['obs']`, `[0]['w']`, `.w`):

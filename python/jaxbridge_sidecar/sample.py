@@ -1,5 +1,5 @@
 """The handshake sample: both sides build the same value, send it, and compare
-the echo bit for bit. Mirrors `HANDSHAKE_SAMPLE` in src/protocol.ts."""
+the echo bit for bit. Mirrors `HANDSHAKE_SAMPLE` in src/wire/protocol.ts."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from jaxbridge_sidecar.lower import lower  # noqa: E402
+from jaxbridge_sidecar.program.lower import lower  # noqa: E402
 from jaxbridge_sidecar.protocol import dtype_from_name, dtype_name  # noqa: E402
 
 NS = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "nn": jax.nn, "random": jax.random, "ml_dtypes": ml_dtypes}
