@@ -37,7 +37,7 @@ wheels() {
   find "$dir" -maxdepth 1 -name '*.whl' -delete
   rm -f "$dir/.stamp"
   "$py" -m pip download --disable-pip-version-check --quiet --only-binary=:all: -d "$dir" \
-    -r python/requirements.lock "setuptools>=68" ${extra[@]+"${extra[@]}"}
+    -r python/requirements.lock "setuptools>=77" ${extra[@]+"${extra[@]}"}
   echo "$want" > "$dir/.stamp"
   echo "docker-prepare: wheelhouse: $(ls "$dir"/*.whl | wc -l) wheels for $pyid ($accel), $(du -sh "$dir" | cut -f1), $((SECONDS - t0))s"
 }

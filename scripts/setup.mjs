@@ -46,11 +46,31 @@ import { choosePython, cmpVersion, PythonNotFound } from "./lib/python.mjs";
 const TEST_NO_DEPS = { requirements: ["lerax==0.0.5"], minPython: [3, 13] };
 const STAMP_SCHEMA = "jaxbridge-setup-1";
 const OPTIONS = ["--test", "--force", "--quiet", "--verbose"];
-const USAGE = "usage: jaxbridge setup [--force] [--quiet] [--verbose]   (in a checkout: node scripts/setup.mjs [--test] [--force] [--quiet] [--verbose])";
+const USAGE = "usage: jaxbridge setup [--force] [--quiet] [--verbose] (in a checkout also --test)";
+const HELP = `Usage: jaxbridge setup [options]
+
+Build the sidecar's Python environment with the pinned JAX. In a project that
+depends on jaxbridge it goes into the per-user cache (${envsRoot()}),
+one per Python line, shared by every project that uses this jaxbridge and kept
+by \`npm ci\`; connect() finds it there. In a checkout: node_modules and .venv.
+
+Options:
+  --force     rebuild the environment even if it looks complete
+  --quiet     print nothing unless something is installed or fails
+  --verbose   stream the output of npm, pip or uv
+  --test      (a checkout) also install the test-only Python packages
+  -h, --help  display this help
+
+Environment:
+  JAXBRIDGE_PYTHON     the CPython to build from (default: the newest >= 3.11, pyenv installs included)
+  JAXBRIDGE_CACHE_DIR  instead of the per-user cache
+  JAXBRIDGE_VENV       build this virtual environment in place instead
+  JAXBRIDGE_INSTALLER  uv, pip or auto (default: uv when it is on PATH, else pip)
+  JAXBRIDGE_UV         the uv executable to use`;
 
 const argv = process.argv.slice(2);
 if (argv.includes("--help") || argv.includes("-h")) {
-  console.log(USAGE);
+  console.log(HELP);
   process.exit(0);
 }
 for (const a of argv) {
