@@ -127,7 +127,7 @@ let releaseLock = () => {};
 let building = null;
 
 function cleanup() {
-  if (building) rmSync(building, { recursive: true, force: true });
+  if (building) for (const dir of [building, `${building}.src`]) rmSync(dir, { recursive: true, force: true });
   building = null;
   releaseLock();
 }
