@@ -18,6 +18,14 @@ import { fileURLToPath, pathToFileURL } from "node:url";
  */
 export const LAYERS = [["values"], ["wire"], ["session"], ["trace", "io"], ["trace/lib"], ["lerax"], ["api"], ["repl"], ["cli"]];
 
+/**
+ * Files outside src/ that src/ may import, with the layer each counts as.
+ * env-cache.mjs names and finds the sidecar's Python environment; setup
+ * (which runs before src/ is built) and connect() must agree on it, so both
+ * import the one file. It may import Node's built-ins only.
+ */
+export const SHARED = { "scripts/lib/env-cache.mjs": "wire" };
+
 /** Packages only these layers may import (the wire is the only user of ZeroMQ and msgpack). */
 export const PACKAGE_OWNERS = { zeromq: ["wire"], msgpackr: ["wire"] };
 
@@ -36,6 +44,7 @@ function sourceFiles(dir) {
 /** The layer of a file given as a path relative to the root (`src/trace/lib/jnp.ts` → `trace/lib`). */
 export function layerOf(rel) {
   const parts = rel.split("/");
+  if (SHARED[rel]) return SHARED[rel];
   if (parts[0] !== "src") return null;
   if (parts.length === 2) return "api";
   if (parts[1] === "trace" && parts[2] === "lib" && parts.length > 3) return "trace/lib";
@@ -153,6 +162,18 @@ export function checkLayers(root = ROOT) {
   const files = sourceFiles(join(root, "src")).map((p) => relative(root, p).split("\\").join("/")).sort();
   const known = new Set(files);
   const problems = [];
+  for (const shared of Object.keys(SHARED)) {
+    let text;
+    try {
+      text = readFileSync(join(root, shared), "utf8");
+    } catch {
+      continue;
+    }
+    known.add(shared);
+    for (const { spec, line } of importsOf(text)) {
+      if (!spec.startsWith("node:")) problems.push(`${shared}:${line}: imports ${spec}; a file src/ shares with the scripts may import Node's built-ins only`);
+    }
+  }
   const runtime = new Map(files.map((f) => [f, new Set()]));
   for (const file of files) {
     const layer = layerOf(file);

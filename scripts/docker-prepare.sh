@@ -26,7 +26,11 @@ wheels() {
   [ -x "$py" ] || command -v "$py" >/dev/null || { echo "docker-prepare: no Python at $py (npm run setup, or set JAXBRIDGE_WHEELHOUSE_PYTHON)" >&2; return 2; }
   local pyid want t0=$SECONDS
   pyid="$("$py" -c 'import platform,sys; print(f"{sys.implementation.name}{sys.version_info[0]}.{sys.version_info[1]}-{platform.machine()}")')"
-  want="$( { cat python/requirements.lock; echo "accel=$accel py=$pyid"; } | sha256sum | cut -c1-64)"
+  # The sidecar's build backend, as python/pyproject.toml's [build-system] requires it (the image builds its wheel offline).
+  local backend
+  backend="$(sed -n 's/^requires = \["\([^"]*\)"\]$/\1/p' python/pyproject.toml)"
+  [ -n "$backend" ] || { echo "docker-prepare: no [build-system] requires = [\"...\"] line in python/pyproject.toml" >&2; return 2; }
+  want="$( { cat python/requirements.lock; echo "accel=$accel py=$pyid backend=$backend"; } | sha256sum | cut -c1-64)"
   if stamp_ok "$dir" "$want"; then echo "docker-prepare: wheelhouse up to date ($pyid, $accel)"; return 0; fi
   local extra=()
   if [ "$accel" = cuda12 ]; then
@@ -37,7 +41,7 @@ wheels() {
   find "$dir" -maxdepth 1 -name '*.whl' -delete
   rm -f "$dir/.stamp"
   "$py" -m pip download --disable-pip-version-check --quiet --only-binary=:all: -d "$dir" \
-    -r python/requirements.lock "setuptools>=68" ${extra[@]+"${extra[@]}"}
+    -r python/requirements.lock "$backend" ${extra[@]+"${extra[@]}"}
   echo "$want" > "$dir/.stamp"
   echo "docker-prepare: wheelhouse: $(ls "$dir"/*.whl | wc -l) wheels for $pyid ($accel), $(du -sh "$dir" | cut -f1), $((SECONDS - t0))s"
 }

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { venvPython as pythonIn } from "./env-cache.mjs";
 
 /** The repository root: the folder holding package.json, python/ and scripts/. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -17,7 +18,7 @@ export function venvDir(env = process.env) {
 
 /** The Python executable inside a virtual environment. */
 export function venvPython(dir = venvDir()) {
-  return IS_WIN ? join(dir, "Scripts", "python.exe") : join(dir, "bin", "python");
+  return pythonIn(dir);
 }
 
 /** A path for messages: relative to the repo root when inside it. */

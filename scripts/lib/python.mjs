@@ -76,7 +76,7 @@ function isShimDir(dir) {
 }
 
 /** `name` on PATH, skipping pyenv shims; null if absent. */
-function whichNoShims(name) {
+export function whichNoShims(name) {
   for (const dir of pathDirs()) {
     if (isShimDir(dir)) continue;
     for (const ext of IS_WIN ? [".exe", ""] : [""]) {

@@ -60,14 +60,26 @@ export async function runLayers() {
   }
 }
 
-/** The TypeScript suite: mocha with .mocharc.json, plus `args`. */
+/**
+ * The whole suite's files. Not in .mocharc.json, where mocha would add them
+ * to any file named on the command line (`npx mocha test/x.test.ts` runs
+ * that one file).
+ */
+export const MOCHA_SPEC = "test/**/*.test.ts";
+
+/** Whether mocha arguments name test files of their own (else the whole suite runs). */
+function namesFiles(args) {
+  return args.some((a, i) => !a.startsWith("-") && /\.test\.ts$|[*]/.test(a) && !(i > 0 && /^(-g|--grep|-f|--fgrep|--reporter|-R)$/.test(args[i - 1])));
+}
+
+/** The TypeScript suite: mocha with .mocharc.json, plus `args` (the whole suite unless they name files). */
 export async function runMocha(args = []) {
   const base = { name: "mocha", passed: 0, failed: 0, skipped: 0, counted: false, note: "" };
   const bin = mochaBin();
   if (!bin) return { ...base, ran: false, ok: false, code: null, note: "node_modules/mocha is missing: run `npm run setup`" };
   const ownReporter = args.some((a) => a === "-R" || a === "--reporter" || a.startsWith("--reporter="));
   const statsFile = tmpFile("mocha", "json");
-  const full = [bin, ...(ownReporter ? [] : ["--reporter", MOCHA_REPORTER]), ...(COLOR ? ["--color"] : []), ...args];
+  const full = [bin, ...(ownReporter ? [] : ["--reporter", MOCHA_REPORTER]), ...(COLOR ? ["--color"] : []), ...args, ...(namesFiles(args) ? [] : [MOCHA_SPEC])];
   const r = await run(process.execPath, full, { tee: true, env: { ...process.env, JAXBRIDGE_MOCHA_STATS: statsFile } });
   const statsText = readText(statsFile);
   rmSync(statsFile, { force: true });

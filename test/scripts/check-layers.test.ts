@@ -57,6 +57,23 @@ describe("scripts/check-layers.mjs", () => {
     assert.match(r.problems[0]!, /^src\/values\/v\.ts:2: imports src\/session\/s\.ts: session is above values$/);
   });
 
+  it("lets src/ import the one declared shared script, as its layer, and holds that script to Node's built-ins", () => {
+    const ok = run({
+      "scripts/lib/env-cache.mjs": 'import { join } from "node:path";\nexport const e = join;\n',
+      "src/wire/p.ts": 'import { e } from "../../scripts/lib/env-cache.mjs";\nexport const p = e;\n',
+    });
+    assert.deepEqual(ok.problems, []);
+    const up = run({
+      "scripts/lib/env-cache.mjs": 'import x from "zeromq";\nexport const e = x;\n',
+      "src/values/v.ts": 'import { e } from "../../scripts/lib/env-cache.mjs";\nexport const v = e;\n',
+    });
+    assert.equal(up.problems.length, 2);
+    assert.match(up.problems.join("\n"), /^scripts\/lib\/env-cache\.mjs:1: imports zeromq; a file src\/ shares with the scripts may import Node's built-ins only$/m);
+    assert.match(up.problems.join("\n"), /^src\/values\/v\.ts:1: imports scripts\/lib\/env-cache\.mjs: wire is above values$/m);
+    const other = run({ "scripts/other.mjs": "export const o = 1;\n", "src/wire/p.ts": 'import { o } from "../../scripts/other.mjs";\nexport const p = o;\n' });
+    assert.match(other.problems.join("\n"), /imports \.\.\/\.\.\/scripts\/other\.mjs, which is not a file under src\//);
+  });
+
   it("fails an import between layers that sit beside each other (trace and io)", () => {
     const r = run({ "src/io/f.ts": "export const f = 1;\n", "src/trace/t.ts": 'export { f } from "../io/f.js";\n' });
     assert.match(r.problems.join("\n"), /src\/trace\/t\.ts:1: imports src\/io\/f\.ts: trace and io sit beside each other/);
