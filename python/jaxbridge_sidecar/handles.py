@@ -4,7 +4,16 @@ and for opaque Python objects (PyRefs) it keeps as static leaves.
 Arrays and objects share one id space, so one batched `free` serves both.
 Objects are deduplicated by identity and reference-counted: the client holds
 one PyRef per id and releases every extra copy it is sent, which keeps a
-free racing with a reply that names the same object correct."""
+free racing with a reply that names the same object correct.
+
+Ids are assigned by the sidecar (positive) or chosen by the client (negative,
+the `out` of a request, docs/protocol.md "Client-chosen handles"), so that a
+client can name a result before the request that makes it has run. A request
+that fails poisons the ids it should have filled: naming one raises the
+original error again, until the client frees it.
+
+The table keeps its own accounting (`memory`): arrays held, their bytes per
+device and the peak, counting an array held under several ids once."""
 
 from __future__ import annotations
 
@@ -17,6 +26,18 @@ import numpy as np
 from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
 
 
+class PoisonedHandle(Exception):
+    """A request named an id whose producing request failed. The client sees
+    the original error's type, message and traceback, the message followed by
+    which request produced it (see remote_errors.error_body)."""
+
+    def __init__(self, hid: int, body: dict[str, Any], request: Any):
+        self.hid = hid
+        self.request = request
+        self.reply_body = {**body, "message": f"{body.get('message', '')} (produced by request {request}, which failed; handle {hid} holds no array)"}
+        super().__init__(self.reply_body["message"])
+
+
 class HandleTable:
     def __init__(self) -> None:
         self._arrays: dict[int, jax.Array] = {}
@@ -25,13 +46,64 @@ class HandleTable:
         self._objects: dict[int, Any] = {}
         self._object_ids: dict[int, int] = {}
         self._object_counts: dict[int, int] = {}
+        # Client-chosen ids whose request failed: the error body and the request id.
+        self._poison: dict[int, tuple[dict[str, Any], Any]] = {}
         self._ids = itertools.count(1)
+        # Accounting over distinct array objects: total bytes, bytes per device, the peak.
+        self._bytes = 0
+        self._peak = 0
+        self._device_bytes: dict[str, int] = {}
 
     def add(self, arr: jax.Array) -> HandleOut:
         hid = next(self._ids)
-        self._arrays[hid] = arr
-        self._array_refs[id(arr)] = self._array_refs.get(id(arr), 0) + 1
+        self._hold(hid, arr)
         return describe(hid, arr)
+
+    def _hold(self, hid: int, arr: jax.Array) -> None:
+        self._arrays[hid] = arr
+        refs = self._array_refs.get(id(arr), 0)
+        self._array_refs[id(arr)] = refs + 1
+        if refs == 0:
+            self._account(arr, 1)
+
+    def _account(self, arr: jax.Array, sign: int) -> None:
+        for device, n in _footprint(arr):
+            self._device_bytes[device] = self._device_bytes.get(device, 0) + sign * n
+            self._bytes += sign * n
+        if self._bytes > self._peak:
+            self._peak = self._bytes
+
+    # --- client-chosen ids ------------------------------------------------------
+    def check_out(self, ids: Any) -> list[int]:
+        """The `out` field of a request: distinct negative ints, none in use."""
+        if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h < 0 for h in ids):
+            raise WireError("ProtocolError", f"`out` must be a list of negative integer handle ids (client-chosen ids are negative), got {ids!r}")
+        if len(set(ids)) != len(ids):
+            raise WireError("ProtocolError", f"`out` names an id twice: {ids!r}")
+        used = [h for h in ids if h in self._arrays or h in self._objects or h in self._poison]
+        if used:
+            raise WireError("HandleInUse", f"`out` ids {used} are already in use (free them first)")
+        return ids
+
+    def store(self, ids: list[int], arrays: list[jax.Array]) -> None:
+        """Hold each array at the client-chosen id of the same position."""
+        if len(ids) != len(arrays):
+            raise WireError("ArgumentError", f"`out` names {len(ids)} ids but the request produced {len(arrays)} arrays")
+        for hid, arr in zip(ids, arrays):
+            self._hold(hid, arr)
+
+    def poison(self, ids: Any, body: dict[str, Any], request: Any) -> None:
+        """Mark the ids a failed request should have filled (ids holding something are left alone)."""
+        if not isinstance(ids, list):
+            return
+        for hid in ids:
+            if isinstance(hid, int) and not isinstance(hid, bool) and hid < 0 and hid not in self._arrays and hid not in self._objects:
+                self._poison[hid] = (body, request)
+
+    def _poisoned(self, hid: int) -> None:
+        hit = self._poison.get(hid)
+        if hit is not None:
+            raise PoisonedHandle(hid, *hit)
 
     def place(self, value: Any, put: Callable[[Any], jax.Array]) -> Any:
         """`value` (a request's wire value) with each array leaf, a host array
@@ -56,7 +128,8 @@ class HandleTable:
     def get(self, hid: int) -> jax.Array:
         try:
             return self._arrays[hid]
-        except KeyError:
+        except (KeyError, TypeError):
+            self._poisoned(hid)
             if hid in self._objects:
                 raise WireError("UnknownHandle", f"handle {hid} names a Python object, not an array") from None
             raise WireError("UnknownHandle", f"handle {hid} is not in the sidecar's table (freed, or from another sidecar)") from None
@@ -75,7 +148,8 @@ class HandleTable:
     def get_object(self, hid: int) -> Any:
         try:
             return self._objects[hid]
-        except KeyError:
+        except (KeyError, TypeError):
+            self._poisoned(hid)
             raise WireError("UnknownHandle", f"object reference {hid} is not in the sidecar's table (released, or from another sidecar)") from None
 
     def free(self, ids: Iterable[Any]) -> tuple[int, list[Any]]:
@@ -91,6 +165,7 @@ class HandleTable:
                     self._array_refs[id(arr)] = left
                 else:
                     del self._array_refs[id(arr)]
+                    self._account(arr, -1)
                     # Release device memory now rather than when the GC finds it.
                     try:
                         arr.delete()
@@ -103,6 +178,9 @@ class HandleTable:
                     obj = self._objects.pop(hid)
                     del self._object_counts[hid]
                     del self._object_ids[id(obj)]
+            elif hid in self._poison:
+                del self._poison[hid]
+                freed += 1
             else:
                 unknown.append(hid)
         return freed, unknown
@@ -117,6 +195,19 @@ class HandleTable:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())
 
+    def memory(self) -> dict[str, Any]:
+        """The `memory` op's reply: arrays held (by id), bytes of the distinct
+        arrays in total and per device, the peak of that total, and the
+        objects and poisoned ids held."""
+        return {
+            "arrays": len(self._arrays),
+            "bytes": self._bytes,
+            "devices": {d: n for d, n in self._device_bytes.items() if n},
+            "peak_bytes": self._peak,
+            "objects": len(self._objects),
+            "poisoned": len(self._poison),
+        }
+
 
 class _Slot:
     """Where `place` found an array leaf (a wire value never holds one)."""
@@ -125,6 +216,14 @@ class _Slot:
 
     def __init__(self, index: int):
         self.index = index
+
+
+def _footprint(arr: jax.Array) -> list[tuple[str, int]]:
+    """(device, bytes) for each device holding part of `arr` (a replicated array counts on each)."""
+    devices = arr.devices()
+    if len(devices) == 1:
+        return [(str(next(iter(devices))), int(arr.nbytes))]
+    return [(str(s.device), int(s.data.nbytes)) for s in arr.addressable_shards]
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:

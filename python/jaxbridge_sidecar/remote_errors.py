@@ -16,6 +16,10 @@ def qualified_type(exc: BaseException) -> str:
 
 
 def error_body(exc: BaseException, kind: str | None = None) -> dict[str, Any]:
+    # An error that repeats an earlier one (a poisoned handle, handles.py) carries that one's body.
+    carried = getattr(exc, "reply_body", None)
+    if isinstance(carried, dict):
+        return carried
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not os.path.abspath(f.filename).startswith(_OWN_DIR)]
     tb = "".join(traceback.format_list(frames)).rstrip()
     return {"type": kind or qualified_type(exc), "message": str(exc), "traceback": tb}

@@ -19,15 +19,14 @@ import jax
 import zmq
 
 from . import protocol, remote
-from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
+from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList
 from .auth import DEFAULT_MAX_RECV_FRAME_BYTES, CurveServerKeys, secure_socket
 from .events import Mailbox, RunEvents, RunTable
 from .handles import HandleTable
 from .ops import arrays, arrow, bench, calls, events, programs, serialization, session
-from .ops.host import NO_REPLY, Op
+from .ops.host import NO_REPLY, Op, reply_error_body
 from .program.cache import ProgramCache
 from .protocol import WireError
-from .remote_errors import error_body
 
 log = logging.getLogger("jaxbridge.sidecar")
 
@@ -52,6 +51,8 @@ OPS = dispatch_table(FAMILIES)
 
 # Requests that wait (in arrival order) while a run with callbacks executes.
 SERIALIZED_OPS = frozenset({"run", "call", "call_method", "pycall_shapes"})
+# Requests answered at once even behind waiting ones (they depend on nothing queued).
+UNORDERED_OPS = frozenset({"ack", "ping", "hello"})
 
 
 def serving_ops() -> list[dict[str, str]]:
@@ -194,9 +195,14 @@ class Server:
 
     def _serve_one(self, msg: list[Any]) -> None:
         ident, frames = msg[0], msg[1:]
-        if self.active is not None and protocol.peek(frames, "op") in SERIALIZED_OPS:
-            self.waiting.append(msg)  # FIFO: runs and calls wait for the worker run
-            return
+        if self.active is not None:
+            op = protocol.peek(frames, "op")
+            # FIFO: runs and calls wait for the worker run, and once one waits,
+            # so does everything after it that may depend on it (a request may
+            # name ids a queued run will produce): requests run in arrival order.
+            if op in SERIALIZED_OPS or (self.waiting and op not in UNORDERED_OPS):
+                self.waiting.append(msg)
+                return
         self._ident = ident
         reply = self.handle(frames)
         if reply is not None:
@@ -305,13 +311,7 @@ class Server:
 
 
 def _error_reply(rid: Any, e: BaseException) -> list[Any]:
-    if isinstance(e, WireError):
-        body = {"type": e.kind, "message": str(e), "traceback": ""}
-    elif isinstance(e, NotAllowed):
-        body = {"type": "NotAllowed", "message": str(e), "traceback": ""}
-    else:
-        body = error_body(e)
-    return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": body})
+    return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": reply_error_body(e)})
 
 
 def die_with_parent(parent_pid: int | None) -> None:

@@ -84,7 +84,7 @@ export async function runProgram(session: Session, traced: Pick<Traced, "hash" |
     reply = await send(true);
   }
   hashes.add(traced.hash);
-  return { outputs: reply.outputs, sentProgram, lowered: reply.lowered, traced: reply.traced };
+  return { outputs: reply.outputs ?? [], sentProgram, lowered: reply.lowered, traced: reply.traced };
 }
 
 export type { ProgramStats } from "../wire/ops.js";

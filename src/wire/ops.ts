@@ -62,6 +62,22 @@ export interface SidecarStats {
   events: number;
 }
 
+/** The sidecar's memory accounting (`memory`): what its handle table holds, in bytes per device, and the peak. */
+export interface SidecarMemory {
+  /** Array handles held (an array held under two ids counts twice here, once in the bytes). */
+  arrays: number;
+  /** Bytes of the distinct arrays held. */
+  bytes: number;
+  /** Bytes per device (the JAX device's string form); shards count on their devices. */
+  devices: Record<string, number>;
+  /** The highest `bytes` has been since the sidecar started. */
+  peak_bytes: number;
+  /** Python objects held (PyRefs). */
+  objects: number;
+  /** Poisoned ids held: outputs of failed requests the client has not freed yet. */
+  poisoned: number;
+}
+
 /** The sidecar's program cache counters (`program_stats`): lowerings, cache hits, JAX traces. */
 export interface ProgramStats {
   /** Programs held. */
@@ -136,7 +152,9 @@ export interface Ops {
   put_arrow: { request: { stream: NDArray; device?: number }; reply: Record<string, DeviceArray> };
   get_arrow: { request: { columns: Record<string, DeviceArray> }; reply: { stream: NDArray } };
   stats: { request: Record<string, never>; reply: SidecarStats };
-  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean }; reply: { outputs: (DeviceArray | NDArray)[]; lowered: boolean; traced: boolean } };
+  memory: { request: Record<string, never>; reply: SidecarMemory };
+  /** With `out` (client-chosen negative ids, one per output) the outputs stay at those ids and the reply's `outputs` is null. */
+  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean; out?: number[] }; reply: { outputs: (DeviceArray | NDArray)[] | null; lowered: boolean; traced: boolean } };
   program_stats: { request: Record<string, never>; reply: ProgramStats };
   list_attrs: { request: { path: string }; reply: AttrEntry[] };
   import: { request: { module: string }; reply: AttrEntry[] };
@@ -165,6 +183,7 @@ const EVERY_OP: { readonly [O in Op]: true } = {
   put_arrow: true,
   get_arrow: true,
   stats: true,
+  memory: true,
   run: true,
   program_stats: true,
   list_attrs: true,

@@ -12,9 +12,12 @@ from typing import Any, Callable, Protocol
 
 import jax
 
+from ..allowlist import NotAllowed
 from ..events import RunEvents, RunTable
 from ..program.cache import ProgramCache
 from ..program.pycall import Objects
+from ..protocol import WireError
+from ..remote_errors import error_body
 
 NO_REPLY: Any = object()
 
@@ -63,3 +66,14 @@ class Host(Objects, Protocol):
 
 
 Op = Callable[[Host, dict[str, Any]], Any]
+
+
+def reply_error_body(e: BaseException) -> dict[str, Any]:
+    """What an error reply carries for `e` (and what a poisoned handle repeats):
+    the protocol's own errors by kind, without a traceback; anything else as
+    Python raised it."""
+    if isinstance(e, WireError):
+        return {"type": e.kind, "message": str(e), "traceback": ""}
+    if isinstance(e, NotAllowed):
+        return {"type": "NotAllowed", "message": str(e), "traceback": ""}
+    return error_body(e)

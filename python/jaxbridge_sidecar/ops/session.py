@@ -1,4 +1,4 @@
-"""The session's own ops: `hello` (the handshake), `ping` and `stats`."""
+"""The session's own ops: `hello` (the handshake), `ping`, `stats` and `memory`."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ def stats(host: Host, env: dict[str, Any]) -> dict[str, int]:
     return {"handles": len(host.handles), "objects": host.handles.object_count, "bytes": host.handles.nbytes(), **host.counters()}
 
 
+def memory(host: Host, env: dict[str, Any]) -> dict[str, Any]:
+    """The handle table's own accounting (handles.HandleTable.memory)."""
+    return host.handles.memory()
+
+
 def _jaxlib_version() -> str:
     try:
         import jaxlib
@@ -56,4 +61,4 @@ def _jaxlib_version() -> str:
         return "unknown"
 
 
-OPS: dict[str, Op] = {"hello": hello, "ping": ping, "stats": stats}
+OPS: dict[str, Op] = {"hello": hello, "ping": ping, "stats": stats, "memory": memory}
