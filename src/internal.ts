@@ -39,7 +39,7 @@ export {
 // The wire and the session under the public API.
 export { MAX_FRAME_BYTES } from "./wire/protocol.js";
 export { sidecarPython, PACKAGE_ROOT } from "./wire/python-env.js";
-export { OPS, type Op, type Ops, type Request, type Reply, type AttrEntry, type SidecarStats, type DeviceInfo, type PyCallRequest, type PyCallShapes } from "./wire/ops.js";
+export { OPS, type Op, type Ops, type Request, type Reply, type AttrEntry, type SidecarStats, type SidecarMemory, type DeviceInfo, type PyCallRequest, type PyCallShapes } from "./wire/ops.js";
 export {
   loadKeyPair,
   loadPublicKey,
@@ -70,11 +70,15 @@ export {
 // The tracer, flat and by hand.
 export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace/trace.js";
 export { PyShapesNeeded, resolvePyShapes } from "./trace/pycall-shapes.js";
-export { runProgram, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type ProgramStats } from "./trace/jit.js";
+export { eagerStats, clearEagerCache } from "./trace/eager.js";
+export type { DeviceArrayOptions } from "./values/device-array.js";
+export type { ArrayScope } from "./session/memory.js";
+export type { Eager, EagerArg, EagerResult } from "./trace/lib/eager/wrap.js";
+export { runProgram, programsHeld, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type ProgramStats } from "./trace/jit.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
 export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./trace/lib/control.js";
-export { installArrayMethods, type ArrayMethods } from "./trace/lib/index.js";
+export { installArrayMethods, type ArrayMethods, type AtMethods } from "./trace/lib/index.js";
 
 // lerax's utilities: the types of their staged results.
 export type { FilterScanOptions } from "./lerax/filter.js";

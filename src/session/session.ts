@@ -16,10 +16,11 @@ import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
 import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
 import { PyRef, RemoteModule } from "../values/remote.js";
 import { pyProxy, type PyProxy } from "./py-proxy.js";
-import type { AttrEntry, MeshSpec, Op, PartitionSpec, Reply, Request, SidecarInfo, SidecarStats } from "../wire/ops.js";
+import { type ArrayScope, keep, scope, tidy } from "./memory.js";
+import type { AttrEntry, MeshSpec, Op, PartitionSpec, Reply, Request, SidecarInfo, SidecarMemory, SidecarStats } from "../wire/ops.js";
 
 export type { RequestOptions } from "../wire/transport.js";
-export type { DeviceInfo, SidecarInfo } from "../wire/ops.js";
+export type { DeviceInfo, SidecarInfo, SidecarMemory } from "../wire/ops.js";
 export type { PyProxy } from "./py-proxy.js";
 export type { CallbackStats } from "./callback-events.js";
 
@@ -512,6 +513,60 @@ export class Session implements HandleOwner, EventSink {
 
   async ping(opts: RequestOptions = {}): Promise<void> {
     await this.request("ping", {}, opts);
+  }
+
+  // --- eager dispatch (issue 15): client-chosen handles, sync, memory -------------------------
+
+  private nextClientHandle = -1;
+  private lastDispatch: Promise<unknown> = Promise.resolve();
+
+  /** Fresh client-chosen handle ids (negative: the sidecar's own are positive, docs/protocol.md "Client-chosen handles"). */
+  newHandleIds(n: number): number[] {
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++) ids.push(this.nextClientHandle--);
+    return ids;
+  }
+
+  /**
+   * Send a request whose results the caller already holds (an eager op's
+   * outputs at client-chosen ids) without waiting for it; `sync()` waits for
+   * it and everything sent before.
+   */
+  dispatch<O extends Op>(op: O, fields: Request<O>): Promise<Reply<O>> {
+    const p = this.request(op, fields);
+    this.lastDispatch = p;
+    return p;
+  }
+
+  /**
+   * Wait until every operation dispatched so far on this session has run
+   * (the sidecar runs requests in arrival order, so the last one is enough).
+   * Failures are not thrown here: they reject the awaits of the arrays they
+   * were to make, and of the arrays computed from those.
+   */
+  async sync(): Promise<void> {
+    await this.lastDispatch.catch(() => {});
+  }
+
+  /** `tidy` (session/memory.ts) as a method of the session, as the REPL's `jb` offers it: arrays of every session count. */
+  tidy<T>(fn: () => T | Promise<T>): Promise<T> {
+    return tidy(fn);
+  }
+
+  /** `scope` (session/memory.ts): `using scope = jb.scope()`. */
+  scope(): ArrayScope {
+    return scope();
+  }
+
+  /** `keep` (session/memory.ts): exempt arrays from every tidy and scope. */
+  keep<T>(value: T): T {
+    return keep(value);
+  }
+
+  /** The sidecar's memory accounting: arrays held, bytes per device, the peak (after queued frees are sent). */
+  async memory(opts: RequestOptions = {}): Promise<SidecarMemory> {
+    await this.flushFrees();
+    return this.request("memory", {}, opts);
   }
 
   /** Queue a handle to be freed with the next batch. */

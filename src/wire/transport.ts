@@ -46,6 +46,8 @@ export class Transport {
   private readonly pending = new Map<number, Pending>();
   private readonly waiting: Array<() => void> = [];
   private readonly maxInFlight: number;
+  /** Waiting requests granted a slot that have not sent yet (they go before any newer request). */
+  private granted = 0;
   private nextId = 1;
   private sendChain: Promise<void> = Promise.resolve();
   private dead: Error | null = null;
@@ -94,11 +96,26 @@ export class Transport {
     if (this.dead) throw this.dead;
     const { signal, timeoutMs } = opts;
     if (signal?.aborted) throw abortError(signal);
-    if (this.pending.size >= this.maxInFlight) await this.waitForSlot(signal);
-    if (this.dead) throw this.dead;
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const frames = build(id);
+    // Requests leave in the order they were made (a request may name ids an
+    // earlier one produces, docs/protocol.md "Ordering"): one that finds others
+    // waiting for a slot, or granted one but not yet sent, queues behind them.
+    const queued = this.pending.size >= this.maxInFlight || this.waiting.length > 0 || this.granted > 0;
+    if (queued) await this.waitForSlot(signal);
+    try {
+      if (this.dead) throw this.dead;
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+      return this.start(id, build(id), signal, timeoutMs);
+    } finally {
+      if (queued) {
+        this.granted--;
+        this.releaseSlot();
+      }
+    }
+  }
+
+  /** Register request `id` as pending (synchronously) and send it. */
+  private start(id: number, frames: Frame[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<Frame[]> {
     return new Promise<Frame[]>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => giveUp(abortError(signal!));
@@ -147,9 +164,11 @@ export class Transport {
     return next;
   }
 
+  /** Resolves once this request is granted a slot (in FIFO order); the caller gives the grant back when it has sent or failed. */
   private waitForSlot(signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const wake = (): void => {
+        this.granted++;
         signal?.removeEventListener("abort", onAbort);
         resolve();
       };
@@ -157,6 +176,7 @@ export class Transport {
         const i = this.waiting.indexOf(wake);
         if (i >= 0) this.waiting.splice(i, 1);
         reject(abortError(signal!));
+        this.releaseSlot();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       this.waiting.push(wake);
@@ -164,7 +184,7 @@ export class Transport {
   }
 
   private releaseSlot(): void {
-    while (this.waiting.length && this.pending.size < this.maxInFlight) this.waiting.shift()!();
+    while (this.waiting.length && this.pending.size + this.granted < this.maxInFlight) this.waiting.shift()!();
   }
 
   private async readLoop(): Promise<void> {
