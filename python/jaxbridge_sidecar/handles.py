@@ -29,10 +29,13 @@ from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, wal
 class PoisonedHandle(Exception):
     """A request named an id whose producing request failed. The client sees
     the original error's type, message and traceback, the message followed by
-    which request produced it (see remote_errors.error_body)."""
+    the request that raised it (see remote_errors.error_body). `body` and
+    `request` are the original's, so that poison passed down a chain names
+    the first failure and does not grow."""
 
     def __init__(self, hid: int, body: dict[str, Any], request: Any):
         self.hid = hid
+        self.body = body
         self.request = request
         self.reply_body = {**body, "message": f"{body.get('message', '')} (produced by request {request}, which failed; handle {hid} holds no array)"}
         super().__init__(self.reply_body["message"])
@@ -53,6 +56,8 @@ class HandleTable:
         self._bytes = 0
         self._peak = 0
         self._device_bytes: dict[str, int] = {}
+        # Each held array's (device, bytes) pairs, by id(array), so a free need not ask JAX again.
+        self._footprints: dict[int, tuple[tuple[str, int], ...]] = {}
 
     def add(self, arr: jax.Array) -> HandleOut:
         hid = next(self._ids)
@@ -64,10 +69,11 @@ class HandleTable:
         refs = self._array_refs.get(id(arr), 0)
         self._array_refs[id(arr)] = refs + 1
         if refs == 0:
-            self._account(arr, 1)
+            fp = self._footprints[id(arr)] = _footprint(arr)
+            self._account(fp, 1)
 
-    def _account(self, arr: jax.Array, sign: int) -> None:
-        for device, n in _footprint(arr):
+    def _account(self, footprint: tuple[tuple[str, int], ...], sign: int) -> None:
+        for device, n in footprint:
             self._device_bytes[device] = self._device_bytes.get(device, 0) + sign * n
             self._bytes += sign * n
         if self._bytes > self._peak:
@@ -92,10 +98,14 @@ class HandleTable:
         for hid, arr in zip(ids, arrays):
             self._hold(hid, arr)
 
-    def poison(self, ids: Any, body: dict[str, Any], request: Any) -> None:
-        """Mark the ids a failed request should have filled (ids holding something are left alone)."""
+    def poison(self, ids: Any, error: BaseException, body: dict[str, Any], request: Any) -> None:
+        """Mark the ids failed request `request` should have filled with its
+        error (ids holding something are left alone). An error that repeats a
+        poisoned handle's passes on the original error and request."""
         if not isinstance(ids, list):
             return
+        if isinstance(error, PoisonedHandle):
+            body, request = error.body, error.request
         for hid in ids:
             if isinstance(hid, int) and not isinstance(hid, bool) and hid < 0 and hid not in self._arrays and hid not in self._objects:
                 self._poison[hid] = (body, request)
@@ -165,7 +175,7 @@ class HandleTable:
                     self._array_refs[id(arr)] = left
                 else:
                     del self._array_refs[id(arr)]
-                    self._account(arr, -1)
+                    self._account(self._footprints.pop(id(arr)), -1)
                     # Release device memory now rather than when the GC finds it.
                     try:
                         arr.delete()
@@ -218,12 +228,12 @@ class _Slot:
         self.index = index
 
 
-def _footprint(arr: jax.Array) -> list[tuple[str, int]]:
+def _footprint(arr: jax.Array) -> tuple[tuple[str, int], ...]:
     """(device, bytes) for each device holding part of `arr` (a replicated array counts on each)."""
     devices = arr.devices()
     if len(devices) == 1:
-        return [(str(next(iter(devices))), int(arr.nbytes))]
-    return [(str(s.device), int(s.data.nbytes)) for s in arr.addressable_shards]
+        return ((str(next(iter(devices))), int(arr.nbytes)),)
+    return tuple((str(s.device), int(s.data.nbytes)) for s in arr.addressable_shards)
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:

@@ -44,7 +44,8 @@ export class Transport {
   readonly url: string;
   private readonly socket: Dealer;
   private readonly pending = new Map<number, Pending>();
-  private readonly waiting: Array<() => void> = [];
+  /** Requests waiting for a slot, in arrival order (a Set: O(1) to take the first and to drop an aborted one). */
+  private readonly waiting = new Set<() => void>();
   private readonly maxInFlight: number;
   /** Waiting requests granted a slot that have not sent yet (they go before any newer request). */
   private granted = 0;
@@ -99,7 +100,7 @@ export class Transport {
     // Requests leave in the order they were made (a request may name ids an
     // earlier one produces, docs/protocol.md "Ordering"): one that finds others
     // waiting for a slot, or granted one but not yet sent, queues behind them.
-    const queued = this.pending.size >= this.maxInFlight || this.waiting.length > 0 || this.granted > 0;
+    const queued = this.pending.size >= this.maxInFlight || this.waiting.size > 0 || this.granted > 0;
     if (queued) await this.waitForSlot(signal);
     try {
       if (this.dead) throw this.dead;
@@ -173,18 +174,21 @@ export class Transport {
         resolve();
       };
       const onAbort = (): void => {
-        const i = this.waiting.indexOf(wake);
-        if (i >= 0) this.waiting.splice(i, 1);
+        this.waiting.delete(wake);
         reject(abortError(signal!));
         this.releaseSlot();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(wake);
+      this.waiting.add(wake);
     });
   }
 
   private releaseSlot(): void {
-    while (this.waiting.length && this.pending.size + this.granted < this.maxInFlight) this.waiting.shift()!();
+    while (this.waiting.size > 0 && this.pending.size + this.granted < this.maxInFlight) {
+      const first = this.waiting.values().next().value!;
+      this.waiting.delete(first);
+      first();
+    }
   }
 
   private async readLoop(): Promise<void> {
@@ -261,7 +265,9 @@ export class Transport {
       if (!entry.abandoned) entry.reject(err);
     }
     this.pending.clear();
-    for (const wake of this.waiting.splice(0)) wake();
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const wake of waiting) wake();
     this.onDeath(err);
   }
 

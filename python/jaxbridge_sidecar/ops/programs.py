@@ -25,7 +25,7 @@ def run(host: Host, env: dict[str, Any]) -> Any:
     try:
         return _run(host, env, host.handles.check_out(out))
     except Exception as e:
-        host.handles.poison(out, reply_error_body(e), env.get("id"))
+        host.handles.poison(out, e, reply_error_body(e), env.get("id"))
         raise
 
 
@@ -58,7 +58,7 @@ def _run(host: Host, env: dict[str, Any], out: list[int] | None) -> Any:
                 jax.effects_barrier()
             except Exception as e:
                 if out is not None:
-                    host.handles.poison(out, reply_error_body(e), env.get("id"))
+                    host.handles.poison(out, e, reply_error_body(e), env.get("id"))
                 raise
             return outs
 
