@@ -60,6 +60,7 @@ export {
   getDefaultSession,
   resolveSession,
   type RequestHook,
+  type AbandonedCall,
   type DeviceTree,
   type HostTree,
   type EventRequestOptions,

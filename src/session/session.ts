@@ -78,7 +78,16 @@ export type HostTree<T> = T extends DeviceArray ? NDArray : T extends readonly u
  * request settled. The REPL installs one so that Ctrl-C abandons the calls
  * of the line being evaluated, on every session (src/repl/README.md).
  */
-export type RequestHook = (op: Op) => { signal: AbortSignal; settled(): void } | undefined;
+export type RequestHook = (op: Op, session: Session) => { signal: AbortSignal; settled(): void } | undefined;
+
+/** A request the client gave up on (Ctrl-C, a deadline) whose reply has not arrived: the sidecar is still on it, or has it queued. */
+export interface AbandonedCall {
+  readonly id: number;
+  /** What it is: `call jax.numpy.linalg.svd`, `program` (a `run`: a jitted function or an eager op), or the op. */
+  readonly what: string;
+  /** When it was sent (Date.now()). */
+  readonly sentAt: number;
+}
 
 const requestHooks = new Set<RequestHook>();
 
@@ -211,7 +220,7 @@ export class Session implements HandleOwner, EventSink {
    */
   async request<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions = {}): Promise<Reply<O>> {
     if (requestHooks.size === 0 || op === "free") return this.send(op, fields, opts);
-    const watches = [...requestHooks].flatMap((hook) => hook(op) ?? []);
+    const watches = [...requestHooks].flatMap((hook) => hook(op, this) ?? []);
     if (watches.length === 0) return this.send(op, fields, opts);
     const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), ...watches.map((w) => w.signal)]);
     try {
@@ -230,9 +239,43 @@ export class Session implements HandleOwner, EventSink {
   private async send<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions): Promise<Reply<O>> {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     if (opts.callbacks !== undefined && opts.callbacks.length > 0) return (await this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs)) as Reply<O>;
-    const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
+    if (opts.signal === undefined && timeoutMs === undefined) {
+      // Cannot be abandoned: the fast path (eager dispatch sends many of these).
+      const reply = await this.transport.request((id) => this.build(id, op, fields), {});
+      return this.unpackReply(reply, op) as Reply<O>;
+    }
+    let sent: { id: number; sentAt: number } | undefined;
+    let reply: Frame[];
+    try {
+      reply = await this.transport.request(
+        (id) => {
+          sent = { id, sentAt: Date.now() };
+          return this.build(id, op, fields);
+        },
+        { signal: opts.signal, timeoutMs },
+      );
+    } catch (e) {
+      if (sent !== undefined && (e instanceof AbortedError || e instanceof DeadlineError)) this.noteAbandoned(sent.id, op, fields, sent.sentAt);
+      throw e;
+    }
     // The decoder cannot know an op's reply type: this is where the table's word is taken for it.
     return this.unpackReply(reply, op) as Reply<O>;
+  }
+
+  // --- abandoned calls (the REPL tells the truth about them, issue 15) -----------------------------
+
+  private readonly abandoned = new Map<number, AbandonedCall>();
+
+  private noteAbandoned(id: number, op: Op, fields: object, sentAt: number): void {
+    if (this.closed) return;
+    const fn = op === "call" ? (fields as { fn?: unknown }).fn : undefined;
+    const what = typeof fn === "string" ? `call ${fn}` : op === "run" ? "program" : op;
+    this.abandoned.set(id, { id, what, sentAt });
+  }
+
+  /** Calls given up on whose replies have not arrived, oldest first: the sidecar is still busy with them (or has them queued). */
+  get abandonedCalls(): AbandonedCall[] {
+    return this.closed ? [] : [...this.abandoned.values()];
   }
 
   private build(id: number, op: Op, fields: object): Frame[] {
@@ -270,6 +313,7 @@ export class Session implements HandleOwner, EventSink {
       } catch (e) {
         // The route stays until the abandoned reply arrives (freeAbandoned), acking what still comes.
         route?.abandon();
+        if (route !== undefined && (e instanceof AbortedError || e instanceof DeadlineError)) this.noteAbandoned(route.call, op, fields, start);
         throw e;
       }
       // Every event of this call preceded its reply on the wire: all were routed.
@@ -582,13 +626,13 @@ export class Session implements HandleOwner, EventSink {
   }
 
   /** Send queued frees now (they are otherwise sent on the next tick). */
-  async flushFrees(): Promise<void> {
+  async flushFrees(timeoutMs?: number): Promise<void> {
     this.freeScheduled = false;
     if (this.frees.length === 0 || this.closed) return;
     const handles = this.frees;
     this.frees = [];
     try {
-      await this.request("free", { handles });
+      await this.request("free", { handles }, timeoutMs === undefined ? {} : { timeoutMs });
     } catch {
       // The sidecar is gone, and its memory with it.
     }
@@ -596,7 +640,10 @@ export class Session implements HandleOwner, EventSink {
 
   private freeAbandoned(frames: Frame[]): void {
     const id = frames.length ? peekId(frames[0]!) : null;
-    if (id !== null) this.eventRoutes.delete(id);
+    if (id !== null) {
+      this.eventRoutes.delete(id);
+      this.abandoned.delete(id);
+    }
     try {
       const { handles } = decode(frames, this);
       for (const h of handles) h.dispose();
@@ -639,7 +686,9 @@ export class Session implements HandleOwner, EventSink {
   /** Close the connection and stop the embedded sidecar. Pending calls reject. */
   async close(): Promise<void> {
     if (this._closed) return;
-    await this.flushFrees().catch(() => {});
+    // An embedded sidecar is stopped right after: there is nothing to free. A remote one may
+    // still be busy with calls given up on (Ctrl-C): do not wait behind them for long.
+    if (this.sidecar === undefined) await this.flushFrees(1000).catch(() => {});
     this._closed = true;
     this.transport.close();
     if (defaultSession === this) defaultSession = null;
