@@ -14,12 +14,15 @@ import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
+import { eagerSection } from "./sections/eager.js";
 
 export interface Row {
   name: string;
   value: string;
   ratio?: string;
   goal?: string;
+  /** The verdict against the goal, where the section decides one. */
+  pass?: boolean;
 }
 
 const only = process.argv.slice(2);
@@ -35,6 +38,7 @@ try {
     ["trace", traceSection],
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
+    ["eager", eagerSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;
@@ -43,7 +47,8 @@ try {
     await run(ctx);
     const w = Math.max(...rows.slice(from).map((r) => r.name.length));
     for (const r of rows.slice(from)) {
-      console.log(`${r.name.padEnd(w)}  ${r.value.padStart(12)}  ${(r.ratio ?? "").padStart(10)}  ${r.goal ? `goal ${r.goal}` : ""}`);
+      const verdict = r.pass === undefined ? "" : r.pass ? "  PASS" : "  FAIL";
+      console.log(`${r.name.padEnd(w)}  ${r.value.padStart(12)}  ${(r.ratio ?? "").padStart(10)}  ${r.goal ? `goal ${r.goal}` : ""}${verdict}`);
     }
   }
 } finally {

@@ -53,3 +53,27 @@ def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkey
         client.close()
         server.stop()
         t.join(5)
+
+
+def test_the_eager_chain_bench_op_adds_one_steps_times(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv(bench.BENCH_ENV, "1")
+    endpoint = f"ipc://{tmp_path}/b-{uuid.uuid4().hex[:8]}.sock"
+    server = Server(ServerConfig(endpoint=endpoint))
+    server.bind()
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    client = Client(endpoint)
+    try:
+        x = np.array([0.5, 1.0, -2.0], np.float32)
+        env = client.decoded("bench_eager_chain", x=x, steps=37, repeats=2)
+        assert env["ok"], env
+        assert len(env["result"]["seconds"]) == 2
+        want = x.copy()
+        for _ in range(37):
+            want = want + np.float32(1)
+        np.testing.assert_array_equal(env["result"]["result"], want)
+        assert client.decoded("bench_eager_chain", x=x, steps=0, repeats=1)["error"]["type"] == "ArgumentError"
+    finally:
+        client.close()
+        server.stop()
+        t.join(5)
