@@ -176,6 +176,8 @@ export class Session implements HandleOwner, EventSink {
   private _info: SidecarInfo | null = null;
   private _closed = false;
   private frees: number[] = [];
+  /** Frees taken off `frees` so far (sent, or riding on a request being sent). */
+  private freesTaken = 0;
   private freeScheduled = false;
 
   constructor(transport: Transport, sidecar: EmbeddedSidecar | undefined, defaultTimeoutMs?: number) {
@@ -241,16 +243,18 @@ export class Session implements HandleOwner, EventSink {
     if (opts.callbacks !== undefined && opts.callbacks.length > 0) return (await this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs)) as Reply<O>;
     if (opts.signal === undefined && timeoutMs === undefined) {
       // Cannot be abandoned: the fast path (eager dispatch sends many of these).
-      const reply = await this.transport.request((id) => this.build(id, op, fields), {});
+      const upTo = this.freesReleased;
+      const reply = await this.transport.request((id) => this.build(id, op, fields, upTo), {});
       return this.unpackReply(reply, op) as Reply<O>;
     }
     let sent: { id: number; sentAt: number } | undefined;
     let reply: Frame[];
+    const upTo = this.freesReleased;
     try {
       reply = await this.transport.request(
         (id) => {
           sent = { id, sentAt: Date.now() };
-          return this.build(id, op, fields);
+          return this.build(id, op, fields, upTo);
         },
         { signal: opts.signal, timeoutMs },
       );
@@ -278,12 +282,30 @@ export class Session implements HandleOwner, EventSink {
     return this.closed ? [] : [...this.abandoned.values()];
   }
 
-  private build(id: number, op: Op, fields: object): Frame[] {
-    // Queued frees ride along with the next request instead of costing a message of their own.
-    if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
-    const free = this.frees;
-    this.frees = [];
-    return encode({ id, op, ...fields, free });
+  /**
+   * The request's frames. Queued frees ride along instead of costing a
+   * message of their own, but only those released before the request was
+   * made (`upTo`, from `freesReleased`): a request made earlier and sent
+   * later (it waited for a slot) may name arrays freed since.
+   */
+  private build(id: number, op: Op, fields: object, upTo: number): Frame[] {
+    const free = op === "free" ? undefined : this.takeFrees(upTo);
+    return encode(free === undefined ? { id, op, ...fields } : { id, op, ...fields, free });
+  }
+
+  /** How many frees were ever queued: the position a request made now may take frees up to. */
+  private get freesReleased(): number {
+    return this.freesTaken + this.frees.length;
+  }
+
+  /** Take the queued frees among the first `upTo` ever queued (undefined if none). */
+  private takeFrees(upTo: number): number[] | undefined {
+    const n = Math.min(upTo - this.freesTaken, this.frees.length);
+    if (n <= 0) return undefined;
+    const taken = n === this.frees.length ? this.frees : this.frees.slice(0, n);
+    this.frees = n === this.frees.length ? [] : this.frees.slice(n);
+    this.freesTaken += n;
+    return taken;
   }
 
   /**
@@ -294,6 +316,7 @@ export class Session implements HandleOwner, EventSink {
    */
   private async requestWithEvents(op: Op, fields: object, table: readonly HostCallback[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<unknown> {
     const start = Date.now();
+    const upTo = this.freesReleased;
     let route: CallEvents | undefined;
     let kill!: (err: Error) => void;
     const killed = new Promise<never>((_, reject) => (kill = reject));
@@ -306,7 +329,7 @@ export class Session implements HandleOwner, EventSink {
           (id) => {
             route = new CallEvents(id, table, this);
             this.eventRoutes.set(id, route);
-            return this.build(id, op, fields);
+            return this.build(id, op, fields, upTo);
           },
           { signal, timeoutMs },
         );
@@ -629,8 +652,8 @@ export class Session implements HandleOwner, EventSink {
   async flushFrees(timeoutMs?: number): Promise<void> {
     this.freeScheduled = false;
     if (this.frees.length === 0 || this.closed) return;
-    const handles = this.frees;
-    this.frees = [];
+    // A request of its own leaves after every request made before: all queued frees may go.
+    const handles = this.takeFrees(this.freesReleased)!;
     try {
       await this.request("free", { handles }, timeoutMs === undefined ? {} : { timeoutMs });
     } catch {

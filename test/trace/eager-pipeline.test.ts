@@ -136,6 +136,27 @@ except Exception as e:
     x!.dispose();
   });
 
+  it("frees of arrays still needed by requests waiting for a slot wait for those requests", async () => {
+    // With 4 requests in flight at most, the chain's requests wait in TypeScript while the tidy ends
+    // and frees its intermediates: those frees must not ride on a request made before them.
+    const narrow = await connect({ x64: false, maxInFlight: 4 });
+    try {
+      const [x] = await narrow.put([hostArray([1, 2], "float32")]);
+      await narrow.tidy(async () => void (await x!.mul(0.75).add(1).block())); // compiled: replies now come faster than frees are flushed on their own
+      const y = await narrow.tidy(async () => {
+        let v = x!;
+        for (let i = 0; i < 300; i++) v = v.mul(0.75).add(1);
+        return v;
+      });
+      let want = [1, 2];
+      for (let i = 0; i < 300; i++) want = want.map((v) => Math.fround(Math.fround(v * 0.75) + 1));
+      assert.deepEqual(Array.from((await y.toHost()).data as Float32Array), want);
+      assert.equal((await narrow.memory()).arrays, 2);
+    } finally {
+      await narrow.close();
+    }
+  });
+
   it("a sidecar killed mid-chain rejects every pending await", async () => {
     const doomed = await connect({ x64: false });
     const [x] = await doomed.put([hostArray([1, 2, 3], "float32")]);
