@@ -14,6 +14,7 @@ import { array as hostArray, type NDArray } from "../../src/values/ndarray.js";
 import { SidecarDiedError, SidecarError } from "../../src/values/errors.js";
 import { jnp } from "../../src/trace/lib/index.js";
 import { Oracle } from "./support/oracle.js";
+import { useSession } from "../support/session.js";
 
 const oracle = new Oracle();
 after(() => oracle.close());
@@ -36,14 +37,9 @@ async function settlesWithin<T>(p: Promise<T>, ms: number, what: string): Promis
 
 describe("eager dispatch: pipelining", function () {
   this.timeout(600_000);
+  const session = useSession({ x64: false });
   let jb: Session;
-  before(async function () {
-    this.timeout(180_000);
-    jb = await connect({ x64: false });
-  });
-  after(async () => {
-    await jb.close();
-  });
+  beforeEach(() => (jb = session()));
 
   it("100,000 dependent tiny ops in flight lose nothing and equal the same chain in Python", async () => {
     // A cycle of three ops whose order matters: an op lost, repeated or reordered changes the result.
@@ -180,14 +176,9 @@ except Exception as e:
 
 describe("eager dispatch: memory (tidy, scope, memory)", function () {
   this.timeout(300_000);
+  const session = useSession({ x64: false });
   let jb: Session;
-  before(async function () {
-    this.timeout(180_000);
-    jb = await connect({ x64: false });
-  });
-  after(async () => {
-    await jb.close();
-  });
+  beforeEach(() => (jb = session()));
 
   it("a 10,000-step eager loop inside a scope ends with as many live arrays as it started with", async () => {
     const [w] = await jb.put([hostArray([0.5, 0.25], "float32")]);

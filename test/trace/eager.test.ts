@@ -9,7 +9,7 @@
  * JAX keeps them, and `x + 1` refused.
  */
 import assert from "node:assert/strict";
-import { connect, type Session } from "../../src/session/session.js";
+import type { Session } from "../../src/session/session.js";
 import { DeviceArray } from "../../src/values/device-array.js";
 import { array as hostArray } from "../../src/values/ndarray.js";
 import { TraceError } from "../../src/trace/errors.js";
@@ -26,6 +26,7 @@ import { runEagerCases } from "./support/cases.js";
 import { binaryCases, creationCases, indexingCases, linalgCases, reductionCases, shapeCases, unaryCases } from "./support/jnp-cases.js";
 import { activationCases, oneHotCases, randomCases } from "./support/nn-random-cases.js";
 import { Oracle, pick, rng } from "./support/oracle.js";
+import { useSession } from "../support/session.js";
 
 const oracle = new Oracle();
 after(() => oracle.close());
@@ -59,18 +60,13 @@ describe("eager namespaces", () => {
 for (const x64 of [true, false]) {
   describe(`eager ops vs jax.numpy op by op (x64=${x64})`, function () {
     this.timeout(600_000);
+    // The default session (creation ops with no array argument run there): this mode's, while it is open.
+    const session = useSession({ x64 });
     let jb: Session;
+    beforeEach(() => (jb = session()));
     const r = rng(x64 ? 7 : 8);
     const some = <T>(xs: readonly T[], n: number): T[] => Array.from({ length: n }, () => pick(r, xs));
     const k = x64 ? 1 : 0.5;
-    before(async function () {
-      this.timeout(180_000);
-      // The default session (creation ops with no array argument run there): this mode's, while it is open.
-      jb = await connect({ x64 });
-    });
-    after(async () => {
-      await jb.close();
-    });
 
     it("generated elementwise cases (dtypes, broadcasting, special values) agree bit for bit", async () => {
       await runEagerCases(oracle, jb, [...unaryCases(x64 ? 111 : 112, x64, 20 * k), ...binaryCases(x64 ? 121 : 122, x64, 26 * k)], x64, 50);
@@ -89,13 +85,9 @@ for (const x64 of [true, false]) {
 
 describe("eager dispatch", function () {
   this.timeout(180_000);
+  const session = useSession();
   let jb: Session;
-  before(async function () {
-    jb = await connect();
-  });
-  after(async () => {
-    await jb.close();
-  });
+  beforeEach(() => (jb = session()));
 
   it("returns a DeviceArray at once with its dtype and shape, before the sidecar ran it", async () => {
     const [x] = await jb.put([hostArray([[1, 2, 3], [4, 5, 6]], "float32")]);
