@@ -131,7 +131,7 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
     initSplit.dynamic,
     xsLeaves,
     opts,
-    { op, carryName: (i) => `carry${initSplit.paths[i]}`, xsName: (i) => `xs${keystr(xsFlat.leaves[i]!.path as never)}` },
+    { op, carryPath: (i) => initSplit.paths[i]!, xsName: (i) => `xs${keystr(xsFlat.leaves[i]!.path as never)}` },
   );
   const finalCarry = combine(unflatten(initSplit.dynDef, carry), initSplit.statics) as C;
   return [finalCarry, unflatten(yDef!, ys) as Y];

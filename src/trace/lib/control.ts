@@ -122,8 +122,8 @@ export interface FlatNames {
   op?: string;
   /** Key path (`keystr`) of output k within a branch's output tree; "" for a lone array. Default `[k]`. */
   outPath?: (k: number) => string;
-  /** Full name of carry leaf i, as JAX names it (`carry['params'].w`). Default `carry[i]`. */
-  carryName?: (i: number) => string;
+  /** Key path of carry leaf i within the carry (`['params'].w`; "" when the carry is one array). Default `[i]`. */
+  carryPath?: (i: number) => string;
   /** Full name of xs leaf i (`xs['obs']`). Default `xs[i]`. */
   xsName?: (i: number) => string;
 }
@@ -160,7 +160,7 @@ export function switchFlat(index: Operand, branches: readonly BranchFn[], operan
 /**
  * `lax.cond(pred, trueFun, falseFun, ...operands)` on flat lists of arrays.
  * As in `lax.cond`: the predicate is a scalar bool or number (an int or
- * float is compared with 0; complex is refused), trueFun is traced first,
+ * float is compared with 0; complex and bfloat16 are refused), trueFun is traced first,
  * the branches' outputs must match in count, shape and dtype (no weak-type
  * promotion: a weak int against a float32 is an error), and the result
  * takes falseFun's weak types (branch 0's, as cond_p's abstract eval does).
@@ -170,8 +170,10 @@ export function condFlat(pred: Operand, trueFun: BranchFn, falseFun: BranchFn, o
   requireTrace(op);
   let p = operandTracer(op, pred);
   if (p.ndim !== 0) throw traceError(op, `Pred must be a scalar, got ${jaxTypeStr(p.aval)}`);
+  // lax.cond asks numpy's dtype.kind for 'b', 'i', 'u' or 'f': complex is refused, and so is
+  // bfloat16, whose numpy kind is 'V' (an ml_dtypes extension type).
   const k = kindOf(p.dtype);
-  if (k === "c") throw traceError(op, `Pred type must be either boolean or number, got ${p.dtype}`);
+  if (k === "c" || p.dtype === "bfloat16") throw traceError(op, `Pred type must be either boolean or number, got ${p.dtype}`);
   if (k !== "b") p = lax.ne(p, lit(0, p.dtype));
   const ops = operands.map((o) => operandTracer(op, o));
   return branchesFlat(op, p, [{ fn: falseFun, name: "falseFun" }, { fn: trueFun, name: "trueFun" }], [1, 0], ops, names.outPath);
@@ -266,7 +268,8 @@ function carryLoop(
   what: string,
   init: Tracer[],
   trace: (carry: readonly Typed[]) => { body: Body; nCarry: number },
-  carryName: (i: number) => string,
+  carryName: string,
+  carryPath: (i: number) => string,
 ): { body: Body; nCarry: number; init: Tracer[] } {
   const x64 = requireTrace(op).x64;
   const structure = (nCarry: number) =>
@@ -294,7 +297,10 @@ function carryLoop(
   const diffs: string[] = [];
   init.forEach((c, i) => {
     const out = typeOf(body.outs[i]!).aval;
-    if (!typematch(c.aval, out)) diffs.push(`the input carry component ${carryName(i)} has type ${jaxTypeStr(c.aval)} but the corresponding output carry component has type ${jaxTypeStr(out)}${mismatchExtra(c.aval, out)}`);
+    const p = carryPath(i);
+    // JAX: "the input carry component c['a']", or "the input carry c" for a lone array; the name is ours.
+    const component = p ? `the input carry component ${carryName}${p}` : "the input carry";
+    if (!typematch(c.aval, out)) diffs.push(`${component} has type ${jaxTypeStr(c.aval)} but the corresponding output carry component has type ${jaxTypeStr(out)}${mismatchExtra(c.aval, out)}`);
   });
   if (diffs.length) {
     throw traceError(op, differences(`${what} function carry input and carry output must have equal types, but they differ:`, diffs, "Revise the function so that all output types match the corresponding input types."));
@@ -317,7 +323,7 @@ export function scanFlat(
 ): { carry: Tracer[]; ys: Tracer[] } {
   const op = names.op ?? "scan";
   const parent = requireTrace(op);
-  const carryName = names.carryName ?? ((i: number) => `carry[${i}]`);
+  const carryPath = names.carryPath ?? ((i: number) => `[${i}]`);
   const xsName = names.xsName ?? ((i: number) => `xs[${i}]`);
   const carry0 = init.map((c) => operandTracer(op, c));
   const xts = (xs ?? []).map((x) => operandTracer(op, x));
@@ -359,7 +365,7 @@ export function scanFlat(
     return { body, nCarry };
   };
 
-  const { body, nCarry, init: carryIn } = carryLoop(op, "scan body", carry0, traceBody, carryName);
+  const { body, nCarry, init: carryIn } = carryLoop(op, "scan body", carry0, traceBody, "carry", carryPath);
   body.close();
   const captures = body.trace.captures.map((c) => c.outer);
   const program = body.trace.toProgram("captures-first");
@@ -391,7 +397,7 @@ export function whileFlat(condFun: (...carry: Tracer[]) => BodyOut, bodyFun: (..
     const body = new Body(parent, `${op} body`).run(cTypes, (args) => checkList(op, bodyFun(...args), "body_fun's result"), op, "body_fun output");
     return { body, nCarry: body.outs.length };
   };
-  const { body, init: carryIn } = carryLoop(op, "while_loop body", carry0, traceBoth, names.carryName ?? ((i) => `init_val[${i}]`));
+  const { body, init: carryIn } = carryLoop(op, "while_loop body", carry0, traceBoth, "init_val", names.carryPath ?? ((i) => `[${i}]`));
   cond!.close();
   body.close();
   const cc = cond!.trace.captures.map((c) => c.outer);
@@ -418,7 +424,7 @@ export function foriLoopFlat(lower: number, upper: number, bodyFun: (i: Tracer, 
     [lax.broadcastInDim(lit(lower, itype, true), [], []), ...init],
     null,
     { length: Math.max(0, upper - lower) },
-    { op, carryName: (i) => (i === 0 ? "the loop index" : `init_val[${i - 1}]`) },
+    { op },
   );
   return carry.slice(1);
 }
