@@ -247,6 +247,35 @@ function agree(mine: Decision, py: PyDecisions): string | null {
   return null;
 }
 
+interface Tally {
+  accepted: number;
+  refused: number;
+  [kind: string]: number;
+}
+
+/**
+ * Judge one case: a disagreement with the oracles is a failure; a refusal
+ * counts (and whether ours named key paths); an acceptance counts (and
+ * whether any output is weak) and its bits are compared by `bits`.
+ */
+async function judge(mine: Decision, py: PyDecisions, where: string, failures: string[], seen: Tally, bits: () => Promise<{ mismatch: string | null }>): Promise<boolean> {
+  const why = agree(mine, py);
+  if (why) {
+    failures.push(`${where}\n  ${why}`);
+    return false;
+  }
+  if (!mine.ok) {
+    seen.refused++;
+    if ("paths" in seen && namedPaths(mine.message).some((p) => p !== "")) seen.paths!++;
+    return false;
+  }
+  seen.accepted++;
+  if ("weakOut" in seen && mine.types.some((t) => t.weak)) seen.weakOut!++;
+  const res = await bits();
+  if (res.mismatch) failures.push(`${where}\n  bits: ${res.mismatch}`);
+  return true;
+}
+
 const lerax = leraxUtils;
 const suite = "path" in lerax ? describe : describe.skip;
 const title = "lax's type rules, against lerax 0.0.6 and jax.lax" + ("path" in lerax ? "" : ` (skipped: ${lerax.skipReason})`);
@@ -293,21 +322,8 @@ z = [jnp.asarray(x) for x in args]
 result = {"lerax": run(lambda *z: lerax_utils.filter_cond(${predPy}, tf, ff, *z[:${nArgs}]), *z), "lax": run(lambda *z: lax.cond(${predPy}, arrays_of(tf), arrays_of(ff), *z[:${nArgs}]), *z)}`,
           pool.arrays,
         );
-        const why = agree(mine, py);
         const where = `case ${i} (pred ${pred.kind === "js" ? pred.py : `${pred.spec.dtype}[${pred.spec.shape}]`})\n  true:  ${tf}\n  false: ${ff}`;
-        if (why) {
-          failures.push(`${where}\n  ${why}`);
-          continue;
-        }
-        if (!mine.ok) {
-          seen.refused++;
-          if (namedPaths(mine.message).some((p) => p !== "")) seen.paths++;
-          continue;
-        }
-        seen.accepted++;
-        if (mine.types.some((t) => t.weak)) seen.weakOut++;
-        const res = await oracle.compare((...z) => tracers(fn(...z)), pool.arrays, `lambda *z: lerax_utils.filter_cond(${predPy}, ${tf}, ${ff}, *z[:${nArgs}])`, { x64, filterJit: true });
-        if (res.mismatch) failures.push(`${where}\n  bits: ${res.mismatch}`);
+        await judge(mine, py, where, failures, seen, () => oracle.compare((...z) => tracers(fn(...z)), pool.arrays, `lambda *z: lerax_utils.filter_cond(${predPy}, ${tf}, ${ff}, *z[:${nArgs}])`, { x64, filterJit: true }));
       }
       assert.deepEqual(failures, []);
       for (const [k, v] of Object.entries(seen)) assert.ok(v >= 2, `the generator made only ${v} cases of kind ${k}: ${JSON.stringify(seen)}`);
@@ -355,19 +371,8 @@ result = {"lerax": run(lambda *z: lerax_utils.filter_cond(${predPy}, tf, ff, *z[
 result = {"lax": run(lambda *z: lax.switch(${idxPy}, ${bsPy}, *z[:${nArgs}]), *z)}`,
           pool.arrays,
         );
-        const why = agree(mine, { lerax: py.lax, lax: py.lax });
         const where = `case ${i} (index ${"js" in index ? index.py : `${index.spec.dtype}[${index.spec.shape}]`}): ${bsPy}`;
-        if (why) {
-          failures.push(`${where}\n  ${why}`);
-          continue;
-        }
-        if (!mine.ok) {
-          seen.refused++;
-          continue;
-        }
-        seen.accepted++;
-        const res = await oracle.compare((...z) => fn(...z), pool.arrays, `lambda *z: lax.switch(${idxPy}, ${bsPy}, *z[:${nArgs}])`, { x64 });
-        if (res.mismatch) failures.push(`${where}\n  bits: ${res.mismatch}`);
+        await judge(mine, { lerax: py.lax, lax: py.lax }, where, failures, seen, () => oracle.compare((...z) => fn(...z), pool.arrays, `lambda *z: lax.switch(${idxPy}, ${bsPy}, *z[:${nArgs}])`, { x64 }));
       }
       assert.deepEqual(failures, []);
       for (const [k, v] of Object.entries(seen)) assert.ok(v >= 2, `the generator made only ${v} cases of kind ${k}: ${JSON.stringify(seen)}`);
@@ -456,21 +461,8 @@ result = {"lerax": run(lambda *z: lerax_utils.filter_scan(body, init(z), ${xsPy}
           pool.arrays,
         );
         const where = `case ${i}\n  init: ${pyTree(initT)}\n  body: ${body}`;
-        const why = agree(mine, py);
-        if (why) {
-          failures.push(`${where}\n  ${why}`);
-          continue;
-        }
-        if (!mine.ok) {
-          seen.refused++;
-          if (namedPaths(mine.message).some((p) => p !== "")) seen.paths++;
-          continue;
-        }
-        seen.accepted++;
-        if (mine.types.some((t) => t.weak)) seen.weakOut++;
-        if (pairs.some(([a]) => a.py.startsWith("jnp.full")) && !mine.types.every((t) => t.weak)) seen.promoted++;
-        const res = await oracle.compare((...z) => tracers(fn(...z)), pool.arrays, `lambda *z: lerax_utils.filter_scan(${body}, ${initPy}(z), ${xsPy}, length=${T})[0]`, { x64, filterJit: true });
-        if (res.mismatch) failures.push(`${where}\n  bits: ${res.mismatch}`);
+        const accepted = await judge(mine, py, where, failures, seen, () => oracle.compare((...z) => tracers(fn(...z)), pool.arrays, `lambda *z: lerax_utils.filter_scan(${body}, ${initPy}(z), ${xsPy}, length=${T})[0]`, { x64, filterJit: true }));
+        if (accepted && mine.ok && pairs.some(([a]) => a.py.startsWith("jnp.full")) && !mine.types.every((t) => t.weak)) seen.promoted++;
       }
       assert.deepEqual(failures, []);
       for (const [k, v] of Object.entries(seen)) assert.ok(v >= 2, `the generator made only ${v} cases of kind ${k}: ${JSON.stringify(seen)}`);

@@ -45,6 +45,13 @@ def failure(thunk):
     raise AssertionError("no exception")
 `;
 
+/** What a promise that must fail rejects with. */
+const rejection = (p: Promise<unknown>, why: string): Promise<unknown> =>
+  p.then(
+    () => assert.fail(why),
+    (e: unknown) => e,
+  );
+
 describe("error replies: Python's exception chain, capped messages", function () {
   this.timeout(180_000);
   const jb = useSession({ allow: ["equinox.nn"] });
@@ -55,12 +62,7 @@ describe("error replies: Python's exception chain, capped messages", function ()
 import jax.numpy as jnp
 print(json.dumps(failure(lambda: jnp.array(${JSON.stringify(arg)}))))`);
     assert.ok(want.causes.length >= 1, "the oracle's exception should have a context");
-    const err = await jb()
-      .call("jax.numpy.array", arg)
-      .then(
-        () => assert.fail("the call should fail"),
-        (e: unknown) => e,
-      );
+    const err = await rejection(jb().call("jax.numpy.array", arg), "the call should fail");
     assert.ok(err instanceof SidecarError);
     assert.equal(err.remoteType, want.type);
     assert.equal(err.remoteMessage, want.message);
@@ -80,12 +82,7 @@ print(json.dumps(failure(lambda: jnp.array(${JSON.stringify(arg)}))))`);
     const want = await runPython<PyFailure>(`${PY_CHAIN}
 import jax.numpy as jnp
 print(json.dumps(failure(lambda: jnp.zeros(${JSON.stringify(arg)}))))`);
-    const err = await jb()
-      .call("jax.numpy.zeros", arg)
-      .then(
-        () => assert.fail("the call should fail"),
-        (e: unknown) => e,
-      );
+    const err = await rejection(jb().call("jax.numpy.zeros", arg), "the call should fail");
     assert.ok(err instanceof SidecarError);
     const limit = 16384;
     const cut = want.message.length - limit;
@@ -111,10 +108,7 @@ jax.config.update("jax_enable_x64", True)
 data = open(${JSON.stringify(broken)}, "rb").read()[32:]
 like = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(0))
 print(json.dumps(failure(lambda: eqx.tree_deserialise_leaves(io.BytesIO(data), like))))`);
-      const err = await deserializeRemote(jb(), broken, m).then(
-        () => assert.fail("loading a truncated file should fail"),
-        (e: unknown) => e,
-      );
+      const err = await rejection(deserializeRemote(jb(), broken, m), "loading a truncated file should fail");
       assert.ok(err instanceof SidecarError);
       assert.equal(err.remoteType, "equinox._serialisation.TreePathError");
       assert.equal(err.remoteType, want.type);
@@ -128,12 +122,7 @@ print(json.dumps(failure(lambda: eqx.tree_deserialise_leaves(io.BytesIO(data), l
   });
 
   it("the sidecar's own error kinds (NotAllowed here) arrive with an empty chain", async () => {
-    const err = await jb()
-      .call("os.system", "true")
-      .then(
-        () => assert.fail("os.system must be refused"),
-        (e: unknown) => e,
-      );
+    const err = await rejection(jb().call("os.system", "true"), "os.system must be refused");
     assert.ok(err instanceof SidecarError);
     assert.equal(err.remoteType, "NotAllowed");
     assert.deepEqual(err.causes, []);
