@@ -1,0 +1,62 @@
+/**
+ * Tree types at the boundary of a traced function: what a caller may pass
+ * where the function takes a Tracer, what the function sees, and what a
+ * top-level call resolves to. Types only; `jit` and lerax's utilities share
+ * them.
+ */
+import type { DeviceArray } from "../values/device-array.js";
+import type { NDArray } from "../values/ndarray.js";
+import type { Tracer } from "./tracer.js";
+
+/** A leaf that is an array: traced inside a function, host or device outside. */
+export type ArrayLeaf = Tracer | NDArray | DeviceArray;
+export type Fn = (...args: never[]) => unknown;
+export type Primitive = string | number | boolean | bigint | symbol | null | undefined;
+
+/** A tree as a traced function sees it: array leaves are Tracers. */
+export type TracerTree<T> = T extends ArrayLeaf
+  ? Tracer
+  : T extends Fn | Primitive
+    ? T
+    : T extends readonly unknown[]
+      ? { [K in keyof T]: TracerTree<T[K]> }
+      : T extends object
+        ? { [K in keyof T]: TracerTree<T[K]> }
+        : T;
+
+/** A tree as a top-level call returns it: array leaves are DeviceArrays. */
+export type DeviceResult<T> = T extends ArrayLeaf
+  ? DeviceArray
+  : T extends Fn | Primitive
+    ? T
+    : T extends readonly unknown[]
+      ? { [K in keyof T]: DeviceResult<T[K]> }
+      : T extends object
+        ? { [K in keyof T]: DeviceResult<T[K]> }
+        : T;
+
+/** A tree as a top-level call with `fetch: true` returns it: array leaves are NDArrays. */
+export type HostResult<T> = T extends ArrayLeaf
+  ? NDArray
+  : T extends Fn | Primitive
+    ? T
+    : T extends readonly unknown[]
+      ? { [K in keyof T]: HostResult<T[K]> }
+      : T extends object
+        ? { [K in keyof T]: HostResult<T[K]> }
+        : T;
+
+/**
+ * What a caller may pass where the traced function takes an array: any
+ * array (a host NDArray, a DeviceArray, or a Tracer when the call is inside
+ * another trace). Everything else is passed as typed (a static leaf).
+ */
+export type ArgTree<T> = T extends ArrayLeaf
+  ? ArrayLeaf
+  : T extends Fn | Primitive
+    ? T
+    : T extends readonly unknown[]
+      ? { [K in keyof T]: ArgTree<T[K]> }
+      : T extends object
+        ? { [K in keyof T]: ArgTree<T[K]> }
+        : T;
