@@ -13,50 +13,29 @@ export type ArrayLeaf = Tracer | NDArray | DeviceArray;
 export type Fn = (...args: never[]) => unknown;
 export type Primitive = string | number | boolean | bigint | symbol | null | undefined;
 
-/** A tree as a traced function sees it: array leaves are Tracers. */
-export type TracerTree<T> = T extends ArrayLeaf
-  ? Tracer
+/** `T` with every array leaf's type replaced by `L`, functions and primitives kept, arrays and objects mapped. */
+export type MapArrayLeaves<T, L> = T extends ArrayLeaf
+  ? L
   : T extends Fn | Primitive
     ? T
     : T extends readonly unknown[]
-      ? { [K in keyof T]: TracerTree<T[K]> }
+      ? { [K in keyof T]: MapArrayLeaves<T[K], L> }
       : T extends object
-        ? { [K in keyof T]: TracerTree<T[K]> }
+        ? { [K in keyof T]: MapArrayLeaves<T[K], L> }
         : T;
+
+/** A tree as a traced function sees it: array leaves are Tracers. */
+export type TracerTree<T> = MapArrayLeaves<T, Tracer>;
 
 /** A tree as a top-level call returns it: array leaves are DeviceArrays. */
-export type DeviceResult<T> = T extends ArrayLeaf
-  ? DeviceArray
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: DeviceResult<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: DeviceResult<T[K]> }
-        : T;
+export type DeviceResult<T> = MapArrayLeaves<T, DeviceArray>;
 
 /** A tree as a top-level call with `fetch: true` returns it: array leaves are NDArrays. */
-export type HostResult<T> = T extends ArrayLeaf
-  ? NDArray
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: HostResult<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: HostResult<T[K]> }
-        : T;
+export type HostResult<T> = MapArrayLeaves<T, NDArray>;
 
 /**
  * What a caller may pass where the traced function takes an array: any
  * array (a host NDArray, a DeviceArray, or a Tracer when the call is inside
  * another trace). Everything else is passed as typed (a static leaf).
  */
-export type ArgTree<T> = T extends ArrayLeaf
-  ? ArrayLeaf
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: ArgTree<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: ArgTree<T[K]> }
-        : T;
+export type ArgTree<T> = MapArrayLeaves<T, ArrayLeaf>;
