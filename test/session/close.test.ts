@@ -4,9 +4,9 @@
  * (support/close-case.ts), because the failure this guards against is the
  * process itself ending early: Node exits with code 13 when nothing keeps
  * its event loop alive while a top-level `await jb.close()` is unsettled.
- * The machine is loaded with one busy loop per core meanwhile, so a
- * sidecar that is slow to die is the normal case here. No timings are
- * asserted: the mocha timeout is the bound.
+ * Once the sidecar is up, the machine is loaded with one busy loop per
+ * core, so a sidecar that is slow to die is the normal case here. No
+ * timings are asserted: the mocha timeout is the bound.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -16,14 +16,35 @@ import { join, resolve } from "node:path";
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const CASE = join(ROOT, "test", "session", "support", "close-case.ts");
 
+/**
+ * Load every core with a busy loop. Each loop ends by itself after
+ * `seconds`, so that none outlives a test run that was killed.
+ */
+function loadCpu(seconds: number): ChildProcess[] {
+  const code = `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end) {}`;
+  return Array.from({ length: availableParallelism() }, () => spawn(process.execPath, ["-e", code], { stdio: "ignore" }));
+}
+
+/**
+ * Run one case. The CPU is loaded from the moment its sidecar is ready
+ * (the case prints its pid) until the case exits: the close happens under
+ * load, the JAX import before it does not have to.
+ */
 function runCase(which: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
   return new Promise((res, rej) => {
     const child = spawn(process.execPath, ["--import", "tsx", CASE, which], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, JAXBRIDGE_URL: "" } });
     let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    let burners: ChildProcess[] = [];
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (burners.length === 0 && /^sidecar \d+$/m.test(out)) burners = loadCpu(90);
+    });
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     child.once("error", rej);
-    child.once("close", (code, signal) => res({ code, signal, out }));
+    child.once("close", (code, signal) => {
+      for (const b of burners) b.kill("SIGKILL");
+      res({ code, signal, out });
+    });
   });
 }
 
@@ -41,17 +62,6 @@ function sidecarGone(out: string): boolean {
 
 describe("Session.close() under CPU load", function () {
   this.timeout(120_000);
-  const burners: ChildProcess[] = [];
-
-  before(() => {
-    for (let i = 0; i < availableParallelism(); i++) {
-      burners.push(spawn(process.execPath, ["-e", "for(;;){}"], { stdio: "ignore" }));
-    }
-  });
-  after(() => {
-    for (const b of burners) b.kill("SIGKILL");
-  });
-
   const cases: [string, string, string | null][] = [
     ["busy", "a long scan running (not awaited), closed 1.5 s later", "SidecarDiedError"],
     ["stopped", "the sidecar SIGSTOPped with a call pending", "SidecarDiedError"],
