@@ -75,10 +75,11 @@ export { eagerStats, clearEagerCache } from "./trace/eager.js";
 export type { DeviceArrayOptions } from "./values/device-array.js";
 export type { ArrayScope } from "./session/memory.js";
 export type { Eager, EagerArg, EagerResult } from "./trace/lib/eager/wrap.js";
-export { runProgram, programsHeld, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type ProgramStats } from "./trace/jit.js";
+export { runProgram, programsHeld, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type JitArgs, type ProgramStats } from "./trace/jit.js";
+export type { ArgTree, HostResult } from "./trace/types.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
-export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./trace/lib/control.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions, type FlatNames } from "./trace/lib/control.js";
 export { installArrayMethods, type ArrayMethods, type AtMethods } from "./trace/lib/index.js";
 
 // lerax's utilities: the types of their staged results.

@@ -100,6 +100,7 @@ const PUBLIC_TYPES = [
   "CallOptions",
   "RequestOptions",
   "SidecarInfo",
+  "RemoteCause",
   "PyProxy",
   "CurveClientKeys",
   "Jitted",

@@ -73,7 +73,7 @@ def reply_error_body(e: BaseException) -> dict[str, Any]:
     the protocol's own errors by kind, without a traceback; anything else as
     Python raised it."""
     if isinstance(e, WireError):
-        return {"type": e.kind, "message": str(e), "traceback": ""}
+        return error_body(e, e.kind, with_traceback=False)
     if isinstance(e, NotAllowed):
-        return {"type": "NotAllowed", "message": str(e), "traceback": ""}
+        return error_body(e, "NotAllowed", with_traceback=False)
     return error_body(e)
