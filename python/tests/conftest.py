@@ -25,9 +25,11 @@ from jaxbridge_sidecar.server import Server, ServerConfig
 class Client:
     """A bare DEALER speaking the wire by hand, so tests check bytes, not our own client."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, routing_id: bytes | None = None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A routing id of our own, as the TypeScript client sets one: the sidecar names sessions by it.
+        self.sock.setsockopt(zmq.ROUTING_ID, routing_id or b"t" + uuid.uuid4().bytes)
         self.sock.connect(endpoint)
         self.next_id = 1
 
@@ -80,6 +82,21 @@ def _reply_ext(frames: list[Any]):
         return np.frombuffer(buf, dtype=protocol.dtype_from_name(dtype)).reshape(shape)
 
     return hook
+
+
+def session_of(server: Server, client: "Client | None" = None) -> Any:
+    """The sidecar's session of `client` (by default: its only session)."""
+    sessions = list(server.sessions)
+    if client is not None:
+        rid = client.sock.getsockopt(zmq.ROUTING_ID)
+        sessions = [s for s in sessions if s.key[1] == rid]
+    assert len(sessions) == 1, f"expected one session, the sidecar has {len(sessions)}"
+    return sessions[0]
+
+
+def handles_of(server: Server, client: "Client | None" = None) -> Any:
+    """The handle table of the sidecar's session of `client` (by default: its only session)."""
+    return session_of(server, client).handles
 
 
 @contextlib.contextmanager
