@@ -53,8 +53,9 @@ log = logging.getLogger("jaxbridge.sidecar")
 # documents exactly these, and `python -m jaxbridge_sidecar ops` prints them.
 FAMILIES = (session, arrays, calls, programs, serialization, arrow, events)
 
-# Answered as soon as they arrive, even while an earlier request of the same session runs.
-IMMEDIATE_OPS = frozenset({"ping", "ack", "hello"})
+# Answered as soon as they arrive, even while an earlier request of the same session runs
+# (`close` ends the session at once: its queued requests are dropped, its runs stop waiting).
+IMMEDIATE_OPS = frozenset({"ping", "ack", "hello", "close"})
 
 # The exit status of a sidecar that gave up on a hung run (EX_TEMPFAIL): its supervisor restarts it.
 EXIT_HUNG = 75
@@ -167,7 +168,7 @@ class SessionHost:
         return instance == self.instance and self.session.requests > 1
 
     def end_session(self, reason: str) -> None:
-        self.session.ending = reason
+        self.server.end_later(self.session, reason)
 
     def materialize(self, value: Any) -> Any:
         return remote.materialize(self.handles, self.structures, value)
@@ -375,7 +376,7 @@ class Server:
             s.fd = first.get(zmq.SRCFD)
         except (zmq.ZMQError, AttributeError):
             pass
-        if s.busy or s.queue:
+        if s.busy:
             if protocol.peek(frames, "op") in IMMEDIATE_OPS:
                 reply = self._handle(s, frames, None)
                 if reply is not None:
@@ -383,49 +384,56 @@ class Server:
             else:
                 s.queue.append(frames)
             return True
+        if s.queue:
+            s.queue.append(frames)
+            return self._drain(s, epoch)
         return self._execute(s, frames, epoch)
 
     def _execute(self, s: Session, frames: list[Any], epoch: int) -> bool:
-        """Run one request of `s` on this thread. False: taken over meanwhile
-        (the result went to the mailbox; this thread must leave the loop)."""
-        ex = Execution(s, time.monotonic())
-        s.busy = True
-        with self._own:
-            self._inline = ex
-            self._executing.add(ex)
-        reply = self._handle(s, frames, ex)
-        with self._own:
-            detached = ex.detached
-            if not detached:
-                self._inline = None
-        if detached:
-            self.mailbox.post(("done", ex, reply))
-            return False
-        return self._finished(ex, reply, epoch)
+        """Run one request of `s` on this thread, then what its session queued
+        meanwhile, for as long as the session is free. False: taken over (the
+        result went to the mailbox; this thread must leave the loop)."""
+        while True:
+            ex = Execution(s, time.monotonic())
+            s.busy = True
+            with self._own:
+                self._inline = ex
+                self._executing.add(ex)
+            reply = self._handle(s, frames, ex)
+            with self._own:
+                detached = ex.detached
+                if not detached:
+                    self._inline = None
+            if detached:
+                self.mailbox.post(("done", ex, reply))
+                return False
+            self._op_returned(ex, reply)
+            if s.busy or s.closed or not s.queue:
+                return True
+            frames = s.queue.popleft()
 
-    def _finished(self, ex: Execution, reply: list[Any] | None, epoch: int) -> bool:
-        """The op of `ex` returned (on the I/O thread): reply, then serve what its session queued."""
+    def _drain(self, s: Session, epoch: int) -> bool:
+        """Serve what `s` queued, if it is free now. False: taken over."""
+        if s.busy or s.closed or not s.queue:
+            return True
+        return self._execute(s, s.queue.popleft(), epoch)
+
+    def _op_returned(self, ex: Execution, reply: list[Any] | None) -> None:
+        """The op of `ex` returned: send its reply; release its session unless a run of it still goes on."""
         ex.op_done = True
-        s = ex.session
         if reply is not None:
-            self._reply(s, ex.rid, reply)
+            self._reply(ex.session, ex.rid, reply)
         if ex.run is None or ex.run_done:
-            return self._settle(ex, epoch)
-        return True
+            self._release(ex)
 
-    def _settle(self, ex: Execution, epoch: int) -> bool:
-        """`ex` is over (its op returned and its run, if any, finished)."""
+    def _release(self, ex: Execution) -> None:
+        """`ex` is over (its op returned and its run, if any, finished): its session is free."""
         with self._own:
             self._executing.discard(ex)
         s = ex.session
         s.busy = False
         if s.ending is not None:
             self._end(s, s.ending)
-            return True
-        while s.queue and not s.busy and not s.closed:
-            if not self._execute(s, s.queue.popleft(), epoch):
-                return False
-        return True
 
     def _reply(self, s: Session, rid: Any, frames: list[Any]) -> None:
         if s.closed:
@@ -541,13 +549,16 @@ class Server:
                     reply = _error_reply(rid, value)
                 self._reply(s, rid, reply)
                 ex.run_done = True
-                if ex.op_done and not self._settle(ex, epoch):
-                    return False
+                if ex.op_done:
+                    self._release(ex)
+                    if not self._drain(s, epoch):
+                        return False
             elif kind == "done":
                 _, ex, reply = item
                 with self._own:
                     self._detached -= 1
-                if not self._finished(ex, reply, epoch):
+                self._op_returned(ex, reply)
+                if not self._drain(ex.session, epoch):
                     return False
         return True
 
@@ -614,11 +625,11 @@ class Server:
         grace = self.config.disconnect_grace_seconds
         for s in self.sessions:
             if s.disconnected_at is not None and now - s.disconnected_at > grace:
-                self._end_later(s, f"its peer disconnected {grace:g} s ago and did not come back")
+                self.end_later(s, f"its peer disconnected {grace:g} s ago and did not come back")
             elif lease is not None and now - s.last_seen > lease:
-                self._end_later(s, f"it sent nothing for its lease of {lease:g} s")
+                self.end_later(s, f"it sent nothing for its lease of {lease:g} s")
 
-    def _end_later(self, s: Session, reason: str) -> None:
+    def end_later(self, s: Session, reason: str) -> None:
         """End `s` now, or once its executing request finishes (its runs stop waiting for acks at once)."""
         if s.busy:
             if s.ending is None:
