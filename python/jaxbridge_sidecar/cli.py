@@ -121,6 +121,14 @@ def _serve(args: argparse.Namespace, curve: object, allow: list[str]) -> int:
         server.serve_forever()
     finally:
         server.close_auth()
+    if server.busy():
+        # A computation still runs in XLA on another thread: exit without the
+        # interpreter's teardown, which would abort under it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if args.remove_on_exit:
+            _remove_private_dir(args.remove_on_exit)
+        os._exit(0)
     return 0
 
 

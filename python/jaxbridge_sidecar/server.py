@@ -187,6 +187,11 @@ class SessionHost:
     def start_run(self, call: Any, work: Callable[[RunEvents], Any], finish: Callable[[Any], Any]) -> Any:
         return self.server.start_run(self, call, work, finish)
 
+    def busy(self) -> bool:
+        """Whether a request or run is still executing (after the loop stopped, on another thread)."""
+        with self._own:
+            return bool(self._executing) or self._detached > 0
+
     def counters(self) -> dict[str, int]:
         return self.server.counters()
 
@@ -459,7 +464,7 @@ class Server:
             if ex is not None:
                 ex.rid, ex.op = rid, op
             if env.get("resent") is True and isinstance(rid, int):
-                kept = self._resent(s, rid)
+                kept = self._resent(s, rid, ex)
                 if kept is not False:
                     return kept
             fn = self.ops.get(op) if isinstance(op, str) else None
@@ -481,7 +486,7 @@ class Server:
         except Exception as e:  # noqa: BLE001 - every failure becomes a reply
             return _error_reply(rid, e)
 
-    def _resent(self, s: Session, rid: int) -> list[Any] | None | bool:
+    def _resent(self, s: Session, rid: int, current: Execution | None) -> list[Any] | None | bool:
         """A request the client sent again after a reconnect: its kept reply,
         None if it is still running (its reply will come), False if it never
         arrived (run it now)."""
@@ -490,7 +495,9 @@ class Server:
             if kept is not None:
                 return kept
             return _error_reply(rid, WireError("ReplyLost", f"the reply to request {rid} was lost in a reconnect and was too large to keep; run it again"))
-        if any(e.rid == rid and e.session is s for e in list(self._executing)):
+        with self._own:
+            running = [e for e in self._executing if e is not current and e.session is s and e.rid == rid]
+        if running:
             return None
         return False
 
@@ -643,6 +650,11 @@ class Server:
         freed = self.sessions.remove(s)
         s.host.programs.forget()
         log.info("session %s ended (%s); %d ids freed", s.sid, reason, freed)
+
+    def busy(self) -> bool:
+        """Whether a request or run is still executing (after the loop stopped, on another thread)."""
+        with self._own:
+            return bool(self._executing) or self._detached > 0
 
     def counters(self) -> dict[str, int]:
         return {"requests": self.requests, "event_batches": self.event_batches, "events": self.events_sent, "sessions": len(self.sessions), "rss": _rss_bytes()}

@@ -116,6 +116,39 @@ def running_sidecar(tmp_path: Path, **config: Any) -> Iterator[tuple[Server, Cli
         t.join(5)
 
 
+@contextlib.contextmanager
+def sidecar_process(tmp_path: Path, *args: str, supervised: bool = False) -> Iterator[tuple[Any, Client, str]]:
+    """A sidecar in a process of its own (`serve`), for requests that could
+    crash or hang it: yields (process, client, endpoint)."""
+    import subprocess
+    import sys
+
+    run = tmp_path / f"run-{uuid.uuid4().hex[:6]}"
+    run.mkdir(mode=0o700)
+    endpoint = f"ipc://{run}/s.sock"
+    cmd = [sys.executable, "-m", "jaxbridge_sidecar", "serve", "--endpoint", endpoint, *(() if supervised else ("--no-supervisor",)), *args]
+    err = open(run / "stderr", "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=Path(__file__).parents[1])
+    proc.stderr_path = run / "stderr"  # type: ignore[attr-defined]
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "JAXBRIDGE READY" not in line:
+        proc.kill()
+        raise RuntimeError(f"sidecar did not start: {line}{(run / 'stderr').read_text()}")
+    client = Client(endpoint)
+    try:
+        yield proc, client, endpoint
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        err.close()
+
+
 @pytest.fixture()
 def sidecar(tmp_path: Path) -> Iterator[tuple[Server, Client]]:
     with running_sidecar(tmp_path) as pair:
