@@ -53,6 +53,8 @@ export interface ConnectOptions extends SpawnOptions {
   reconnectGraceMs?: number;
   /** ZMTP heartbeat interval, and how often a silent sidecar is pinged while calls wait (ms, default 1000; 0 disables both). */
   heartbeatMs?: number;
+  /** After a message that names no request, how long well-formed replies still settle their calls before the session fails with ProtocolError (ms, default 2000). */
+  protocolGraceMs?: number;
   /** Deadline applied to calls that give none (ms; default none). */
   defaultTimeoutMs?: number;
   signal?: AbortSignal;
@@ -153,6 +155,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
     ...(curve ? { curve } : {}),
     ...(opts.reconnectGraceMs !== undefined ? { reconnectGraceMs: opts.reconnectGraceMs } : {}),
     ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+    ...(opts.protocolGraceMs !== undefined ? { protocolGraceMs: opts.protocolGraceMs } : {}),
   });
   const session = new Session(transport, sidecar, opts.defaultTimeoutMs);
   try {

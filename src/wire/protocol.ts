@@ -204,8 +204,14 @@ export function decode(frames: readonly Frame[], owner: WireOwner | null): Decod
   inOwner = owner;
   inHandles = [];
   try {
-    const env = unpackr.unpack(frames[0]!) as unknown;
-    if (typeof env !== "object" || env === null || Array.isArray(env)) throw new ProtocolError(`envelope must be a map, got ${typeof env}`);
+    let env: unknown;
+    try {
+      env = unpackr.unpack(frames[0]!) as unknown;
+    } catch (e) {
+      if (e instanceof ProtocolError) throw e;
+      throw new ProtocolError(`a message from the sidecar is not valid msgpack: ${(e as Error).message ?? String(e)}`);
+    }
+    if (typeof env !== "object" || env === null || Array.isArray(env)) throw new ProtocolError(`envelope must be a map, got ${env === null ? "nil" : Array.isArray(env) ? "a list" : typeof env}`);
     const unused = inUsed.flatMap((u, i) => (u ? [] : [i + 1]));
     if (unused.length) throw new ProtocolError(`frames ${unused.join(", ")} are not described by the envelope`);
     return { envelope: env as Record<string, unknown>, handles: inHandles };
