@@ -236,6 +236,8 @@ class Server:
         self._detached = 0
         self._hung: str | None = None
         self._monitor: zmq.Socket[Any] | None = None
+        # The session whose messages last came through each connection (file descriptor).
+        self._fd_owner: dict[int, Session] = {}
         self._next_housekeeping = 0.0
         self.takeovers = 0
         self.authenticator: Any = None
@@ -366,7 +368,13 @@ class Server:
             except zmq.ZMQError:
                 user = ""
         key = (user, ident.bytes)
+        try:
+            fd = first.get(zmq.SRCFD)
+        except (zmq.ZMQError, AttributeError):
+            fd = None
         s = self.sessions.get(key)
+        if s is None and self._displaced(key, fd):
+            return True
         if s is None:
             try:
                 s = self.sessions.open(key, ident, now)
@@ -377,10 +385,9 @@ class Server:
         s.ident = ident
         s.last_seen = now
         s.disconnected_at = None
-        try:
-            s.fd = first.get(zmq.SRCFD)
-        except (zmq.ZMQError, AttributeError):
-            pass
+        if fd is not None:
+            s.fd = fd
+            self._fd_owner[fd] = s
         if s.busy:
             if protocol.peek(frames, "op") in IMMEDIATE_OPS:
                 reply = self._handle(s, frames, None)
@@ -393,6 +400,21 @@ class Server:
             s.queue.append(frames)
             return self._drain(s, epoch)
         return self._execute(s, frames, epoch)
+
+    def _displaced(self, key: tuple[str, bytes], fd: int | None) -> bool:
+        """Whether a message from an unknown peer is the tail of a connection
+        whose routing id a reconnect took over (ROUTER_HANDOVER gives the old
+        pipe a generated id: a zero byte and four more). Its client resends
+        whatever it is waiting for on the new connection, so it is dropped:
+        run here, in a session of its own, it would run twice."""
+        ident = key[1]
+        if fd is None or len(ident) != 5 or ident[0] != 0:
+            return False
+        owner = self._fd_owner.get(fd)
+        if owner is None or owner.closed or owner.key[0] != key[0] or (len(owner.key[1]) == 5 and owner.key[1][0] == 0):
+            return False
+        log.info("dropped a message of session %s from its displaced connection", owner.sid)
+        return True
 
     def _execute(self, s: Session, frames: list[Any], epoch: int) -> bool:
         """Run one request of `s` on this thread, then what its session queued
@@ -648,6 +670,8 @@ class Server:
 
     def _end(self, s: Session, reason: str) -> None:
         freed = self.sessions.remove(s)
+        if s.fd is not None and self._fd_owner.get(s.fd) is s:
+            del self._fd_owner[s.fd]
         s.host.programs.forget()
         log.info("session %s ended (%s); %d ids freed", s.sid, reason, freed)
 
