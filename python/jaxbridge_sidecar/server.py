@@ -57,6 +57,9 @@ FAMILIES = (session, arrays, calls, programs, serialization, arrow, events)
 # (`close` ends the session at once: its queued requests are dropped, its runs stop waiting).
 IMMEDIATE_OPS = frozenset({"ping", "ack", "hello", "close"})
 
+# A refused message at least this large has its memory returned to the system at once.
+TRIM_AFTER_BYTES = 16 * 1024 * 1024
+
 # The exit status of a sidecar that gave up on a hung run (EX_TEMPFAIL): its supervisor restarts it.
 EXIT_HUNG = 75
 
@@ -238,6 +241,8 @@ class Server:
         self._monitor: zmq.Socket[Any] | None = None
         # The session whose messages last came through each connection (file descriptor).
         self._fd_owner: dict[int, Session] = {}
+        # Set when much memory was just released (a session ended): housekeeping returns it to the system.
+        self._trim = False
         self._next_housekeeping = 0.0
         self.takeovers = 0
         self.authenticator: Any = None
@@ -506,6 +511,8 @@ class Server:
                     s.handles.free(piggy)
             return protocol.encode({"id": rid, "ok": True, "result": result})
         except Exception as e:  # noqa: BLE001 - every failure becomes a reply
+            if len(frames) > 1 and sum(len(f) for f in frames) > TRIM_AFTER_BYTES:
+                self._trim = True  # a large refused message: its buffers go back to the system
             return _error_reply(rid, e)
 
     def _resent(self, s: Session, rid: int, current: Execution | None) -> list[Any] | None | bool:
@@ -636,6 +643,9 @@ class Server:
     # --- sessions: leases, disconnects, the end -------------------------------------
     def _housekeeping(self, now: float) -> None:
         self._next_housekeeping = now + 0.25
+        if self._trim:
+            self._trim = False
+            _malloc_trim()
         if self._monitor is not None:
             gone: set[int] = set()
             while True:
@@ -670,6 +680,7 @@ class Server:
 
     def _end(self, s: Session, reason: str) -> None:
         freed = self.sessions.remove(s)
+        self._trim = True
         if s.fd is not None and self._fd_owner.get(s.fd) is s:
             del self._fd_owner[s.fd]
         s.host.programs.forget()
@@ -682,6 +693,17 @@ class Server:
 
     def counters(self) -> dict[str, int]:
         return {"requests": self.requests, "event_batches": self.event_batches, "events": self.events_sent, "sessions": len(self.sessions), "rss": _rss_bytes()}
+
+
+def _malloc_trim() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise:
+    message frames and host copies of arrays of a session that ended)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rss_bytes() -> int:
