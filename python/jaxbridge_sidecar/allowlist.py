@@ -18,9 +18,8 @@ an array larger than the memory budget: the sizes that crash XLA (a huge
 
 from __future__ import annotations
 
-import collections
 import importlib
-import threading
+import math
 import types
 from typing import Any, Callable, Iterable
 
@@ -91,9 +90,8 @@ class AllowList:
         self.names = frozenset(names)
         self.max_array_bytes = max_array_bytes if max_array_bytes is not None else limits.physical_memory_bytes()
         self._cache: dict[str, Callable[..., Any]] = {}
-        # Verdicts of check_creation, per call signature (bounded, least recently used out).
-        self._checked: collections.OrderedDict[Any, None] = collections.OrderedDict()
-        self._checked_lock = threading.Lock()
+        # Calls check_creation passed, by signature (a bounded memo; dict operations are atomic under the GIL).
+        self._checked: dict[Any, None] = {}
 
     def describe(self) -> str:
         return ", ".join(self.namespaces) + (" and " + ", ".join(sorted(self.names)) if self.names else "")
@@ -219,23 +217,19 @@ class AllowList:
             return
         try:
             key = (dotted, _signature(args), _signature(kwargs))
-            hash(key)
+            checked = key in self._checked
         except (TypeError, _Unkeyable):
-            key = None
-        if key is not None:
-            with self._checked_lock:
-                if key in self._checked:
-                    self._checked.move_to_end(key)
-                    return
+            key, checked = None, False
+        if checked:
+            return
         biggest = _largest_array(fn, args, kwargs)
         if biggest is not None and biggest[0] > self.max_array_bytes:
             nbytes, what = biggest
             raise WireError("LimitExceeded", limits.exceeded(f"{dotted} would create {what}, which", limits.fmt_bytes(nbytes), "max_array_bytes", limits.fmt_bytes(self.max_array_bytes)))
         if key is not None:
-            with self._checked_lock:
-                self._checked[key] = None
-                while len(self._checked) > 4096:
-                    self._checked.popitem(last=False)
+            if len(self._checked) >= 4096:
+                self._checked.clear()  # a bounded memo: start over rather than keep order
+            self._checked[key] = None
 
 
 class _Unkeyable(Exception):
@@ -246,28 +240,44 @@ class _Unkeyable(Exception):
 _STATIC_INT_ARRAY = 64
 
 
+_ARRAY_TYPES: set[type] = set()
+
+
 def _is_array(v: Any) -> bool:
-    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
+    t = type(v)
+    if t in _ARRAY_TYPES:
+        return True
+    if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type):
+        _ARRAY_TYPES.add(t)
+        return True
+    return False
 
 
 def _static(v: Any) -> bool:
     """Whether an array argument is a constant of the abstract trace (it may set a size)."""
-    if not _plain(v.dtype):
-        return False  # PRNG keys and other extended dtypes never set a size
-    return len(v.shape) == 0 or (np.dtype(v.dtype).kind in "iub" and int(np.prod(v.shape)) <= _STATIC_INT_ARRAY)
+    shape = v.shape
+    if not shape:
+        return True
+    kind = getattr(v.dtype, "kind", None)  # PRNG keys and other extended dtypes never set a size
+    return kind is not None and kind in "iub" and math.prod(shape) <= _STATIC_INT_ARRAY
+
+
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
 
 
 def _signature(v: Any) -> Any:
+    """What decides the arrays a call creates: array types, and the values of everything that may set a size. Cheap: it runs on every call."""
+    t = type(v)
+    if t in _PLAIN:
+        return (t, v)
+    if t is list or t is tuple:
+        return (t, *map(_signature, v))
+    if t is dict:
+        return (t, *((k, _signature(x)) for k, x in sorted(v.items())))
     if _is_array(v):
         if _static(v):
-            return ("c", str(v.dtype), tuple(v.shape), np.asarray(v).tobytes())
-        return ("a", str(v.dtype), tuple(v.shape), bool(getattr(v, "weak_type", False)))
-    if isinstance(v, (list, tuple)):
-        return (type(v).__name__, *(_signature(x) for x in v))
-    if isinstance(v, dict):
-        return ("d", *((k, _signature(x)) for k, x in sorted(v.items())))
-    if v is None or isinstance(v, (bool, int, float, complex, str, bytes)):
-        return (type(v).__name__, v)
+            return ("c", v.dtype, tuple(v.shape), np.asarray(v).tobytes())
+        return ("a", v.dtype, tuple(v.shape), getattr(v, "weak_type", False))
     raise _Unkeyable()
 
 

@@ -12,6 +12,7 @@ disjoint from the ids a client may choose for itself, which are below 2**32."""
 
 from __future__ import annotations
 
+import random
 import secrets
 from typing import Any, Callable, Iterable
 
@@ -34,10 +35,14 @@ class HandleTable:
         self._objects: dict[int, Any] = {}
         self._object_ids: dict[int, int] = {}
         self._object_counts: dict[int, int] = {}
+        # Seeded from the system's randomness, one generator per table (per
+        # session): another session cannot guess these ids, and drawing one
+        # costs no system call (os.urandom per id did, measurably).
+        self._rng = random.Random(secrets.randbits(128))
 
     def _new_id(self) -> int:
         while True:
-            hid = SERVER_ID_MIN + secrets.randbelow(SERVER_ID_MAX - SERVER_ID_MIN)
+            hid = SERVER_ID_MIN + self._rng.getrandbits(52)  # [2**32, 2**32 + 2**52): inside the range
             if hid not in self._arrays and hid not in self._objects:
                 return hid
 

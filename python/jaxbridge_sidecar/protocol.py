@@ -252,22 +252,24 @@ def decode(frames: list[Any], lim: Limits) -> dict[str, Any]:
 def _expand(root: dict[str, Any], max_depth: int, unpack: Callable[[bytes], Any]) -> None:
     """Check that `root` nests at most `max_depth` levels and unpack its module
     nodes in place, from an explicit stack: neither a deep value nor deeply
-    nested modules recurse (a module node and its fields count as one level)."""
+    nested modules recurse (a module node and its fields count as one level).
+    It runs on most requests, so it compares types, not isinstance."""
     stack: list[tuple[Any, int]] = [(root, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
         if depth > max_depth:
             raise WireError("LimitExceeded", limits.exceeded("a value's nesting", f"deeper than {max_depth} levels", "max_depth", str(max_depth)))
-        for k, v in node.items() if isinstance(node, dict) else enumerate(node):
-            if isinstance(v, _PendingModule):
+        for k, v in node.items() if type(node) is dict else enumerate(node):
+            t = type(v)
+            if t is dict or t is list:
+                push((v, depth + 1))
+            elif t is _PendingModule:
                 body = unpack(v.data)
-                if not isinstance(body, list) or len(body) != 2 or not isinstance(body[0], str) or not isinstance(body[1], dict):
+                if type(body) is not list or len(body) != 2 or type(body[0]) is not str or type(body[1]) is not dict:
                     raise WireError("ProtocolError", "module ext payload must be [structure_key, {field: value}]")
-                v = node[k] = ModuleIn(body[0], body[1])
-            if isinstance(v, ModuleIn):
-                stack.append((v.fields, depth + 1))
-            elif isinstance(v, (dict, list)):
-                stack.append((v, depth + 1))
+                node[k] = ModuleIn(body[0], body[1])
+                push((body[1], depth + 1))
 
 
 def peek(frames: list[Any], key: str) -> Any:
