@@ -53,7 +53,7 @@ DEFAULT_NAMES = (
 DENIED_ATTRS = frozenset(
     {
         "load", "save", "savez", "savez_compressed", "loadtxt", "savetxt", "genfromtxt", "fromfile", "tofile",
-        "memmap", "fromregex", "DataSource", "dump", "dumps", "config", "debug", "profiler", "distributed",
+        "memmap", "fromregex", "DataSource", "dump", "config", "debug", "profiler", "distributed",
         "printoptions", "get_printoptions", "set_printoptions",
     }
 )
