@@ -103,6 +103,7 @@ const PUBLIC_TYPES = [
   "CallOptions",
   "RequestOptions",
   "SidecarInfo",
+  "RemoteCause",
   "PyProxy",
   "CurveClientKeys",
   "Jitted",

@@ -65,6 +65,20 @@ class NotAllowed(Exception):
     pass
 
 
+def documented_defaults() -> dict[str, list[str]]:
+    """The default allow-list as docs/protocol.md tables it, row by row
+    (`python -m jaxbridge_sidecar ops` prints it; the doc test compares).
+    The namespaces are modules whose functions may be called, the callables
+    single functions besides them; the denied attributes and prefixes are
+    refused even inside those."""
+    return {
+        "namespaces": list(DEFAULT_NAMESPACES),
+        "callables": list(DEFAULT_NAMES),
+        "denied attributes": sorted(DENIED_ATTRS),
+        "denied prefixes": list(DENIED_PREFIXES),
+    }
+
+
 def denied_name(name: str) -> str | None:
     """Why the public name `name` may not be called, or None."""
     if name in DENIED_ATTRS:

@@ -6,7 +6,8 @@
 import { DeviceArray, type HandleOwner } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { describe } from "../values/describe.js";
-import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError, SidecarRestartedError } from "../values/errors.js";
+import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarRestartedError } from "../values/errors.js";
+import { remoteError } from "../wire/remote-error.js";
 import { type Frame, HandleRef, PROTOCOL_VERSION, classify, decode, encode, handshakeSample, peekId, sameValue, wireId } from "../wire/protocol.js";
 import { CallEvents, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
 import { AbortedError, DeadlineError } from "../values/errors.js";
@@ -185,6 +186,7 @@ export class Session implements HandleOwner, EventSink {
   private readonly defaultTimeoutMs: number | undefined;
   private _info: SidecarInfo | null = null;
   private _closed = false;
+  private closing: Promise<void> | undefined;
   private frees: number[] = [];
   private freeScheduled = false;
   /** When this session last sent a request (the sidecar's idle lease counts from it). */
@@ -403,9 +405,7 @@ export class Session implements HandleOwner, EventSink {
   private unpackReply(frames: Frame[], op: string): unknown {
     const { envelope } = decode(frames, this);
     if (envelope.ok === true) return envelope.result;
-    const e = envelope.error as { type?: unknown; message?: unknown; traceback?: unknown } | undefined;
-    if (!e || typeof e.type !== "string") throw new ProtocolError(`malformed error reply to ${op}: ${JSON.stringify(envelope)}`);
-    throw new SidecarError({ type: e.type, message: String(e.message ?? ""), traceback: String(e.traceback ?? "") }, op);
+    throw remoteError(envelope.error, op);
   }
 
   async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
@@ -611,13 +611,13 @@ export class Session implements HandleOwner, EventSink {
   }
 
   /** Send queued frees now (they are otherwise sent on the next tick). */
-  async flushFrees(): Promise<void> {
+  async flushFrees(opts: RequestOptions = {}): Promise<void> {
     this.freeScheduled = false;
     if (this.frees.length === 0 || this.closed) return;
     const handles = this.frees;
     this.frees = [];
     try {
-      await this.request("free", { handles: handles.map(wireId) });
+      await this.request("free", { handles: handles.map(wireId) }, opts);
     } catch {
       // The sidecar is gone, and its memory with it.
     }
@@ -667,13 +667,20 @@ export class Session implements HandleOwner, EventSink {
 
   /**
    * Close the connection and stop the embedded sidecar. Calls still in flight
-   * reject with SessionClosedError. A shared sidecar frees everything this
-   * session holds at once (`close`; it would otherwise wait for the session's
-   * lease or disconnect grace).
+   * reject with SessionClosedError. Always settles within a few seconds,
+   * whatever the sidecar is doing (busy, stopped, already dead); a second
+   * call returns the same promise.
    */
-  async close(): Promise<void> {
-    if (this._closed) return;
-    await this.flushFrees().catch(() => {});
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    // A shared sidecar would keep what this session holds until its lease or
+    // disconnect grace ran out: `close` frees it all at once (answered at once
+    // even behind a running computation; bounded anyway). An embedded
+    // sidecar's handles die with it.
     if (!this.closed && this.sidecar === undefined && !this.transport.reconnecting) {
       await this.transport.requestNow((id) => encode({ id, op: "close" }), { timeoutMs: 2000 }).catch(() => {});
     }
