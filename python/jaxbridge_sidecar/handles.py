@@ -6,8 +6,10 @@ Objects are deduplicated by identity and reference-counted: the client holds
 one PyRef per id and releases every extra copy it is sent, which keeps a
 free racing with a reply that names the same object correct.
 
-Ids are assigned by the sidecar (positive) or chosen by the client (negative,
-the `out` of a request, docs/protocol.md "Client-chosen handles"), so that a
+Each session has its own table (sessions.py). Ids the sidecar assigns are
+random in [2**32, 2**53): unguessable, exact as JavaScript numbers, and
+disjoint from the ids a client chooses for itself, which are in [1, 2**32):
+the `out` of a request (docs/protocol.md "Client-chosen handles"), so that a
 client can name a result before the request that makes it has run. A request
 that fails poisons the ids it should have filled: naming one raises the
 original error again, until the client frees it.
@@ -17,13 +19,23 @@ device and the peak, counting an array held under several ids once."""
 
 from __future__ import annotations
 
-import itertools
+import random
+import secrets
 from typing import Any, Callable, Iterable
 
 import jax
 import numpy as np
 
 from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
+
+
+# Server-assigned ids: [SERVER_ID_MIN, SERVER_ID_MAX). Client-chosen ids: [1, SERVER_ID_MIN).
+SERVER_ID_MIN = 2**32
+SERVER_ID_MAX = 2**53
+
+
+def _client_id(hid: Any) -> bool:
+    return isinstance(hid, int) and not isinstance(hid, bool) and 1 <= hid < SERVER_ID_MIN
 
 
 class PoisonedHandle(Exception):
@@ -51,16 +63,25 @@ class HandleTable:
         self._object_counts: dict[int, int] = {}
         # Client-chosen ids whose request failed: the error body and the request id.
         self._poison: dict[int, tuple[dict[str, Any], Any]] = {}
-        self._ids = itertools.count(1)
         # Accounting over distinct array objects: total bytes, bytes per device, the peak.
         self._bytes = 0
         self._peak = 0
         self._device_bytes: dict[str, int] = {}
         # Each held array's (device, bytes) pairs, by id(array), so a free need not ask JAX again.
         self._footprints: dict[int, tuple[tuple[str, int], ...]] = {}
+        # Seeded from the system's randomness, one generator per table (per
+        # session): another session cannot guess these ids, and drawing one
+        # costs no system call (os.urandom per id did, measurably).
+        self._rng = random.Random(secrets.randbits(128))
+
+    def _new_id(self) -> int:
+        while True:
+            hid = SERVER_ID_MIN + self._rng.getrandbits(52)  # [2**32, 2**32 + 2**52): inside the range
+            if hid not in self._arrays and hid not in self._objects:
+                return hid
 
     def add(self, arr: jax.Array) -> HandleOut:
-        hid = next(self._ids)
+        hid = self._new_id()
         self._hold(hid, arr)
         return describe(hid, arr)
 
@@ -81,9 +102,9 @@ class HandleTable:
 
     # --- client-chosen ids ------------------------------------------------------
     def check_out(self, ids: Any) -> list[int]:
-        """The `out` field of a request: distinct negative ints, none in use."""
-        if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h < 0 for h in ids):
-            raise WireError("ProtocolError", f"`out` must be a list of negative integer handle ids (client-chosen ids are negative), got {ids!r}")
+        """The `out` field of a request: distinct client ids, none in use."""
+        if not isinstance(ids, list) or not all(_client_id(h) for h in ids):
+            raise WireError("ProtocolError", f"`out` must be a list of integer handle ids in [1, 2**32) (the range clients choose from), got {ids!r}")
         if len(set(ids)) != len(ids):
             raise WireError("ProtocolError", f"`out` names an id twice: {ids!r}")
         used = [h for h in ids if h in self._arrays or h in self._objects or h in self._poison]
@@ -107,7 +128,7 @@ class HandleTable:
         if isinstance(error, PoisonedHandle):
             body, request = error.body, error.request
         for hid in ids:
-            if isinstance(hid, int) and not isinstance(hid, bool) and hid < 0 and hid not in self._arrays and hid not in self._objects:
+            if _client_id(hid) and hid not in self._arrays and hid not in self._objects:
                 self._poison[hid] = (body, request)
 
     def _poisoned(self, hid: int) -> None:
@@ -142,12 +163,12 @@ class HandleTable:
             self._poisoned(hid)
             if hid in self._objects:
                 raise WireError("UnknownHandle", f"handle {hid} names a Python object, not an array") from None
-            raise WireError("UnknownHandle", f"handle {hid} is not in the sidecar's table (freed, or from another sidecar)") from None
+            raise WireError("UnknownHandle", f"handle {hid} is not in this session's table (freed, or from another session or sidecar)") from None
 
     def add_object(self, obj: Any) -> PyRefOut:
         hid = self._object_ids.get(id(obj))
         if hid is None:
-            hid = next(self._ids)
+            hid = self._new_id()
             self._objects[hid] = obj
             self._object_ids[id(obj)] = hid
             self._object_counts[hid] = 0
@@ -160,7 +181,7 @@ class HandleTable:
             return self._objects[hid]
         except (KeyError, TypeError):
             self._poisoned(hid)
-            raise WireError("UnknownHandle", f"object reference {hid} is not in the sidecar's table (released, or from another sidecar)") from None
+            raise WireError("UnknownHandle", f"object reference {hid} is not in this session's table (released, or from another session or sidecar)") from None
 
     def free(self, ids: Iterable[Any]) -> tuple[int, list[Any]]:
         freed, unknown = 0, []
@@ -194,6 +215,14 @@ class HandleTable:
             else:
                 unknown.append(hid)
         return freed, unknown
+
+    def clear(self) -> int:
+        """Free everything (the session ended); returns how many ids were held."""
+        ids = [*self._arrays, *self._objects]
+        for hid in list(self._objects):
+            self._object_counts[hid] = 1
+        self.free(ids)
+        return len(ids)
 
     def __len__(self) -> int:
         return len(self._arrays)

@@ -19,7 +19,7 @@ from jaxbridge_sidecar import events, protocol
 from jaxbridge_sidecar.program import program_hash
 from jaxbridge_sidecar.protocol import HandleRef
 
-from conftest import Client, _reply_ext
+from conftest import Client, _reply_ext, handles_of, running_sidecar
 from programs_support import Builder, aval, f32
 from test_events import collect, scan_program, start_run
 
@@ -55,12 +55,12 @@ def run(data: bytes, args: list[Any], out: list[int], body: bool = True) -> dict
 def test_a_chain_sent_without_waiting_names_ids_that_earlier_requests_fill(sidecar):
     server, client = sidecar
     data = add_one()
-    x = np.array([1.0, 2.0, -3.5], np.float32)
+    x = np.array([1.0, 2.0, 3.5], np.float32)
     n = 50
-    send(client, 1, "run", **run(data, [x], [-1]))
+    send(client, 1, "run", **run(data, [x], [1]))
     for k in range(2, n + 1):
-        send(client, k, "run", **run(data, [HandleRef(-(k - 1))], [-k], body=False))
-    send(client, n + 1, "get", value=[HandleRef(-n), HandleRef(-1)])
+        send(client, k, "run", **run(data, [HandleRef(k - 1)], [k], body=False))
+    send(client, n + 1, "get", value=[HandleRef(n), HandleRef(1)])
     replies = [recv(client) for _ in range(n + 1)]
     assert [r["id"] for r in replies] == list(range(1, n + 2)), "replies out of order"
     assert all(r["ok"] for r in replies[:n]) and all(r["result"]["outputs"] is None for r in replies[:n])
@@ -70,19 +70,24 @@ def test_a_chain_sent_without_waiting_names_ids_that_earlier_requests_fill(sidec
     for _ in range(n):
         want = want + np.float32(1)
     np.testing.assert_array_equal(last, want)
-    assert server.handles.memory()["arrays"] == n
+    assert handles_of(server).memory()["arrays"] == n
 
 
-def test_a_failure_poisons_its_ids_and_exactly_the_requests_that_depend_on_them(sidecar):
-    server, client = sidecar
+def test_a_failure_poisons_its_ids_and_exactly_the_requests_that_depend_on_them(tmp_path):
+    # The array limit would refuse `huge` before XLA sees it; here XLA itself must fail, with a traceback.
+    with running_sidecar(tmp_path, max_array_bytes=2**50) as (server, client):
+        _poison_chain(server, client)
+
+
+def _poison_chain(server: Any, client: Client) -> None:
     data = add_one(4)
     x = np.ones(4, np.float32)
-    send(client, 1, "run", **run(huge(), [], [-1]))  # fails in XLA
-    send(client, 2, "run", **run(data, [HandleRef(-1)], [-2]))  # depends on it
-    send(client, 3, "run", **run(data, [x], [-3]))  # does not
-    send(client, 4, "run", **run(data, [HandleRef(-2)], [-4], body=False))  # depends, two steps down
-    send(client, 5, "get", value=[HandleRef(-4)])
-    send(client, 6, "get", value=[HandleRef(-3)])
+    send(client, 1, "run", **run(huge(), [], [1]))  # fails in XLA
+    send(client, 2, "run", **run(data, [HandleRef(1)], [2]))  # depends on it
+    send(client, 3, "run", **run(data, [x], [3]))  # does not
+    send(client, 4, "run", **run(data, [HandleRef(2)], [4], body=False))  # depends, two steps down
+    send(client, 5, "get", value=[HandleRef(4)])
+    send(client, 6, "get", value=[HandleRef(3)])
     r = {m["id"]: m for m in (recv(client) for _ in range(6))}
     original = r[1]["error"]
     assert not r[1]["ok"] and "RESOURCE_EXHAUSTED" in original["message"]
@@ -92,16 +97,16 @@ def test_a_failure_poisons_its_ids_and_exactly_the_requests_that_depend_on_them(
         assert not r[rid]["ok"] and e["type"] == original["type"] and e["traceback"] == original["traceback"]
         assert e["message"].startswith(original["message"]) and "produced by request" in e["message"]
     # Every dependent names the request that raised the error, however far down the chain (the message does not grow).
-    for rid, named in ((2, -1), (4, -2), (5, -4)):
+    for rid, named in ((2, 1), (4, 2), (5, 4)):
         assert r[rid]["error"]["message"] == original["message"] + f" (produced by request 1, which failed; handle {named} holds no array)"
     assert r[3]["ok"]
     np.testing.assert_array_equal(r[6]["result"][0], x + np.float32(1))
-    assert server.handles.memory()["poisoned"] == 3
+    assert handles_of(server).memory()["poisoned"] == 3
     # Freeing a poisoned id removes the poison: it is then simply unknown.
-    freed = client.decoded("free", handles=[-1, -2, -4])["result"]
+    freed = client.decoded("free", handles=[1, 2, 4])["result"]
     assert freed == {"freed": 3, "unknown": []}
-    assert server.handles.memory()["poisoned"] == 0
-    env = client.decoded("get", value=[HandleRef(-2)])
+    assert handles_of(server).memory()["poisoned"] == 0
+    env = client.decoded("get", value=[HandleRef(2)])
     assert env["error"]["type"] == "UnknownHandle"
 
 
@@ -109,18 +114,18 @@ def test_out_ids_are_checked_and_a_bad_out_poisons_only_what_holds_nothing(sidec
     server, client = sidecar
     data = add_one()
     x = np.zeros(3, np.float32)
-    assert client.decoded("run", **run(data, [x], [-7]))["ok"]
-    env = client.decoded("run", **run(data, [x], [-7, -8]))
-    assert env["error"]["type"] == "HandleInUse" and "[-7]" in env["error"]["message"]
-    np.testing.assert_array_equal(client.decoded("get", value=[HandleRef(-7)])["result"][0], x + 1)
-    assert client.decoded("get", value=[HandleRef(-8)])["error"]["type"] == "HandleInUse"
-    env = client.decoded("run", **run(data, [x], [-10, -11]))
+    assert client.decoded("run", **run(data, [x], [7]))["ok"]
+    env = client.decoded("run", **run(data, [x], [7, 8]))
+    assert env["error"]["type"] == "HandleInUse" and "[7]" in env["error"]["message"]
+    np.testing.assert_array_equal(client.decoded("get", value=[HandleRef(7)])["result"][0], x + 1)
+    assert client.decoded("get", value=[HandleRef(8)])["error"]["type"] == "HandleInUse"
+    env = client.decoded("run", **run(data, [x], [10, 11]))
     assert env["error"]["type"] == "ArgumentError" and "2 ids" in env["error"]["message"]
-    assert client.decoded("get", value=[HandleRef(-11)])["error"]["type"] == "ArgumentError"
-    for bad in ([3], [-1, -1], "x", [True]):
+    assert client.decoded("get", value=[HandleRef(11)])["error"]["type"] == "ArgumentError"
+    for bad in ([0], [-1], [2**32], [1, 1], "x", [True]):
         env = client.decoded("run", **run(data, [x], bad))  # type: ignore[arg-type]
         assert env["error"]["type"] == "ProtocolError"
-    env = client.decoded("run", **run(data, [x], [-9]), fetch=True)
+    env = client.decoded("run", **run(data, [x], [9]), fetch=True)
     assert env["error"]["type"] == "ProtocolError" and "fetch" in env["error"]["message"]
 
 
@@ -156,10 +161,10 @@ def test_requests_behind_a_waiting_run_keep_their_order(sidecar, monkeypatch):
     while len(seen) < 3 or client.sock.poll(500):
         seen.append(recv(client))
     x = np.array([1.0, 2.0, 3.0], np.float32)
-    send(client, 8, "run", **run(add_one(), [x], [-1]))
-    send(client, 9, "get", value=[HandleRef(-1)])
-    send(client, 10, "run", **run(add_one(), [HandleRef(-1)], [-2], body=False))
-    send(client, 11, "free", handles=[-2])
+    send(client, 8, "run", **run(add_one(), [x], [1]))
+    send(client, 9, "get", value=[HandleRef(1)])
+    send(client, 10, "run", **run(add_one(), [HandleRef(1)], [2], body=False))
+    send(client, 11, "free", handles=[2])
     send(client, 12, "ping")
     assert recv(client)["id"] == 12, "ping waits for nothing"
     assert not client.sock.poll(300), "a request overtook the blocked run"
@@ -170,4 +175,4 @@ def test_requests_behind_a_waiting_run_keep_their_order(sidecar, monkeypatch):
     assert all(m["ok"] for m in rest.values()), rest
     np.testing.assert_array_equal(rest[9]["result"][0], x + 1)
     assert rest[11]["result"] == {"freed": 1, "unknown": []}
-    assert server.handles.memory()["arrays"] == 1
+    assert handles_of(server).memory()["arrays"] == 1
