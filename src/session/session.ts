@@ -245,6 +245,11 @@ export class Session implements HandleOwner, EventSink {
     return this.transport.inFlight;
   }
 
+  /** Messages this session sent, and the requests they carried (several per message when coalesced, docs/protocol.md "Coalesced messages"). */
+  get traffic(): { readonly messages: number; readonly requests: number } {
+    return { ...this.transport.sent };
+  }
+
   /**
    * Send one request (its fields typed by the op table, src/wire/ops.ts) and
    * return its result; an error reply throws SidecarError.

@@ -27,7 +27,7 @@ import { Dealer } from "zeromq";
 
 /** The libzmq version zeromq.js was built with (`jaxbridge doctor` reports it). */
 export { version as libzmqVersion } from "zeromq";
-import { type Frame, type MessageKind, classify, markResent } from "./protocol.js";
+import { type Frame, type MessageKind, classify, isBatch, markResent, packBatch, splitBatch } from "./protocol.js";
 import { AbortedError, AuthError, DeadlineError, ProtocolError, SessionClosedError, SidecarDiedError } from "../values/errors.js";
 
 export interface CurveClientKeys {
@@ -58,6 +58,8 @@ export interface RequestOptions {
 
 interface Outgoing {
   frames: Frame[];
+  /** How many messages this one carries (coalesced), if more than one. */
+  parts?: number;
   resolve(): void;
   reject(err: Error): void;
 }
@@ -85,6 +87,8 @@ export class Transport {
   private readonly outbox: Outgoing[] = [];
   private readonly priority: Outgoing[] = [];
   private pumping = false;
+  /** Messages sent, and the requests (or one-way messages) they carried: fewer messages than requests when coalesced. */
+  readonly sent = { messages: 0, requests: 0 };
   private dead: Error | null = null;
   private readonly curve: boolean;
   /** Set once a ZMTP handshake succeeded: a disconnect before that is a refusal, not a crash. */
@@ -251,12 +255,14 @@ export class Transport {
     this.pumping = true;
     try {
       for (;;) {
-        const item = this.priority.shift() ?? (this.gate ? undefined : this.outbox.shift());
+        const item = this.priority.shift() ?? (this.gate ? undefined : this.takeOutgoing());
         if (item === undefined) return;
         if (this.dead) {
           item.reject(this.dead);
           continue;
         }
+        this.sent.messages++;
+        this.sent.requests += item.parts ?? 1;
         try {
           await this.socket.send(item.frames);
           item.resolve();
@@ -267,6 +273,36 @@ export class Transport {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * The next message to send: the first queued one, coalesced with the small
+   * ones queued behind it into one message (docs/protocol.md "Coalesced
+   * messages"), so that requests made while a send was under way cost one
+   * send, one wake-up of the sidecar and one reply message between them.
+   */
+  private takeOutgoing(): Outgoing | undefined {
+    const first = this.outbox.shift();
+    if (first === undefined || this.outbox.length === 0 || !coalescible(first.frames)) return first;
+    const parts: Outgoing[] = [first];
+    let bytes = frameBytes(first.frames);
+    while (parts.length < COALESCE_MAX_PARTS && this.outbox.length > 0 && coalescible(this.outbox[0]!.frames)) {
+      const b = frameBytes(this.outbox[0]!.frames);
+      if (bytes + b > COALESCE_MAX_BYTES) break;
+      bytes += b;
+      parts.push(this.outbox.shift()!);
+    }
+    if (parts.length === 1) return first;
+    return {
+      frames: packBatch(parts.map((p) => p.frames)),
+      parts: parts.length,
+      resolve: () => {
+        for (const p of parts) p.resolve();
+      },
+      reject: (err) => {
+        for (const p of parts) p.reject(err);
+      },
+    };
   }
 
   /** Resolves once this request is granted a slot (in FIFO order); the caller gives the grant back when it has sent or failed. */
@@ -307,6 +343,18 @@ export class Transport {
   }
 
   private dispatch(frames: Frame[]): void {
+    if (frames.length > 1 && isBatch(frames[0]!)) {
+      // Replies to a coalesced message, in one message of their own.
+      let parts: Frame[][];
+      try {
+        parts = splitBatch(frames);
+      } catch (e) {
+        this.poison(e as ProtocolError);
+        return;
+      }
+      for (const part of parts) this.dispatch(part);
+      return;
+    }
     const what: MessageKind = frames.length ? classify(frames[0]!) : { kind: "unattributable", why: "an empty message" };
     if (what.kind === "event") {
       // Events carry no id (docs/protocol.md, "Events"); the session routes them.
@@ -444,6 +492,21 @@ export class Transport {
     this.fail(new SessionClosedError(`the session with ${this.url} was closed while this call was in flight`));
     if (!this.socket.closed) this.socket.close();
   }
+}
+
+/** Messages up to this size are coalesced (a large array goes alone, and nothing waits behind its copy). */
+const COALESCE_MAX_BYTES = 256 * 1024;
+/** At most this many requests in one coalesced message (a bound on the replies the sidecar gathers before sending). */
+const COALESCE_MAX_PARTS = 256;
+
+function frameBytes(frames: readonly Frame[]): number {
+  let n = 0;
+  for (const f of frames) n += f.length;
+  return n;
+}
+
+function coalescible(frames: readonly Frame[]): boolean {
+  return frameBytes(frames) <= COALESCE_MAX_BYTES;
 }
 
 function abortError(signal: AbortSignal): Error {
