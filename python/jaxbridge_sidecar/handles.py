@@ -257,18 +257,38 @@ class _Slot:
         self.index = index
 
 
+# The wire name of each sharding's device ("cpu:0"), or None when it spans
+# several: a handle is described on every reply that makes one, and naming a
+# device costs more than the rest of the description. Shardings are few
+# (one per device and layout) and immutable.
+_ONE_DEVICE: dict[Any, str | None] = {}
+
+
+def _one_device(arr: jax.Array) -> str | None:
+    sharding = arr.sharding
+    try:
+        return _ONE_DEVICE[sharding]
+    except KeyError:
+        devices = arr.devices()
+        name = str(next(iter(devices))) if len(devices) == 1 else None
+        if len(_ONE_DEVICE) < 4096:
+            _ONE_DEVICE[sharding] = name
+        return name
+
+
 def _footprint(arr: jax.Array) -> tuple[tuple[str, int], ...]:
     """(device, bytes) for each device holding part of `arr` (a replicated array counts on each)."""
-    devices = arr.devices()
-    if len(devices) == 1:
-        return ((str(next(iter(devices))), int(arr.nbytes)),)
+    device = _one_device(arr)
+    if device is not None:
+        return ((device, arr.nbytes),)
     return tuple((str(s.device), int(s.data.nbytes)) for s in arr.addressable_shards)
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:
-    devices = arr.devices()
-    device = str(next(iter(devices))) if len(devices) == 1 else f"sharded({len(devices)})"
-    return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device)
+    device = _one_device(arr)
+    if device is None:
+        device = f"sharded({len(arr.devices())})"
+    return HandleOut(hid, dtype_name(arr.dtype), arr.shape, device)
 
 
 def _short_repr(obj: Any, limit: int = 120) -> str:

@@ -176,3 +176,25 @@ def test_requests_behind_a_waiting_run_keep_their_order(sidecar, monkeypatch):
     np.testing.assert_array_equal(rest[9]["result"][0], x + 1)
     assert rest[11]["result"] == {"freed": 1, "unknown": []}
     assert handles_of(server).memory()["arrays"] == 1
+
+
+def test_ready_false_replies_on_dispatch_and_block_waits_for_the_values(sidecar):
+    """docs/protocol.md "Readiness": the handles a `ready: false` reply names
+    hold the values JAX computes (oracle: numpy), `block` waits for them, and
+    `block` of an id that holds nothing fails as `get` would."""
+    server, client = sidecar
+    x = np.linspace(-3, 3, 1000, dtype=np.float32)
+    env = client.decoded("run", hash=program_hash(add_one(1000)), program=add_one(1000), args=[x], ready=False)
+    assert env["ok"], env
+    (h,) = env["result"]["outputs"]
+    assert client.decoded("block", handles=[h.id])["result"] is None
+    np.testing.assert_array_equal(client.decoded("get", value=[HandleRef(h.id)])["result"][0], x + np.float32(1))
+    env = client.decoded("call", fn="jax.numpy.multiply", args=[x, x], ready=False)
+    (m,) = [env["result"]]
+    assert client.decoded("block", handles=[m.id, h.id])["result"] is None
+    np.testing.assert_array_equal(client.decoded("get", value=[HandleRef(m.id)])["result"][0], np.multiply(x, x))
+    assert client.decoded("block", handles=[12345])["error"]["type"] == "UnknownHandle"
+    assert client.decoded("block", handles="x")["error"]["type"] == "ProtocolError"
+    client.decoded("run", **run(add_one(), [np.zeros(5, np.float32)], [77]))  # wrong input shape: poisons 77
+    blocked = client.decoded("block", handles=[77])["error"]
+    assert "produced by request" in blocked["message"] and "77" in blocked["message"]

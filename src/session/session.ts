@@ -44,6 +44,8 @@ export interface ConnectOptions extends SpawnOptions {
   curve?: CurveClientKeys;
   /** Requests in flight at once (default 1024); more wait in TypeScript. */
   maxInFlight?: number;
+  /** Send requests queued behind a send in one message (default true; docs/protocol.md "Coalesced messages"). */
+  coalesce?: boolean;
   /** How long the handshake may take (ms, default 30000; the embedded start has its own limit). */
   handshakeTimeoutMs?: number;
   /**
@@ -163,6 +165,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
   const transport = new Transport({
     url,
     ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}),
+    ...(opts.coalesce === false ? { coalesce: false } : {}),
     ...(curve ? { curve } : {}),
     ...(opts.reconnectGraceMs !== undefined ? { reconnectGraceMs: opts.reconnectGraceMs } : {}),
     ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
@@ -599,7 +602,8 @@ export class Session implements HandleOwner, EventSink {
     const kwargs = opts.kwargs ?? {};
     args.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
     for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
-    return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true }, opts)) as T;
+    // Results kept on the device come back on dispatch, as JAX's do (docs/protocol.md "Readiness").
+    return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true, ...(opts.fetch === true ? {} : { ready: false }) }, opts)) as T;
   }
 
   /** Called by the decoder for every PyRef in a reply. */
@@ -724,6 +728,11 @@ export class Session implements HandleOwner, EventSink {
   async memory(opts: RequestOptions = {}): Promise<SidecarMemory> {
     await this.flushFrees();
     return this.request("memory", {}, opts);
+  }
+
+  /** `block_until_ready` on the sidecar: for DeviceArray.block(), whose producing request may have replied on dispatch. */
+  async blockUntilReady(a: DeviceArray): Promise<void> {
+    await this.request("block", { handles: [wireId(a.handle)] });
   }
 
   /** Queue a handle to be freed with the next batch. */

@@ -152,7 +152,7 @@ export function eagerCall(name: string, fn: (...args: never[]) => unknown, args:
   const sendBody = !held.has(entry.hash);
   const ids = owner.newHandleIds(entry.outs.length);
   const hash = entry.hash;
-  const produced = owner.dispatch("run", { hash, ...(sendBody ? { program: entry.bytes } : {}), args: [...inputs, ...entry.captures], out: ids });
+  const produced = owner.dispatch("run", { hash, ...(sendBody ? { program: entry.bytes } : {}), args: [...inputs, ...entry.captures], out: ids, ready: false });
   if (sendBody) {
     held.add(hash);
     // If the sidecar did not take the program, the next call sends it again.

@@ -17,6 +17,8 @@ export interface HandleOwner {
   fetch(a: DeviceArray, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<NDArray>;
   release(id: number): void;
   readonly closed: boolean;
+  /** Wait until the sidecar has computed the array (its producing request may have replied on dispatch). */
+  blockUntilReady?(a: DeviceArray): Promise<void>;
 }
 
 /** How an eager operation's result comes into being (see DeviceArray, "Pending"). */
@@ -104,6 +106,8 @@ export class DeviceArray {
   async block(): Promise<this> {
     if (this.#error !== undefined) throw this.#error;
     if (this.#ready !== undefined) await this.#ready;
+    // The reply may have come on dispatch (docs/protocol.md "Readiness"): ask the sidecar to wait.
+    await this.owner.blockUntilReady?.(this);
     return this;
   }
 

@@ -170,13 +170,16 @@ export interface Ops {
   put: { request: { value: (NDArray | DeviceArray)[]; device?: number }; reply: DeviceArray[] };
   get: { request: { value: HandleRef[] }; reply: NDArray[] };
   free: { request: { handles: (number | bigint)[] }; reply: { freed: number; unknown: number[] } };
-  call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean }; reply: unknown };
+  /** Wait until the named arrays are computed (`block_until_ready`). */
+  block: { request: { handles: (number | bigint)[] }; reply: null };
+  /** `ready: false`: reply once the outputs are dispatched, not computed. */
+  call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean; ready?: boolean }; reply: unknown };
   put_arrow: { request: { stream: NDArray; device?: number }; reply: Record<string, DeviceArray> };
   get_arrow: { request: { columns: Record<string, DeviceArray> }; reply: { stream: NDArray } };
   stats: { request: Record<string, never>; reply: SidecarStats };
   memory: { request: Record<string, never>; reply: SidecarMemory };
-  /** With `out` (client-chosen negative ids, one per output) the outputs stay at those ids and the reply's `outputs` is null. */
-  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean; out?: number[] }; reply: { outputs: (DeviceArray | NDArray)[] | null; lowered: boolean; traced: boolean } };
+  /** With `out` (client-chosen ids, one per output) the outputs stay at those ids and the reply's `outputs` is null; `ready: false`: reply once the outputs are dispatched. */
+  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean; out?: number[]; ready?: boolean }; reply: { outputs: (DeviceArray | NDArray)[] | null; lowered: boolean; traced: boolean } };
   program_stats: { request: Record<string, never>; reply: ProgramStats };
   list_attrs: { request: { path: string }; reply: AttrEntry[] };
   import: { request: { module: string }; reply: AttrEntry[] };
@@ -203,6 +206,7 @@ const EVERY_OP: { readonly [O in Op]: true } = {
   put: true,
   get: true,
   free: true,
+  block: true,
   call: true,
   put_arrow: true,
   get_arrow: true,

@@ -48,6 +48,8 @@ export interface TransportOptions {
   reconnectGraceMs?: number;
   /** How long well-formed replies still settle their calls after a message that names no request (ms; default 2000). */
   protocolGraceMs?: number;
+  /** Send the requests queued behind a send in one message (default true; docs/protocol.md "Coalesced messages"). */
+  coalesce?: boolean;
 }
 
 export interface RequestOptions {
@@ -81,6 +83,7 @@ export class Transport {
   /** Requests waiting for a slot, in arrival order (a Set: O(1) to take the first and to drop an aborted one). */
   private readonly waiting = new Set<() => void>();
   private readonly maxInFlight: number;
+  private readonly coalesce: boolean;
   /** Waiting requests granted a slot that have not sent yet (they go before any newer request). */
   private granted = 0;
   private nextId = 1;
@@ -116,6 +119,7 @@ export class Transport {
   constructor(opts: TransportOptions) {
     this.url = opts.url;
     this.maxInFlight = opts.maxInFlight ?? 1024;
+    this.coalesce = opts.coalesce ?? true;
     const remote = !opts.url.startsWith("ipc://") && !opts.url.startsWith("inproc://");
     const hb = opts.heartbeatMs ?? 1000;
     this.heartbeatMs = hb > 0 ? Math.max(hb, 1000) : 0;
@@ -283,7 +287,7 @@ export class Transport {
    */
   private takeOutgoing(): Outgoing | undefined {
     const first = this.outbox.shift();
-    if (first === undefined || this.outbox.length === 0 || !coalescible(first.frames)) return first;
+    if (first === undefined || !this.coalesce || this.outbox.length === 0 || !coalescible(first.frames)) return first;
     const parts: Outgoing[] = [first];
     let bytes = frameBytes(first.frames);
     while (parts.length < COALESCE_MAX_PARTS && this.outbox.length > 0 && coalescible(this.outbox[0]!.frames)) {

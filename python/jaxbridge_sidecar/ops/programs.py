@@ -63,7 +63,9 @@ def _run(host: Host, env: dict[str, Any], out: list[int] | None) -> Any:
             return outs
 
         return host.start_run(env.get("id"), work, reply)
-    return reply(jax.block_until_ready(entry(values)))
+    outs = entry(values)
+    # JAX dispatches asynchronously; the reply waits for the values only if asked (docs/protocol.md "Readiness").
+    return reply(jax.block_until_ready(outs) if env.get("ready", True) is not False or fetch else outs)
 
 
 def program_stats(host: Host, env: dict[str, Any]) -> Any:
