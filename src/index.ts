@@ -58,6 +58,9 @@ export { pyCall, pyMethod } from "./trace/pycall.js";
 export { filterCond, filterScan, unstackPytree, polyakAverage, leraxCacheStats, type ScanCallOptions } from "./lerax/utils.js";
 export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, type CallbackOptions } from "./lerax/callbacks.js";
 
+// Optimizers and schedules, as optax has them.
+export * as optax from "./optim/index.js";
+
 // Files and tables: .eqx checkpoints, Arrow, NPY.
 export { Serializable } from "./io/serializable.js";
 export { serializeRemote, deserializeRemote } from "./io/remote-serialize.js";

@@ -1,0 +1,25 @@
+/** `optax.apply_updates`: parameters plus updates, in the parameters' dtypes. */
+
+import { treeMap } from "../values/tree.js";
+import type { Tracer } from "../trace/tracer.js";
+import * as jnp from "../trace/lib/jnp.js";
+import type { DeviceResult, Staged, TracerTree } from "../lerax/utils.js";
+import { staged } from "./base.js";
+
+function applyTraced(params: unknown, updates: unknown): unknown {
+  return treeMap((p: Tracer, u: jnp.ArrayLike) => jnp.astype(jnp.add(p, u), jnp.asarray(p).dtype), params, updates);
+}
+
+const applyStaged = staged("optax.apply_updates", applyTraced);
+
+export type ApplyResult<P, U> = Staged<[P, U], TracerTree<P>, DeviceResult<P>>;
+
+/**
+ * `optax.apply_updates(params, updates)`: `p + u` leaf by leaf, cast back to
+ * each parameter's dtype (updates in float64 do not widen float32
+ * parameters). `null` leaves stay `null`. Inside a traced function it
+ * returns the tree; at top level, a Promise of it (one jitted program).
+ */
+export function applyUpdates<P, U>(params: P, updates: U): ApplyResult<P, U> {
+  return applyStaged(params, updates) as ApplyResult<P, U>;
+}
