@@ -25,7 +25,7 @@ import {
   type ScalarOrSchedule,
   type ScheduleFn,
 } from "./base.js";
-import { absSq, biasCorrection, canonicalDType, cast, castLike, fullLike, globalNorm, rejectComplex, safeIncrement, updateMoment, updateMomentPerElemNorm, zerosLike } from "./tree-math.js";
+import { absSq, biasCorrection, canonicalDType, cast, castLike, fullLike, globalNorm, rejectComplex, safeIncrement, updateMoment, updateMomentPerElemNorm, zerosLike, zipTrees } from "./tree-math.js";
 
 type Leaf = jnp.ArrayLike;
 type Tree = unknown;
@@ -140,8 +140,8 @@ export function scaleByAdam(opts: { b1?: number; b2?: number; eps?: number; epsR
     (updates, state) => {
       const s = state as ScaleByAdamState;
       const muDtype = canonicalDType(opts.muDtype, op);
-      const mu = updateMoment(updates, s.mu, b1, 1);
-      const nu = updateMomentPerElemNorm(updates, s.nu, b2, 2, `optax.${op}`);
+      const mu = updateMoment(updates, s.mu, b1, 1, `optax.${op}`, "the state's mu");
+      const nu = updateMomentPerElemNorm(updates, s.nu, b2, 2, `optax.${op}`, "the state's nu");
       const countInc = safeIncrement(s.count as Tracer);
       let muHat: Tree;
       if (nesterov) {
@@ -177,7 +177,7 @@ export function scaleByRms(opts: { decay?: number; eps?: number; initialScale?: 
     },
     (updates, state) => {
       const s = state as ScaleByRmsState | ScaleByRmsWithCountState;
-      const nu = updateMomentPerElemNorm(updates, s.nu, decay, 2, `optax.${op}`);
+      const nu = updateMomentPerElemNorm(updates, s.nu, decay, 2, `optax.${op}`, "the state's nu");
       let countInc: Tracer | undefined;
       let nuHat = nu;
       if (corrected) {
@@ -215,8 +215,8 @@ export function scaleByStddev(opts: { decay?: number; eps?: number; initialScale
     },
     (updates, state) => {
       const s = state as ScaleByRStdDevState | ScaleByRStdDevWithCountState;
-      const mu = updateMoment(updates, s.mu, decay, 1);
-      const nu = updateMomentPerElemNorm(updates, s.nu, decay, 2, `optax.${op}`);
+      const mu = updateMoment(updates, s.mu, decay, 1, `optax.${op}`, "the state's mu");
+      const nu = updateMomentPerElemNorm(updates, s.nu, decay, 2, `optax.${op}`, "the state's nu");
       let countInc: Tracer | undefined;
       let muHat = mu;
       let nuHat = nu;
@@ -248,7 +248,7 @@ export function scaleByRss(opts: { initialAccumulatorValue?: number; eps?: numbe
     (updates, state) => {
       rejectComplex(updates, `optax.${op}`);
       const s = state as ScaleByRssState;
-      const sumOfSquares = treeMap((g: Leaf, t: Leaf) => jnp.add(absSq(g), t), updates, s.sumOfSquares);
+      const sumOfSquares = zipTrees(`optax.${op}`, ["the updates", "the state's sumOfSquares"], (g, t) => jnp.add(absSq(g), t), updates, s.sumOfSquares);
       const inv = treeMap((t: Leaf) => jnp.where(jnp.greater(t, 0), lax.rsqrt(jnp.add(t, pyFloat(eps))), pyFloat(0.0)), sumOfSquares);
       const out = treeMap((a: Leaf, b: Leaf) => jnp.multiply(a, b), inv, updates);
       return [out, new ScaleByRssState(sumOfSquares)];
@@ -266,8 +266,8 @@ export function scaleByLion(opts: { b1?: number; b2?: number; muDtype?: DType | 
     (params) => new ScaleByLionState(int32Zero(), zerosLike(params, canonicalDType(opts.muDtype, op))),
     (updates, state) => {
       const s = state as ScaleByLionState;
-      const out = treeMap((g: Leaf, m: Leaf) => jnp.sign(jnp.add(jnp.multiply(pyFloat(1.0 - b1), g), jnp.multiply(pyFloat(b1), m))), updates, s.mu);
-      const mu = cast(updateMoment(updates, s.mu, b2, 1), canonicalDType(opts.muDtype, op));
+      const out = zipTrees(`optax.${op}`, ["the updates", "the state's mu"], (g, m) => jnp.sign(jnp.add(jnp.multiply(pyFloat(1.0 - b1), g), jnp.multiply(pyFloat(b1), m))), updates, s.mu);
+      const mu = cast(updateMoment(updates, s.mu, b2, 1, `optax.${op}`, "the state's mu"), canonicalDType(opts.muDtype, op));
       return [out, new ScaleByLionState(safeIncrement(s.count as Tracer), mu)];
     },
   );
@@ -328,7 +328,7 @@ export function trace(opts: { decay: number; nesterov?: boolean; accumulatorDtyp
     (params) => new TraceState(zerosLike(params, canonicalDType(opts.accumulatorDtype, op))),
     (updates, state) => {
       const f = (g: Leaf, t: Leaf) => jnp.add(g, jnp.multiply(pyFloat(decay), t));
-      const newTrace = treeMap(f, updates, (state as TraceState).trace);
+      const newTrace = zipTrees(`optax.${op}`, ["the updates", "the state's trace"], f, updates, (state as TraceState).trace);
       const out = nesterov ? treeMap(f, updates, newTrace) : newTrace;
       return [out, new TraceState(cast(newTrace, canonicalDType(opts.accumulatorDtype, op)))];
     },
@@ -354,7 +354,7 @@ export function addDecayedWeights(weightDecay: ScalarOrSchedule = 0.0): Gradient
       const newState = count ? new WeightDecaySchedule(safeIncrement(count)) : state;
       if (typeof wd === "number" && wd === 0) return [updates, newState];
       const s = typeof wd === "function" ? wd(count!) : pyFloat(wd);
-      return [treeMap((g: Leaf, p: Leaf) => jnp.add(g, jnp.multiply(s, p)), updates, params), newState];
+      return [zipTrees(`optax.${op}`, ["the updates", "the parameters"], (g, p) => jnp.add(g, jnp.multiply(s, p)), updates, params), newState];
     },
   );
 }

@@ -10,7 +10,7 @@
 
 import type { DType } from "../values/dtype.js";
 import { BridgeInputError } from "../values/errors.js";
-import { keystr, treeLeaves, treeMap, treeMapWithPath, type KeyPath } from "../values/tree.js";
+import { keystr, treeLeaves, treeMap, treeMapWithPath, TreeStructureError, type KeyPath } from "../values/tree.js";
 import { requireTrace } from "../trace/core.js";
 import { canonicalize, kindOf } from "../trace/dtypes.js";
 import { Tracer } from "../trace/tracer.js";
@@ -23,6 +23,36 @@ type Leaf = jnp.ArrayLike;
 export function canonicalDType(dtype: DType | undefined | null, op: string): DType | undefined {
   if (dtype === undefined || dtype === null) return undefined;
   return canonicalize(dtype, requireTrace(op).x64);
+}
+
+/**
+ * `jax.tree.map(f, a, b)` over two trees that must match leaf for leaf: a
+ * different structure or a leaf of another shape is an error naming both
+ * trees and the path (JAX would broadcast the leaves, and the state would
+ * silently change shape).
+ */
+export function zipTrees(op: string, names: readonly [string, string], f: (a: Tracer, b: Tracer) => unknown, a: unknown, b: unknown): unknown {
+  try {
+    return treeMapWithPath(
+      (path: KeyPath, x: Tracer, y: Tracer) => {
+        const sx = shapeOf(x);
+        const sy = shapeOf(y);
+        if (sx !== undefined && sy !== undefined && sx.join(",") !== sy.join(",")) {
+          throw new BridgeInputError(`${op}: here ${names[0]} hold ${x.dtype}[${sx.join(", ")}] but ${names[1]} holds ${y.dtype}[${sy.join(", ")}]; the leaves must have the same shapes`, keystr(path) || "the root");
+        }
+        return f(x, y);
+      },
+      a,
+      b,
+    );
+  } catch (e) {
+    if (e instanceof TreeStructureError) throw new BridgeInputError(`${op}: ${names[0]} and ${names[1]} must have the same tree structure (the first tree is ${names[0]}): ${e.message}`);
+    throw e;
+  }
+}
+
+function shapeOf(x: unknown): readonly number[] | undefined {
+  return typeof x === "object" && x !== null && "shape" in x && Array.isArray((x as { shape: unknown }).shape) ? (x as { shape: number[] }).shape : undefined;
 }
 
 /** `optax.tree.zeros_like(tree, dtype)`. */
@@ -45,9 +75,9 @@ export function castLike(tree: unknown, other: unknown): unknown {
   return treeMap((t: Leaf, o: Tracer) => jnp.astype(t, o.dtype), tree, other);
 }
 
-/** `optax.tree.update_moment`: `(1 - decay) * g**order + decay * t`. */
-export function updateMoment(updates: unknown, moments: unknown, decay: number, order: number): unknown {
-  return treeMap((g: Leaf, t: Leaf) => jnp.add(jnp.multiply(pyFloat(1 - decay), jnp.power(g, order)), jnp.multiply(pyFloat(decay), t)), updates, moments);
+/** `optax.tree.update_moment`: `(1 - decay) * g**order + decay * t`; `what` names the moment in messages. */
+export function updateMoment(updates: unknown, moments: unknown, decay: number, order: number, op: string, what: string): unknown {
+  return zipTrees(op, ["the updates", what], (g, t) => jnp.add(jnp.multiply(pyFloat(1 - decay), jnp.power(g, order)), jnp.multiply(pyFloat(decay), t)), updates, moments);
 }
 
 /**
@@ -55,9 +85,9 @@ export function updateMoment(updates: unknown, moments: unknown, decay: number, 
  * the element-wise norm. Complex leaves are refused (optax takes
  * `abs_sq(g) ** (order / 2)`; not supported here yet).
  */
-export function updateMomentPerElemNorm(updates: unknown, moments: unknown, decay: number, order: number, op: string): unknown {
+export function updateMomentPerElemNorm(updates: unknown, moments: unknown, decay: number, order: number, op: string, what: string): unknown {
   rejectComplex(updates, op);
-  return updateMoment(updates, moments, decay, order);
+  return updateMoment(updates, moments, decay, order, op, what);
 }
 
 /** `optax.tree.bias_correction`: `t / (1 - decay**count)`, the correction computed in the default float and cast to each leaf's dtype. */

@@ -1,13 +1,13 @@
 /** `optax.apply_updates`: parameters plus updates, in the parameters' dtypes. */
 
-import { treeMap } from "../values/tree.js";
 import type { Tracer } from "../trace/tracer.js";
 import * as jnp from "../trace/lib/jnp.js";
 import type { DeviceResult, Staged, TracerTree } from "../lerax/utils.js";
 import { staged } from "./base.js";
+import { zipTrees } from "./tree-math.js";
 
 function applyTraced(params: unknown, updates: unknown): unknown {
-  return treeMap((p: Tracer, u: jnp.ArrayLike) => jnp.astype(jnp.add(p, u), jnp.asarray(p).dtype), params, updates);
+  return zipTrees("optax.apply_updates", ["the parameters", "the updates"], (p: Tracer, u: Tracer) => jnp.astype(jnp.add(p, u), jnp.asarray(p).dtype), params, updates);
 }
 
 const applyStaged = staged("optax.apply_updates", applyTraced);

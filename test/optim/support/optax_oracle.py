@@ -1,9 +1,11 @@
-"""The optimizer oracle: optax itself. Reads {"x64": bool, "cases": [...]} as
+"""The optimizer oracle: optax itself. Reads {"x64": bool, "cases": [...], "split"?: bool} as
 JSON on stdin; each case names an optimizer (built here from optax's own
 functions), a parameter pytree and a sequence of gradient pytrees. For each
 case one `jax.jit`-compiled step `(params, state, grads) -> (apply_updates(
 params, updates), new_state, updates)` runs over the sequence, as the
-TypeScript side runs its own jitted step, and the last line printed is
+TypeScript side runs its own jitted step (with "split": true,
+`jax.jit(opt.update)` and `jax.jit(optax.apply_updates)` run one after the
+other instead, as TypeScript's top-level calls do), and the last line printed is
 {"results": [{"updates": [[leaf...] per step], "params": [leaf...],
 "state": [leaf...], "state_structure": str}]} with every array as
 {"dtype", "shape", "b64"} (its raw bytes), so the test compares bits.
@@ -83,15 +85,24 @@ def encode(x):
     return {"dtype": str(x.dtype), "shape": list(x.shape), "b64": base64.b64encode(np.ascontiguousarray(x).tobytes()).decode()}
 
 
-def run(case):
+def run(case, split=False):
     opt = build(case["opt"])
     params = tree(case["params"])
     state = opt.init(params)
 
     @jax.jit
-    def step(p, s, g):
+    def fused(p, s, g):
         u, s = opt.update(g, s, p)
         return optax.apply_updates(p, u), s, u
+
+    update = jax.jit(opt.update)
+    apply = jax.jit(optax.apply_updates)
+
+    def step(p, s, g):
+        if not split:
+            return fused(p, s, g)
+        u, s = update(g, s, p)
+        return apply(p, u), s, u
 
     updates = []
     for g in case["grads"]:
@@ -107,7 +118,7 @@ def run(case):
 
 def main():
     req = json.load(sys.stdin)
-    print(json.dumps({"results": [run(c) for c in req["cases"]]}))
+    print(json.dumps({"results": [run(c, req.get("split", False)) for c in req["cases"]]}))
 
 
 if __name__ == "__main__":
