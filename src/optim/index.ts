@@ -62,3 +62,4 @@ export {
   warmupCosineDecaySchedule,
 } from "./schedule.js";
 export { globalNorm } from "./global-norm.js";
+export { huberLoss, squaredError, l2Loss, softmaxCrossEntropy } from "./losses.js";
