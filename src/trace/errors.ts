@@ -36,7 +36,7 @@ export const TRACER_AS_VALUE = (what: string, desc: string): string =>
 export function userSite(): string | undefined {
   const stack = new Error().stack?.split("\n").slice(1) ?? [];
   for (const line of stack) {
-    if (/[\\/]src[\\/](trace|lerax)[\\/]/.test(line)) continue;
+    if (/[\\/]src[\\/](trace|lerax|equinox)[\\/]/.test(line)) continue;
     if (/\(node:|at node:|node_modules[\\/]|\(<anonymous>\)|at <anonymous>/.test(line)) continue;
     return line.trim();
   }
