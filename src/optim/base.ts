@@ -24,7 +24,7 @@ import { currentTrace, lit, type LitOperand, requireTrace } from "../trace/core.
 import { defaultFloat } from "../trace/dtypes.js";
 import { jit, type Jitted } from "../trace/jit.js";
 import type { Tracer } from "../trace/tracer.js";
-import type { DeviceResult, Staged, TracerTree } from "../lerax/utils.js";
+import type { DeviceResult, Staged, TracerTree } from "../trace/staged.js";
 
 /** An optimizer state: a pytree (Modules named after optax's states, JS arrays for optax's tuples). */
 export type OptState = unknown;

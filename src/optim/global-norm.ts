@@ -2,7 +2,7 @@
 
 import type { DeviceArray } from "../values/device-array.js";
 import type { Tracer } from "../trace/tracer.js";
-import type { Staged } from "../lerax/utils.js";
+import type { Staged } from "../trace/staged.js";
 import { staged } from "./base.js";
 import { globalNorm as normTraced } from "./tree-math.js";
 

@@ -2,7 +2,7 @@
 
 import type { Tracer } from "../trace/tracer.js";
 import * as jnp from "../trace/lib/jnp.js";
-import type { DeviceResult, Staged, TracerTree } from "../lerax/utils.js";
+import type { DeviceResult, Staged, TracerTree } from "../trace/staged.js";
 import { staged } from "./base.js";
 import { zipTrees } from "./tree-math.js";
 
