@@ -122,6 +122,40 @@ describe("examples", function () {
     }
   });
 
+  it("digits.ts: an MLP on scikit-learn's digits reaches >= 95 % test accuracy in seconds; scikit-learn's load_digits and numpy confirm the accuracy", async () => {
+    const ts = await run(process.execPath, ["--import", "tsx", "examples/digits.ts", "--json"], { JAXBRIDGE_URL: "" });
+    assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
+    const lines = ts.stdout.trim().split("\n");
+    assert.match(lines[0]!, /^digits: MLP 64-128-10 on scikit-learn's digits \(1797 images; 1438 train, 359 test\), adam 0\.003, batch 64, on \w+ \(JAX [\d.]+\)$/);
+    assert.ok(lines.some((l) => /^test accuracy [\d.]+% \(\d+\/359\) after 20 epochs x 22 steps in [\d.]+ s/.test(l)), ts.stdout);
+    const ours = JSON.parse(lines[lines.length - 1]!) as { accuracy: number; correct: number; seconds: number; testIndices: number[]; params: { shape: number[]; b64: string }[] };
+    assert.ok(ours.accuracy >= 0.95, `test accuracy ${ours.accuracy}`);
+    assert.equal(new Set(ours.testIndices).size, 359);
+    // The trained network, applied by numpy (float64) to the test images as load_digits gives them.
+    // XLA computes the logits in float32: a prediction may flip only where two logits nearly tie.
+    const py = await run(
+      sidecarPython(),
+      [
+        "-c",
+        `import json, sys, base64, numpy as np
+from sklearn.datasets import load_digits
+r = json.load(sys.stdin)
+d = load_digits()
+x = d.data[r["testIndices"]] / 16.0
+p = [np.frombuffer(base64.b64decode(a["b64"]), np.float32).reshape(a["shape"]).astype(np.float64) for a in r["params"]]
+h = np.maximum(x @ p[0].T + p[1], 0)
+logits = h @ p[2].T + p[3]
+print(json.dumps(int((logits.argmax(1) == d.target[r["testIndices"]]).sum())))`,
+      ],
+      { JAX_PLATFORMS: "cpu" },
+      lines[lines.length - 1]!,
+    );
+    assert.equal(py.code, 0, py.stderr);
+    const correct = JSON.parse(py.stdout.trim()) as number;
+    assert.ok(Math.abs(correct - ours.correct) <= 1, `numpy counts ${correct} correct, the example ${ours.correct}`);
+    assert.ok(correct / 359 >= 0.95, `numpy's accuracy ${correct / 359}`);
+  });
+
   it("remote-mlp.ts: a remote equinox MLP in a traced scan, a Polyak target, saved, and reloaded in a fresh sidecar with the same outputs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "jaxbridge-example-"));
     try {
