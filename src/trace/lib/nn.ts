@@ -114,7 +114,8 @@ export function logSoftmax(x: Arg, opts: { axis?: number | readonly number[] } =
   const t = jnp.asarray(x);
   const axis = opts.axis ?? -1;
   const xMax = jnp.maxInitial(t, { axis, keepdims: true }, -Infinity);
-  const shifted = jnp.subtract(t, xMax);
+  // As jax.nn.log_softmax: the max is a constant to differentiation (the same values; the gradient's program is JAX's).
+  const shifted = jnp.subtract(t, lax.stopGradient(xMax));
   const lse = jnp.log(jnp.sum(jnp.exp(shifted), { axis, keepdims: true }));
   return jnp.subtract(shifted, lse);
 }
