@@ -14,7 +14,7 @@
  *   `polyakAverage`;
  * - training runs in chunks of 250 steps, each chunk one `filterScan` (one
  *   compiled program; later chunks send only its hash), with a callback
- *   that drives a progress bar while the chunk runs;
+ *   every 25 steps that drives a progress bar while the chunk runs;
  * - after every chunk, 100 greedy episodes are evaluated (capped at 200
  *   steps, CartPole-v0's limit, where "solved" means a mean return of at
  *   least 195) and the whole training state is saved with `Serializable`
@@ -239,7 +239,10 @@ export interface StepStats {
 }
 
 /** The pieces of one training run for a configuration: its functions, traced once and compiled once each. */
-export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray, episodeReturn: NDArray, done: NDArray) => void) {
+/** Scan steps between two progress reports (a host callback costs about as much as a learning step). */
+export const REPORT_EVERY = 25;
+
+export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) => void) {
   const opt = optax.adam(cfg.lr);
   const loss = tdLoss(cfg);
   const progress = report ? callbackWrapper(report, { ordered: true }) : undefined;
@@ -297,7 +300,18 @@ export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray, e
       Tracer,
     ];
     const episodeReturn = jnp.where(done, epReturn, 0);
-    progress?.(c.step, value, episodeReturn, done);
+    if (progress) {
+      filterCond(
+        jnp.equal(jnp.remainder(c.step, REPORT_EVERY), 0),
+        (step: Tracer, l: Tracer) => {
+          progress(step, l);
+          return null;
+        },
+        () => null,
+        c.step,
+        value,
+      );
+    }
     const carry: Carry = {
       q,
       target,
@@ -371,7 +385,7 @@ export interface RunResult {
   solvedChunk: number | null;
   envSteps: number;
   updates: number;
-  /** Seconds spent in chunks and evaluations (compilation included in the first of each). */
+  /** Seconds from initialisation to the end (compilation included where a program is new to the sidecar). */
   trainSeconds: number;
   /** Per scan step of every chunk: the loss (null before learning starts). */
   losses: (number | null)[];
@@ -382,37 +396,35 @@ export interface RunResult {
 export interface RunOptions {
   /** Save a checkpoint in this folder after every chunk. */
   dir?: string | null;
-  /** Print a line per chunk and drive a progress bar on stderr. */
+  /** Print a line per chunk and drive a progress bar on stderr (default true). */
   verbose?: boolean;
 }
 
 export async function run(jb: Session, cfg: Config, opts: RunOptions = {}): Promise<RunResult> {
   const verbose = opts.verbose ?? true;
-  const bar = verbose ? new cliProgress.SingleBar({ format: "chunk {chunk} |{bar}| {value}/{total} env steps | eps {eps} | loss {loss} | last return {ret}", noTTYOutput: false, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
-  let lastReturn = "-";
-  const agent = makeAgent(cfg, (step, loss, episodeReturn, done) => {
-    if (!bar) return;
-    const d = done.data as Uint8Array;
-    const r = episodeReturn.data as Float32Array;
-    for (let i = 0; i < d.length; i++) if (d[i]) lastReturn = String(r[i]);
+  const total = cfg.maxChunks * cfg.chunkSteps * cfg.numEnvs;
+  const bar = verbose ? new cliProgress.SingleBar({ format: "chunk {chunk} |{bar}| {value}/{total} env steps | epsilon {eps} | loss {loss}", hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  // The progress callback runs inside every chunk, every REPORT_EVERY steps (part of the program either way); it feeds the bar when there is one.
+  const agent = makeAgent(cfg, (step, loss) => {
     const s = (step.item() as number) + 1;
     const l = loss.item() as number;
-    if (s % 10 === 0) bar.update(s * cfg.numEnvs, { loss: Number.isNaN(l) ? "-" : l.toFixed(4), ret: lastReturn, eps: Math.max(cfg.epsEnd, cfg.epsStart + Math.min(s / cfg.epsSteps, 1) * (cfg.epsEnd - cfg.epsStart)).toFixed(3) });
+    bar?.update(s * cfg.numEnvs, { loss: Number.isNaN(l) ? "-" : l.toFixed(4), eps: Math.max(cfg.epsEnd, cfg.epsStart + Math.min(s / cfg.epsSteps, 1) * (cfg.epsEnd - cfg.epsStart)).toFixed(3) });
   });
+  const t0 = performance.now();
   const seedKey = random.keyData(cfg.seed, jb.info.x64);
   let carry = (await agent.init(seedKey)) as unknown as Carry;
   const history: number[] = [];
   const losses: (number | null)[] = [];
   let solvedChunk: number | null = null;
   let checkpoint: string | null = null;
-  const t0 = performance.now();
-  bar?.start(cfg.maxChunks * cfg.chunkSteps * cfg.numEnvs, 0, { chunk: 1, loss: "-", ret: "-", eps: cfg.epsStart.toFixed(3) });
+  bar?.start(total, 0, { chunk: 1, loss: "-", eps: cfg.epsStart.toFixed(3) });
   for (let chunk = 1; chunk <= cfg.maxChunks; chunk++) {
     bar?.update({ chunk });
-    const [next, stats] = (await filterScan(agent.trainStep, carry, null, { length: cfg.chunkSteps })) as unknown as [Carry, { loss: DeviceArray }];
+    const [next, stats] = (await filterScan(agent.trainStep, carry, null, { length: cfg.chunkSteps })) as unknown as [Carry, { loss: DeviceArray; done: DeviceArray; episodeReturn: DeviceArray }];
     carry = next;
-    const lossHost = await stats.loss.toHost();
+    const [lossHost, doneHost, returnHost] = await Promise.all([stats.loss.toHost(), stats.done.toHost(), stats.episodeReturn.toHost()]);
     for (const l of lossHost.data as Float32Array) losses.push(Number.isNaN(l) ? null : l);
+    const ended = Array.from(returnHost.data as Float32Array).filter((_, i) => (doneHost.data as Uint8Array)[i]);
     const returns = (await agent.evaluate.withOptions({ fetch: true })(carry.q, seedKey, array(chunk - 1, "int32"))) as unknown as NDArray;
     // The mean on the host, in double precision: the returns are integers, their sum is exact.
     const mean = Array.from(returns.data as Float32Array).reduce((a, b) => a + b, 0) / cfg.evalEpisodes;
@@ -420,8 +432,9 @@ export async function run(jb: Session, cfg: Config, opts: RunOptions = {}): Prom
     if (opts.dir) checkpoint = await new Checkpoint(carry).serialize(join(opts.dir, "checkpoint"));
     if (verbose) {
       bar?.stop();
-      console.log(`chunk ${chunk}: ${chunk * cfg.chunkSteps * cfg.numEnvs} env steps, evaluation mean return ${mean.toFixed(1)} over ${cfg.evalEpisodes} episodes`);
-      if (mean < cfg.solveReturn && chunk < cfg.maxChunks) bar?.start(cfg.maxChunks * cfg.chunkSteps * cfg.numEnvs, chunk * cfg.chunkSteps * cfg.numEnvs, { chunk: chunk + 1 });
+      const train = ended.length ? `${ended.length} training episodes ended (mean return ${(ended.reduce((a, b) => a + b, 0) / ended.length).toFixed(1)})` : "no training episode ended";
+      console.log(`chunk ${chunk}: ${chunk * cfg.chunkSteps * cfg.numEnvs} env steps, ${train}, evaluation mean return ${mean.toFixed(1)} over ${cfg.evalEpisodes} episodes`);
+      if (mean < cfg.solveReturn && chunk < cfg.maxChunks) bar?.start(total, chunk * cfg.chunkSteps * cfg.numEnvs, { chunk: chunk + 1 });
     }
     if (mean >= cfg.solveReturn) {
       solvedChunk = chunk;

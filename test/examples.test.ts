@@ -96,7 +96,9 @@ describe("examples", function () {
       assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
       const lines = ts.stdout.trim().split("\n");
       assert.match(lines[0]!, /^dqn-cartpole: DQN \(double, Huber, adam 0\.001, Polyak tau 0\.01\) on 4 CartPoles, seed 0, budget 3 chunks x 1000 env steps, on \w+ \(JAX [\d.]+\)$/);
-      for (const c of [1, 2, 3]) assert.ok(lines.some((l) => new RegExp(`^chunk ${c}: ${c}000 env steps, evaluation mean return [\\d.]+ over 100 episodes$`).test(l)), ts.stdout);
+      for (const c of [1, 2, 3]) {
+        assert.ok(lines.some((l) => new RegExp(`^chunk ${c}: ${c}000 env steps, \\d+ training episodes ended \\(mean return [\\d.]+\\), evaluation mean return [\\d.]+ over 100 episodes$`).test(l)), ts.stdout);
+      }
       assert.ok(lines.some((l) => /^solved at chunk 3: 3000 env steps, 500 updates, mean return [\d.]+ >= 195/.test(l)), ts.stdout);
       const checkpoint = join(dir, "checkpoint.eqx");
       assert.ok(lines.includes(`checkpoint ${checkpoint}: reloaded, 37 arrays; its evaluation is identical`), ts.stdout);
