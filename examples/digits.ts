@@ -22,7 +22,6 @@ import {
   filterScan,
   jit,
   jnp,
-  Module,
   nn,
   NDArray,
   optax,
@@ -33,6 +32,7 @@ import {
   type Tracer,
 } from "../src/index.js";
 import { sidecarPython } from "../src/internal.js";
+import { initMlp, MLP, type Arr } from "./mlp.js";
 
 const SEED = 0;
 const HIDDEN = 128;
@@ -40,47 +40,8 @@ const LR = 3e-3;
 const BATCH = 64;
 const TRAIN_FRACTION = 0.8;
 
-type Arr = Tracer | NDArray | DeviceArray;
-
-class Linear extends Module {
-  constructor(
-    public weight: Arr,
-    public bias: Arr,
-  ) {
-    super();
-  }
-}
-
-/** `eqx.nn.MLP(64, 10, 128, depth=1)`'s layout, applied to a batch. */
-class MLP extends Module {
-  constructor(public layers: Linear[]) {
-    super();
-  }
-  apply(x: Arr): Tracer {
-    let h = x as Tracer;
-    this.layers.forEach((l, i) => {
-      h = jnp.add(jnp.matmul(h, jnp.transpose(l.weight)), l.bias);
-      if (i < this.layers.length - 1) h = nn.relu(h);
-    });
-    return h;
-  }
-}
-
-/** equinox's initialisation: uniform in ±1/sqrt(fan_in), one key per layer. */
-const init = jit((key: Arr): MLP => {
-  const sizes = [64, HIDDEN, 10];
-  const keys = random.split(key as Tracer, sizes.length - 1);
-  return new MLP(
-    sizes.slice(1).map((out, i) => {
-      const wb = random.split(keys.get(i), 2);
-      const lim = 1 / Math.sqrt(sizes[i]!);
-      return new Linear(
-        random.uniform(wb.get(0), [out, sizes[i]!], { dtype: "float32", minval: -lim, maxval: lim }),
-        random.uniform(wb.get(1), [out], { dtype: "float32", minval: -lim, maxval: lim }),
-      );
-    }),
-  );
-});
+/** An `eqx.nn.MLP(64, 10, 128, depth=1)`, initialised as equinox does. */
+const init = jit((key: Arr): MLP => initMlp(key as Tracer, [64, HIDDEN, 10]));
 
 function loss(model: MLP, x: Tracer, y: Tracer): Tracer {
   return jnp.mean(optax.softmaxCrossEntropy(model.apply(x), nn.oneHot(y, 10, { dtype: "float32" })));

@@ -43,7 +43,6 @@ import {
   jit,
   jnp,
   lax,
-  Module,
   nn,
   NDArray,
   optax,
@@ -52,12 +51,12 @@ import {
   Serializable,
   treeLeaves,
   valueAndGrad,
-  zerosHost,
   type DeviceArray,
   type Session,
   type Tracer,
 } from "../src/index.js";
 import * as cartpole from "./cartpole.js";
+import { initMlp, MLP, type Arr } from "./mlp.js";
 
 export interface Config {
   seed: number;
@@ -101,61 +100,9 @@ export const CONFIG: Config = {
   evalEpisodes: 100,
 };
 
-type Arr = Tracer | NDArray | DeviceArray;
-
-// --- the Q-network ----------------------------------------------------------------------------
-
-/** `eqx.nn.Linear`'s layout: `weight` is `[out, in]`, `bias` `[out]`. */
-export class Linear extends Module {
-  constructor(
-    public weight: Arr,
-    public bias: Arr,
-  ) {
-    super();
-  }
-}
-
-/**
- * An MLP with ReLU between layers, laid out as `eqx.nn.MLP` (its `layers`
- * and their `weight`/`bias` are the arrays equinox saves, in the same
- * order), applied to a batch of observations `[B, 4]`.
- */
-export class QNetwork extends Serializable {
-  layers: Linear[];
-  /** The layers, or the layer sizes for a skeleton of zeros (what `deserialize` fills in). */
-  constructor(layers: Linear[] | readonly number[]) {
-    super();
-    this.layers = layers.every((l) => typeof l === "number")
-      ? (layers as readonly number[]).slice(1).map((out, i) => new Linear(zerosHost([out, (layers as readonly number[])[i]!], "float32"), zerosHost([out], "float32")))
-      : (layers as Linear[]);
-  }
-
-  apply(x: Arr): Tracer {
-    let h = x as Tracer;
-    this.layers.forEach((l, i) => {
-      h = jnp.add(jnp.matmul(h, jnp.transpose(l.weight)), l.bias);
-      if (i < this.layers.length - 1) h = nn.relu(h);
-    });
-    return h;
-  }
-}
+// --- the Q-network: eqx.nn.MLP(4, 2, 128, depth=2)'s layout (examples/mlp.ts) -------------------------
 
 const sizesOf = (cfg: Config): number[] => [cartpole.OBS_SIZE, ...Array<number>(cfg.depth).fill(cfg.hidden), cartpole.NUM_ACTIONS];
-
-/** `eqx.nn.MLP(...)`'s initialisation: one key per layer, then per layer a weight key and a bias key, uniform in ±1/sqrt(in). */
-export function initQ(key: Tracer, sizes: readonly number[]): QNetwork {
-  const keys = random.split(key, sizes.length - 1);
-  const layers = sizes.slice(1).map((out, i) => {
-    const inSize = sizes[i]!;
-    const wb = random.split(keys.get(i), 2);
-    const lim = 1 / Math.sqrt(inSize);
-    return new Linear(
-      random.uniform(wb.get(0), [out, inSize], { dtype: "float32", minval: -lim, maxval: lim }),
-      random.uniform(wb.get(1), [out], { dtype: "float32", minval: -lim, maxval: lim }),
-    );
-  });
-  return new QNetwork(layers);
-}
 
 // --- the replay buffer: a pytree of device arrays ------------------------------------------------
 
@@ -210,7 +157,7 @@ function bufferSample(buf: Buffer, key: Tracer, cfg: Config): Transitions {
 
 /** The Huber TD loss of double DQN: the online network picks the next action, the target network values it. */
 function tdLoss(cfg: Config) {
-  return function tdLoss(q: QNetwork, target: QNetwork, b: Transitions): Tracer {
+  return function tdLoss(q: MLP, target: MLP, b: Transitions): Tracer {
     const qSa = jnp.sum(jnp.multiply(q.apply(b.obs), nn.oneHot(b.action, cartpole.NUM_ACTIONS, { dtype: "float32" })), { axis: 1 });
     const aStar = jnp.argmax(q.apply(b.nextObs), { axis: 1 });
     const nextV = jnp.sum(jnp.multiply(target.apply(b.nextObs), nn.oneHot(aStar, cartpole.NUM_ACTIONS, { dtype: "float32" })), { axis: 1 });
@@ -220,8 +167,8 @@ function tdLoss(cfg: Config) {
 }
 
 export interface Carry {
-  q: QNetwork;
-  target: QNetwork;
+  q: MLP;
+  target: MLP;
   optState: optax.OptState;
   buffer: Buffer;
   envState: Arr; // float32 [numEnvs, 4]
@@ -250,7 +197,7 @@ export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) =
 
   const init = jit((seedKey: Arr): Carry => {
     const k = random.split(seedKey as Tracer, 3);
-    const q = initQ(k.get(1), sizesOf(cfg));
+    const q = initMlp(k.get(1), sizesOf(cfg));
     return {
       q,
       target: q,
@@ -269,14 +216,14 @@ export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) =
     return jnp.add(cfg.epsStart, jnp.multiply(frac, cfg.epsEnd - cfg.epsStart));
   };
 
-  const learn = (q: QNetwork, target: QNetwork, optState: optax.OptState, buffer: Buffer, key: Tracer) => {
+  const learn = (q: MLP, target: MLP, optState: optax.OptState, buffer: Buffer, key: Tracer) => {
     const batch = bufferSample(buffer, key, cfg);
-    const [value, grads] = valueAndGrad(loss)(q, target, batch) as unknown as [Tracer, QNetwork];
-    const [updates, nextState] = opt.update(grads, optState, q) as unknown as [QNetwork, optax.OptState];
-    const q2 = optax.applyUpdates(q, updates) as unknown as QNetwork;
-    return [q2, polyakAverage(q2, target, cfg.tau) as unknown as QNetwork, nextState, value] as const;
+    const [value, grads] = valueAndGrad(loss)(q, target, batch) as unknown as [Tracer, MLP];
+    const [updates, nextState] = opt.update(grads, optState, q) as unknown as [MLP, optax.OptState];
+    const q2 = optax.applyUpdates(q, updates) as unknown as MLP;
+    return [q2, polyakAverage(q2, target, cfg.tau) as unknown as MLP, nextState, value] as const;
   };
-  const skip = (q: QNetwork, target: QNetwork, optState: optax.OptState) => [q, target, optState, jnp.asarray(NaN, "float32")] as const;
+  const skip = (q: MLP, target: MLP, optState: optax.OptState) => [q, target, optState, jnp.asarray(NaN, "float32")] as const;
 
   function trainStep(c: Carry): readonly [Carry, StepStats] {
     const ks = random.split(c.key as Tracer, 5);
@@ -294,8 +241,8 @@ export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) =
     const fresh = cartpole.reset(ks.get(3), n);
     const envState = jnp.where(jnp.expandDims(done, 1), fresh, next);
     const [q, target, optState, value] = filterCond(jnp.greaterEqual(c.step, cfg.learningStarts), learn, skip, c.q, c.target, c.optState, buffer, ks.get(4)) as unknown as [
-      QNetwork,
-      QNetwork,
+      MLP,
+      MLP,
       optax.OptState,
       Tracer,
     ];
@@ -327,7 +274,7 @@ export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) =
   }
 
   /** Greedy returns of `evalEpisodes` fresh episodes (at most `maxEpisodeSteps` steps each). */
-  const evaluate = jit((q: QNetwork, seedKey: Arr, round: Arr): Tracer => {
+  const evaluate = jit((q: MLP, seedKey: Arr, round: Arr): Tracer => {
     const key = random.foldIn(random.foldIn(seedKey as Tracer, 10_000), round as Tracer);
     const s0 = cartpole.reset(key, cfg.evalEpisodes);
     const body = (c: { s: Tracer; alive: Tracer; ret: Tracer }) => {
@@ -348,8 +295,8 @@ export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) =
 
 /** The whole training state, saved after every chunk: enough to resume exactly. */
 export class Checkpoint extends Serializable {
-  q: QNetwork;
-  target: QNetwork;
+  q: MLP;
+  target: MLP;
   optState: optax.OptState;
   buffer: Buffer;
   envState: Arr;

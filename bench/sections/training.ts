@@ -26,6 +26,7 @@ import { connect, filterScan, jit, jnp, nn, NDArray, optax, treeLeaves, valueAnd
 import { benchOp, fmtRatio, fmtUs, median, time } from "../measure.js";
 import type { Row } from "../run.js";
 import { echoer } from "./wire.js";
+import { det } from "./trace.js";
 import { CONFIG, run as runDqn } from "../../examples/dqn-cartpole.js";
 
 const SIZES = [32, 256, 256, 10];
@@ -35,17 +36,6 @@ const CALLS = 300;
 const REPEATS = 7;
 
 type Params = Record<"w1" | "b1" | "w2" | "b2" | "w3" | "b3", Tracer>;
-
-function det(shape: number[], scale: number, seed: number): NDArray {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = ((s / 2 ** 32) * 2 - 1) * scale;
-  }
-  return new NDArray(data, shape, "float32");
-}
 
 const opt = optax.adam(1e-3);
 

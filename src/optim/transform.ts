@@ -158,17 +158,32 @@ export function scaleByAdam(opts: { b1?: number; b2?: number; eps?: number; epsR
   );
 }
 
+/** The options `scale_by_rms` and `scale_by_stddev` share, with optax's defaults. */
+export interface RmsOptions {
+  decay?: number;
+  eps?: number;
+  initialScale?: number;
+  epsInSqrt?: boolean;
+  biasCorrection?: boolean;
+}
+
+function rmsOptions(op: string, opts: RmsOptions) {
+  return {
+    decay: checkNumber(op, "decay", opts.decay ?? 0.9),
+    eps: checkNumber(op, "eps", opts.eps ?? 1e-8),
+    initialScale: checkNumber(op, "initialScale", opts.initialScale ?? 0.0),
+    epsInSqrt: opts.epsInSqrt ?? true,
+    corrected: opts.biasCorrection ?? false,
+  };
+}
+
 /**
  * `optax.scale_by_rms(decay, eps, initial_scale, eps_in_sqrt,
  * bias_correction)`: divide by the root of the moving average of squares.
  */
-export function scaleByRms(opts: { decay?: number; eps?: number; initialScale?: number; epsInSqrt?: boolean; biasCorrection?: boolean } = {}): GradientTransformation {
+export function scaleByRms(opts: RmsOptions = {}): GradientTransformation {
   const op = "scale_by_rms";
-  const decay = checkNumber(op, "decay", opts.decay ?? 0.9);
-  const eps = checkNumber(op, "eps", opts.eps ?? 1e-8);
-  const initialScale = checkNumber(op, "initialScale", opts.initialScale ?? 0.0);
-  const epsInSqrt = opts.epsInSqrt ?? true;
-  const corrected = opts.biasCorrection ?? false;
+  const { decay, eps, initialScale, epsInSqrt, corrected } = rmsOptions(op, opts);
   return gradientTransformation(
     op,
     (params) => {
@@ -199,13 +214,9 @@ export function scaleByRms(opts: { decay?: number; eps?: number; initialScale?: 
  * bias_correction)`: divide by the root of the centered moving average of
  * squares (centered rmsprop).
  */
-export function scaleByStddev(opts: { decay?: number; eps?: number; initialScale?: number; epsInSqrt?: boolean; biasCorrection?: boolean } = {}): GradientTransformation {
+export function scaleByStddev(opts: RmsOptions = {}): GradientTransformation {
   const op = "scale_by_stddev";
-  const decay = checkNumber(op, "decay", opts.decay ?? 0.9);
-  const eps = checkNumber(op, "eps", opts.eps ?? 1e-8);
-  const initialScale = checkNumber(op, "initialScale", opts.initialScale ?? 0.0);
-  const epsInSqrt = opts.epsInSqrt ?? true;
-  const corrected = opts.biasCorrection ?? false;
+  const { decay, eps, initialScale, epsInSqrt, corrected } = rmsOptions(op, opts);
   return gradientTransformation(
     op,
     (params) => {

@@ -11,14 +11,12 @@
 import assert from "node:assert/strict";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { jit, programStats } from "../../src/trace/jit.js";
 import { NDArray } from "../../src/values/ndarray.js";
 import { DeviceArray } from "../../src/values/device-array.js";
 import { treeLeaves } from "../../src/values/tree.js";
-import { sidecarPython } from "../../src/wire/python-env.js";
 import type { Session } from "../../src/session/session.js";
 import * as optax from "../../src/optim/index.js";
 import { Serializable } from "../../src/io/serializable.js";
@@ -36,23 +34,15 @@ interface PyResult {
   state_structure: string;
 }
 
-export function optaxOracle(cases: Case[], x64: boolean, opts: { split?: boolean } = {}): Promise<PyResult[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(sidecarPython(), [join(HERE, "support", "optax_oracle.py")], {
-      env: { ...process.env, ORACLE_X64: x64 ? "1" : "0", JAX_PLATFORMS: "cpu" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      if (code !== 0) return reject(new Error(`the optax oracle exited ${code}:\n${err.slice(-4000)}`));
-      resolve((JSON.parse(out.trim().split("\n").pop()!) as { results: PyResult[] }).results);
-    });
-    child.stdin.end(JSON.stringify({ x64, cases, split: opts.split ?? false }));
-  });
+/** Run support/<script> (a Python file reading JSON on stdin) in the sidecar's environment. */
+export function pythonScript<T>(script: string, input: unknown, x64 = true): Promise<T> {
+  const path = join(HERE, "support", script);
+  const code = `import runpy, sys; sys.path.insert(0, ${JSON.stringify(join(HERE, "support"))}); sys.argv = [${JSON.stringify(path)}]; runpy.run_path(${JSON.stringify(path)}, run_name="__main__")`;
+  return runPython<T>(code, input, { env: { ORACLE_X64: x64 ? "1" : "0", JAX_PLATFORMS: "cpu" } });
+}
+
+export async function optaxOracle(cases: Case[], x64: boolean, opts: { split?: boolean } = {}): Promise<PyResult[]> {
+  return (await pythonScript<{ results: PyResult[] }>("optax_oracle.py", { x64, cases, split: opts.split ?? false }, x64)).results;
 }
 
 interface TsResult {
@@ -224,6 +214,7 @@ print(json.dumps(out))
     try {
       const cases = generateCases(5, 40, { x64: true }).filter((c) => JSON.stringify(c.opt).match(/"(adam|adamw|rmsprop|lion)"/)).slice(0, 4);
       assert.equal(cases.length, 4);
+      const runs: { c: Case; params0: unknown; state0: unknown; final: unknown[]; tsFile: string; pyFile: string }[] = [];
       for (const c of cases) {
         const opt = buildOpt(c.opt);
         const params0 = buildTree(c.params);
@@ -236,18 +227,19 @@ print(json.dumps(out))
         });
         for (const g of c.grads) [params, state] = (await step(params, state, buildTree(g))) as [unknown, unknown];
         const tsFile = await new Checkpoint(params, state).serialize(join(dir, `ts-${c.seed}`));
-        const pyFile = join(dir, `py-${c.seed}.eqx`);
-        const py = await runPython<{ loaded_equal: boolean; leaves: number; structure: string }>(
-          `import runpy, sys; sys.path.insert(0, ${JSON.stringify(join(HERE, "support"))}); sys.argv = ["x"]; runpy.run_path(${JSON.stringify(join(HERE, "support", "optax_state_io.py"))}, run_name="__main__")`,
-          { case: c, ts_file: tsFile, py_file: pyFile },
-          { env: { JAX_PLATFORMS: "cpu", ORACLE_X64: "1" } },
-        );
-        assert.ok(py.loaded_equal, `case ${c.seed}: equinox loads our file into optax's state ${py.structure} with optax's bits`);
-        assert.equal(py.leaves, treeLeaves([params, state]).length);
-        const back = await Checkpoint.deserialize(pyFile, params0, state0);
-        const want = await host(jb, [params, state]);
+        runs.push({ c, params0, state0, final: [params, state], tsFile, pyFile: join(dir, `py-${c.seed}.eqx`) });
+      }
+      const py = await pythonScript<{ loaded_equal: boolean; leaves: number; structure: string }[]>(
+        "optax_state_io.py",
+        runs.map((r) => ({ case: r.c, ts_file: r.tsFile, py_file: r.pyFile })),
+      );
+      for (const [i, r] of runs.entries()) {
+        assert.ok(py[i]!.loaded_equal, `case ${r.c.seed}: equinox loads our file into optax's state ${py[i]!.structure} with optax's bits`);
+        assert.equal(py[i]!.leaves, treeLeaves(r.final).length);
+        const back = await Checkpoint.deserialize(r.pyFile, r.params0, r.state0);
+        const want = await host(jb, r.final);
         const got = treeLeaves([back.params, back.optState]) as NDArray[];
-        assert.deepEqual(got.map(bits), want.map(bits), `case ${c.seed}: optax's file loads back into the TypeScript state`);
+        assert.deepEqual(got.map(bits), want.map(bits), `case ${r.c.seed}: optax's file loads back into the TypeScript state`);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

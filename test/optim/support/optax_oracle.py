@@ -85,7 +85,8 @@ def encode(x):
     return {"dtype": str(x.dtype), "shape": list(x.shape), "b64": base64.b64encode(np.ascontiguousarray(x).tobytes()).decode()}
 
 
-def run(case, split=False):
+def train(case, split=False):
+    """The case's steps with optax: (final params, final state, [updates of each step])."""
     opt = build(case["opt"])
     params = tree(case["params"])
     state = opt.init(params)
@@ -107,9 +108,14 @@ def run(case, split=False):
     updates = []
     for g in case["grads"]:
         params, state, u = step(params, state, tree(g))
-        updates.append([encode(x) for x in jax.tree.leaves(u)])
+        updates.append(u)
+    return params, state, updates
+
+
+def run(case, split=False):
+    params, state, updates = train(case, split)
     return {
-        "updates": updates,
+        "updates": [[encode(x) for x in jax.tree.leaves(u)] for u in updates],
         "params": [encode(x) for x in jax.tree.leaves(params)],
         "state": [encode(x) for x in jax.tree.leaves(state)],
         "state_structure": str(jax.tree.structure(state)),

@@ -1,5 +1,6 @@
-"""Optimizer state through equinox's serialiser: reads {"case", "ts_file",
-"py_file"} on stdin. Runs the case with optax (optax_oracle.run's step), then
+"""Optimizer state through equinox's serialiser: reads a JSON list of
+{"case", "ts_file", "py_file"} on stdin. Runs each case with optax
+(optax_oracle.train), then
 
 - loads the file TypeScript saved (32-byte fingerprint, then the leaves as
   equinox writes them) with `eqx.tree_deserialise_leaves` into
@@ -8,7 +9,7 @@
 - writes `[params, optax_state]` with `eqx.tree_serialise_leaves` after the
   same fingerprint, for TypeScript to load.
 
-Prints {"loaded_equal": bool, "leaves": n, "structure": str}.
+Prints a list of {"loaded_equal": bool, "leaves": n, "structure": str}.
 """
 
 import json
@@ -17,25 +18,12 @@ import sys
 import equinox as eqx
 import jax
 import numpy as np
-import optax
 
-from optax_oracle import build, tree
+from optax_oracle import train
 
 
-def main():
-    req = json.load(sys.stdin)
-    case = req["case"]
-    opt = build(case["opt"])
-    params = tree(case["params"])
-    state = opt.init(params)
-
-    @jax.jit
-    def step(p, s, g):
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    for g in case["grads"]:
-        params, state = step(params, state, tree(g))
+def check(req):
+    params, state, _ = train(req["case"])
     ours = [params, state]
 
     with open(req["ts_file"], "rb") as f:
@@ -50,7 +38,11 @@ def main():
     with open(req["py_file"], "wb") as f:
         f.write(fingerprint)
         eqx.tree_serialise_leaves(f, ours)
-    print(json.dumps({"loaded_equal": bool(equal), "leaves": len(b), "structure": str(jax.tree.structure(state))}))
+    return {"loaded_equal": bool(equal), "leaves": len(b), "structure": str(jax.tree.structure(state))}
+
+
+def main():
+    print(json.dumps([check(r) for r in json.load(sys.stdin)]))
 
 
 if __name__ == "__main__":
