@@ -123,6 +123,7 @@ const PUBLIC_TYPES = [
   "CallOptions",
   "RequestOptions",
   "SidecarInfo",
+  "RemoteCause",
   "PyProxy",
   "CurveClientKeys",
   "Jitted",
