@@ -20,7 +20,7 @@
 
 import type { DType } from "../../values/dtype.js";
 import { isInexact } from "../../values/dtype.js";
-import { asTracer, type Concrete, lit, requireTrace } from "../core.js";
+import { asTracer, type Concrete, type In, isLitOperand, lit, type LitOperand, requireTrace } from "../core.js";
 import { type Aval, type Eqn, type ParamValue, type SubProgram } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
@@ -611,6 +611,51 @@ export function checkpointName(x: Tracer | Concrete, name: string): Tracer {
 
 // --- custom_jvp / custom_vjp --------------------------------------------------------------------
 
+/**
+ * How deep a custom function may appear inside its own rules with its rule
+ * attached. JAX traces a rule only when it differentiates, so a rule may
+ * call its own function (`primal_out = f(x)`, as `relu` and `logaddexp`
+ * do); here every rule is traced when the function is called, so the
+ * nesting stops after this many levels, where the function is recorded
+ * plain. Derivatives up to this order are JAX's exactly.
+ */
+export const CUSTOM_RULE_DEPTH = 3;
+const ruleDepth = new Map<object, number>();
+
+/** Run `trace` with `key` one level deeper inside its own rules. */
+function inRule<T>(key: object | undefined, trace: () => T): T {
+  if (key === undefined) return trace();
+  const d = ruleDepth.get(key) ?? 0;
+  ruleDepth.set(key, d + 1);
+  try {
+    return trace();
+  } finally {
+    if (d === 0) ruleDepth.delete(key);
+    else ruleDepth.set(key, d);
+  }
+}
+
+/** Whether a custom function called now is past CUSTOM_RULE_DEPTH inside its own rules (it is then recorded plain). */
+function tooDeep(key: object | undefined): boolean {
+  return key !== undefined && (ruleDepth.get(key) ?? 0) >= CUSTOM_RULE_DEPTH;
+}
+
+/** Custom functions take literals as operands too (the library passes `0.0` to logaddexp as JAX does). */
+function customOperand(op: string, x: Operand | LitOperand): In {
+  return isLitOperand(x) ? x : operandTracer(op, x);
+}
+
+export interface CustomFlatOptions extends FlatOptions {
+  /** The custom function's identity: its calls inside its own rules nest at most CUSTOM_RULE_DEPTH deep. */
+  key?: object;
+}
+
+/** The function applied in the current trace, as its outputs (past the depth limit). */
+function plainCall(op: string, fun: FlatFn, ops: readonly In[]): Tracer[] {
+  const args = ops.map((o) => (o instanceof Tracer ? o : lax.broadcastInDim(o, [], [])));
+  return checkList(op, fun(args), "the function's result").map((o) => inlineOut(op, o));
+}
+
 function sameTyped(a: Typed, b: Typed): boolean {
   return a.aval.dtype === b.aval.dtype && sameShape(a.aval.shape, b.aval.shape);
 }
@@ -633,18 +678,19 @@ function fitOutputs(op: string, body: Body, want: readonly Typed[], from: number
 export function customJvpFlat(
   fun: FlatFn,
   jvp: (primals: Tracer[], tangents: (Tracer | null)[]) => readonly [readonly BodyOut[], readonly (BodyOut | null)[]],
-  args: readonly Operand[],
-  opts: FlatOptions = {},
+  args: readonly (Operand | LitOperand)[],
+  opts: CustomFlatOptions = {},
 ): Tracer[] {
   const op = opts.op ?? "custom_jvp";
-  const ops = args.map((a) => operandTracer(op, a));
+  const ops = args.map((a) => customOperand(op, a));
+  if (tooDeep(opts.key)) return plainCall(op, fun, ops);
   const types = ops.map(typeOf);
   const call = closeBody(traceBody(op, `${op} function`, types, fun));
   const inexactIn = types.map((t) => isInexact(t.aval.dtype));
   const inexactOut = call.outs.map((t) => isInexact(t.aval.dtype));
   const tanTypes = types.filter((_, i) => inexactIn[i]);
   const n = call.outs.length;
-  const rule = traceBody(op, `${op} rule`, [...types, ...tanTypes], (a) => {
+  const rule = traceBody(op, `${op} rule`, [...types, ...tanTypes], (a) => inRule(opts.key, () => {
     const ps = a.slice(0, types.length);
     let k = types.length;
     const ts = types.map((_, i) => (inexactIn[i] ? a[k++]! : null));
@@ -661,7 +707,7 @@ export function customJvpFlat(
       tans.push(t === null || t === undefined ? zerosOf(call.outs[j]!) : t);
     });
     return [...po, ...tans];
-  });
+  }));
   fitOutputs(op, rule, call.outs, 0, (k, got) => `the jvp rule's primal output ${k} is ${shortType(got.aval)} but the function returns ${shortType(call.outs[k]!.aval)}; they must agree`);
   const tanOut = call.outs.filter((_, j) => inexactOut[j]);
   fitOutputs(op, rule, tanOut, n, (k, got) => `Custom JVP rule must produce primal and tangent outputs with corresponding shapes and dtypes. Expected ${shortType(tanOut[k]!.aval)} (tangent type of ${shortType(tanOut[k]!.aval)}) but got ${shortType(got.aval)}.`);
@@ -683,19 +729,20 @@ export function customVjpFlat(
   fun: FlatFn,
   fwd: (args: Tracer[]) => readonly [readonly BodyOut[], readonly BodyOut[]],
   bwd: (residuals: Tracer[], cts: (Tracer | null)[]) => readonly (BodyOut | null)[],
-  args: readonly Operand[],
-  opts: FlatOptions & { funName?: string; fwdName?: string } = {},
+  args: readonly (Operand | LitOperand)[],
+  opts: CustomFlatOptions & { funName?: string; fwdName?: string } = {},
 ): Tracer[] {
   const op = opts.op ?? "custom_vjp";
   const fname = opts.funName ?? "fun";
   const fwdName = opts.fwdName ?? "fwd";
-  const ops = args.map((a) => operandTracer(op, a));
+  const ops = args.map((a) => customOperand(op, a));
+  if (tooDeep(opts.key)) return plainCall(op, fun, ops);
   const types = ops.map(typeOf);
   const call = closeBody(traceBody(op, `${op} function`, types, fun));
   const n = call.outs.length;
   let numRes = 0;
   const fwdBody = traceBody(op, `${op} fwd`, types, (a) => {
-    const r = fwd(a);
+    const r = inRule(opts.key, () => fwd(a));
     if (!Array.isArray(r) || r.length !== 2) {
       throw traceError(op, `Custom VJP fwd rule ${fwdName} for function ${fname} must produce a pair (list or tuple of length two) where the first element represents the primal output (equal to those of the custom_vjp-decorated function ${fname}) and the second element represents residuals (i.e. values stored from the forward pass for use on the backward pass)`);
     }
@@ -716,7 +763,7 @@ export function customVjpFlat(
     const res = a.slice(0, numRes);
     let k = numRes;
     const cts = call.outs.map((_, j) => (inexactOut[j] ? a[k++]! : null));
-    const g = checkList(op, bwd(res, cts), "bwd's result") as readonly (BodyOut | null)[];
+    const g = checkList(op, inRule(opts.key, () => bwd(res, cts)), "bwd's result") as readonly (BodyOut | null)[];
     if (g.length !== types.length) {
       throw traceError(op, `Custom VJP bwd rule must produce an output with the same container (pytree) structure as the args tuple of the primal function, and in particular must produce a tuple of length equal to the number of arguments to the primal function, but got ${g.length} cotangents for ${types.length} arguments.`);
     }
