@@ -117,10 +117,22 @@ export function promote(op: string, xs: readonly AnyArg[], mode: PromoteMode = "
 export function broadcastIns(op: string, xs: readonly In[], full = false): In[] {
   const shapes = xs.map((x) => avalOf(x).shape);
   const shape = broadcastShapes(op, shapes);
+  if (!full) {
+    // jnp's promote_shapes: operands of one rank (or scalars beside one rank) go to lax as they are,
+    // which broadcasts scalars and size-1 axes itself; otherwise each is brought to the result's rank
+    // (lax.broadcast_to_rank). Derivatives depend on it: JAX transposes what it was given.
+    const ranks = new Set(shapes.filter((s) => s.length > 0).map((s) => s.length));
+    if (shapes.every((s) => s.length === shapes[0]!.length) || ranks.size < 2) return [...xs];
+    return xs.map((x) => {
+      const s = avalOf(x).shape;
+      if (s.length === shape.length) return x;
+      const lead = shape.length - s.length;
+      return lax.broadcastInDim(x as Tracer, [...new Array<number>(lead).fill(1), ...s], s.map((_, i) => lead + i));
+    });
+  }
   return xs.map((x) => {
     const s = avalOf(x).shape;
     if (sameShape(s, shape)) return x;
-    if (s.length === 0 && !full) return x;
     return broadcastTo1(x, shape);
   });
 }
@@ -469,8 +481,10 @@ export function logsumexp(x: ArrayLike, opts: AxisArg = {}): Tracer {
   let amax = maxInitial(a, { axis: dims, keepdims: opts.keepdims ?? false }, -Infinity);
   amax = lax.stopGradient(lax.selectN(lax.isFinite(amax), fullLike(amax, 0), amax));
   const amaxDims = opts.keepdims ? amax : lax.expandDims(amax, dims);
-  const expA = lax.exp(lax.sub(a, broadcastTo(amaxDims, a.shape)));
-  const sumexp = sum(expA, { axis: dims, keepdims: opts.keepdims ?? false });
+  // lax broadcasts the size-1 axes (as jax.scipy.special.logsumexp relies on); for real inputs |sumexp| as JAX takes it.
+  const expA = lax.exp(lax.sub(a, amaxDims));
+  let sumexp = sum(expA, { axis: dims, keepdims: opts.keepdims ?? false });
+  if (kindOf(sumexp.dtype) !== "c") sumexp = lax.abs(sumexp);
   return lax.add(lax.log(sumexp), amax);
 }
 export const rsqrt = unaryInexact("rsqrt", (x) => lax.rsqrt(x));
@@ -784,7 +798,7 @@ export function variance(x: ArrayLike, opts: AxisArg & { ddof?: number } = {}): 
   const axes = normAxes(op, opts.axis, a.ndim);
   const ac = convertTo(op, a, comp, false);
   const m = mean(ac, { axis: opts.axis ?? null, dtype: comp, keepdims: true });
-  const centered = lax.sub(ac, broadcastTo(m, ac.shape));
+  const centered = lax.sub(ac, m);
   const sq = kindOf(comp) === "c" ? lax.real(lax.mul(centered, lax.conj(centered))) : lax.square(centered);
   const n = shapeProd(axes.map((i) => a.shape[i]!));
   const normalizer = n - (opts.ddof ?? 0);

@@ -20,7 +20,7 @@
 
 import type { DType } from "../../values/dtype.js";
 import { isInexact } from "../../values/dtype.js";
-import { asTracer, type Concrete, type In, isLitOperand, lit, type LitOperand, requireTrace } from "../core.js";
+import { asTracer, type Concrete, currentTrace, type In, isLitOperand, lit, type LitOperand, requireTrace, rootTrace, type Trace } from "../core.js";
 import { type Aval, type Eqn, type ParamValue, type SubProgram } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
@@ -89,22 +89,6 @@ function traceAuxBody(op: string, name: string, types: readonly Typed[], f: Flat
     return [...outs, ...aux];
   });
   return { body, numAux };
-}
-
-/** The same sub-program without `callback` equations (they have no outputs, so numbering is unchanged). */
-export function withoutCallbacks(sub: SubProgram): SubProgram {
-  const strip = (v: ParamValue): ParamValue => {
-    if (v === null || typeof v !== "object") return v;
-    if (Array.isArray(v)) return v.map(strip);
-    if ("eqns" in v && Array.isArray((v as SubProgram).eqns)) return withoutCallbacks(v as SubProgram);
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x as ParamValue)]));
-  };
-  const eqns: Eqn[] = [];
-  for (const e of sub.eqns) {
-    if (e.prim === "callback") continue;
-    eqns.push({ ...e, params: Object.fromEntries(Object.entries(e.params).map(([k, v]) => [k, strip(v)])) });
-  }
-  return { inputs: sub.inputs, eqns, outputs: sub.outputs };
 }
 
 /** Raise JAX's error if reverse mode would have to transpose a `while` loop of `program` (inputs flagged in `diff`). */
@@ -378,80 +362,98 @@ export interface LinearizeFlatResult {
   jvp: (tangents: readonly (Operand | null)[]) => (Tracer | null)[];
 }
 
-/**
- * `f` applied in the current trace (`jax.vjp` and `jax.linearize` return
- * the primal outputs at once), and a function that records the derived
- * equation when called: its body is `f` traced again, without callbacks
- * (JAX runs a debug callback once, in the forward pass).
- */
-function inlineAndDerive(op: string, f: FlatAuxFn, primals: readonly Operand[]): { ps: Tracer[]; outs: Tracer[]; aux: Tracer[]; derive: (prim: string, diff: boolean) => { closed: Closed; program: SubProgram } } {
-  const ps = primals.map((p) => operandTracer(op, p));
-  const r = f(ps);
-  if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `the function must return [outputs, aux]`);
-  const outs = checkList(op, r[0], "the outputs").map((o) => inlineOut(op, o));
-  const aux = checkList(op, r[1], "the aux outputs").map((o) => inlineOut(op, o));
-  const types = ps.map(typeOf);
-  const derive = (prim: string, diff: boolean) => {
-    const body = traceBody(op, `${op} body`, types, (a) => {
-      const rr = f(a);
-      return checkList(op, (rr as readonly unknown[])[0], "the outputs") as readonly BodyOut[];
-    });
-    const closed = closeBody(body);
-    const nc = closed.captures.length;
-    if (diff) checkReverse(op, prim, closed.program, closed.program.inputs.map((a, i) => i >= nc && isInexact(a.dtype)));
-    return { closed, program: withoutCallbacks(closed.program) };
-  };
-  return { ps, outs, aux, derive };
+/** Links between a vjp/linearize equation and the equations applying its linear map: numbered per root program, in trace order. */
+const links = new WeakMap<Trace, number>();
+
+function nextLink(): number {
+  const root = rootTrace()!;
+  const n = links.get(root) ?? 0;
+  links.set(root, n + 1);
+  return n;
 }
 
-/** `jax.vjp(f, *primals)`: the outputs now; the pullback records a `vjp` equation when called. */
+/**
+ * The `vjp` or `linearize` equation: `f` applied to the primals (JAX
+ * returns the outputs at once), keeping the linear map under a link for
+ * the equations that apply it (`vjp_call`, `linearize_call`), which take
+ * one of its outputs first so they can only come after it. The forward
+ * pass runs once, as in JAX.
+ */
+function forward(prim: "vjp" | "linearize", op: string, f: FlatAuxFn, primals: readonly Operand[]): { ps: Tracer[]; outs: Tracer[]; aux: Tracer[]; closed: Closed; link: number; trace: Trace } {
+  const ps = primals.map((p) => operandTracer(op, p));
+  const { body, numAux } = traceAuxBody(op, `${op} body`, ps.map(typeOf), f);
+  const closed = closeBody(body);
+  const main = closed.outs.length - numAux;
+  if (main < 1) throw traceError(op, "the function has no array outputs to differentiate");
+  const link = nextLink();
+  const res = lax.rawBind(
+    prim,
+    [...closed.captures, ...ps],
+    { body: closed.program, num_consts: closed.captures.length, num_aux: numAux, link },
+    closed.outs.map((t) => ({ aval: t.aval, weak: t.weak })),
+  );
+  return { ps, outs: res.slice(0, main), aux: res.slice(main), closed, link, trace: requireTrace(op) };
+}
+
+/** The linear map is used where its equation's outputs are visible: in that trace or one nested in it, while it is open. */
+function checkLinkScope(op: string, owner: Trace, what: string): void {
+  const here = currentTrace();
+  let t: Trace | null | undefined = here;
+  while (t && t !== owner) t = t.parent;
+  if (t !== owner || owner.closed) {
+    throw traceError(op, `the ${what} returned by ${op} was called outside the traced function that called ${op} (or after it finished): call it while that function is being traced`);
+  }
+}
+
+/** `jax.vjp(f, *primals)`: the outputs now; the pullback records a `vjp_call` equation when called. */
 export function vjpFlat(f: FlatAuxFn, primals: readonly Operand[], opts: FlatOptions = {}): VjpFlatResult {
   const op = opts.op ?? "vjp";
-  const { ps, outs, aux, derive } = inlineAndDerive(op, f, primals);
-  const outTypes = outs.map(typeOf);
+  const fw = forward("vjp", op, f, primals);
+  const outTypes = fw.outs.map(typeOf);
   const vjp = (cts: readonly (Operand | null)[]): (Tracer | null)[] => {
-    if (!Array.isArray(cts) || cts.length !== outs.length) {
-      throw traceError(op, `the pullback takes one cotangent per output of the differentiated function (${outs.length}), got ${Array.isArray(cts) ? cts.length : typeof cts}`);
+    checkLinkScope(op, fw.trace, "pullback");
+    if (!Array.isArray(cts) || cts.length !== fw.outs.length) {
+      throw traceError(op, `the pullback takes one cotangent per output of the differentiated function (${fw.outs.length}), got ${Array.isArray(cts) ? cts.length : typeof cts}`);
     }
     const given = outTypes.map((o, i) =>
       tangentFor(op, o, cts[i], `the cotangent of output ${i}`, (t) => `unexpected JAX type (e.g. shape/dtype) for argument to VJP function: got ${shortType(t.aval)}, but expected ${shortType(o.aval)} because the corresponding output of the differentiated function had JAX type ${shortType(o.aval)}`),
     );
-    const { closed, program } = derive("vjp", true);
+    const nc = fw.closed.captures.length;
+    checkReverse(op, "vjp", fw.closed.program, fw.closed.program.inputs.map((a, i) => i >= nc && isInexact(a.dtype)));
     const res = lax.rawBind(
-      "vjp",
-      [...closed.captures, ...ps, ...(given.filter((g) => g !== null) as Tracer[])],
-      { body: program, num_consts: closed.captures.length },
-      ps.filter((p) => isInexact(p.dtype)).map((p) => ({ aval: p.aval, weak: p.weak })),
+      "vjp_call",
+      [fw.outs[0]!, ...(given.filter((g) => g !== null) as Tracer[])],
+      { link: fw.link },
+      fw.ps.filter((p) => isInexact(p.dtype)).map((p) => ({ aval: p.aval, weak: p.weak })),
     );
     let k = 0;
-    return ps.map((p) => (isInexact(p.dtype) ? res[k++]! : null));
+    return fw.ps.map((p) => (isInexact(p.dtype) ? res[k++]! : null));
   };
-  return { outs, aux, vjp };
+  return { outs: fw.outs, aux: fw.aux, vjp };
 }
 
-/** `jax.linearize(f, *primals)`: the outputs now; the linear map records a `linearize` equation when called. */
+/** `jax.linearize(f, *primals)`: the outputs now; the linear map records a `linearize_call` equation when called. */
 export function linearizeFlat(f: FlatAuxFn, primals: readonly Operand[], opts: FlatOptions = {}): LinearizeFlatResult {
   const op = opts.op ?? "linearize";
-  const { ps, outs, aux, derive } = inlineAndDerive(op, f, primals);
+  const fw = forward("linearize", op, f, primals);
   const jvp = (tangents: readonly (Operand | null)[]): (Tracer | null)[] => {
-    if (!Array.isArray(tangents) || tangents.length !== ps.length) {
-      throw traceError(op, `the linearized function takes one tangent per primal (${ps.length}), got ${Array.isArray(tangents) ? tangents.length : typeof tangents}`);
+    checkLinkScope(op, fw.trace, "linear function");
+    if (!Array.isArray(tangents) || tangents.length !== fw.ps.length) {
+      throw traceError(op, `the linearized function takes one tangent per primal (${fw.ps.length}), got ${Array.isArray(tangents) ? tangents.length : typeof tangents}`);
     }
-    const given = ps.map((p, i) =>
+    const given = fw.ps.map((p, i) =>
       tangentFor(op, typeOf(p), tangents[i], `the tangent of ${nameOf(opts, i)}`, (t) => `the tangent of ${nameOf(opts, i)} is ${shortType(t.aval)}, but its primal is ${shortType(p.aval)}; tangents must have their primal's shape and dtype`),
     );
-    const { closed, program } = derive("linearize", false);
-    const tanOuts = closed.outs.filter((o) => isInexact(o.aval.dtype));
     const res = lax.rawBind(
-      "linearize",
-      [...closed.captures, ...ps, ...(given.filter((g) => g !== null) as Tracer[])],
-      { body: program, num_consts: closed.captures.length },
-      tanOuts.map((t) => ({ aval: t.aval, weak: t.weak })),
+      "linearize_call",
+      [fw.outs[0]!, ...(given.filter((g) => g !== null) as Tracer[])],
+      { link: fw.link },
+      fw.outs.filter((o) => isInexact(o.dtype)).map((t) => ({ aval: t.aval, weak: t.weak })),
     );
     let k = 0;
-    return closed.outs.map((o) => (isInexact(o.aval.dtype) ? res[k++]! : null));
+    return fw.outs.map((o) => (isInexact(o.dtype) ? res[k++]! : null));
   };
-  return { outs, aux, jvp };
+  return { outs: fw.outs, aux: fw.aux, jvp };
 }
 
 // --- vmap ---------------------------------------------------------------------------------------
