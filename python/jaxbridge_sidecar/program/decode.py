@@ -93,7 +93,7 @@ def _ints(x: Any, where: str, name: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None) -> Any:
+def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None, links: dict[int, dict[str, Any]]) -> Any:
     """Validate and convert one parameter value. `objects` resolves what a
     `pycall` names (PyRefs, module structures); without it, pycall is refused."""
     if kind == "int":
@@ -146,11 +146,11 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, object
             raise ProgramError(f"{where}: scatter dimension_numbers must have exactly the fields {fields}")
         return lax.ScatterDimensionNumbers(**{f: _ints(value[f], where, f) for f in fields})
     if kind == "program":
-        return _decode_sub(value, f"{where}.{name}", depth + 1, objects)
+        return _decode_sub(value, f"{where}.{name}", depth + 1, objects, links)
     if kind == "programs":
         if not isinstance(value, list) or not value:
             raise ProgramError(f"{where}: parameter {name} must be a non-empty list of programs")
-        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1, objects) for i, v in enumerate(value))
+        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1, objects, links) for i, v in enumerate(value))
     if kind == "pycall":
         if objects is None:
             raise NotAllowed(f"{where}: pycall names Python objects, which only a running sidecar can resolve")
@@ -249,17 +249,40 @@ def _check_jvp(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
     _count(where, "outputs (primal outputs, a tangent per inexact one, aux)", n_out, len(outs) + _inexact_count(outs[:main]))
 
 
-def _check_linearize(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+def _check_forward(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    """vjp and linearize: the function applied (consts, then primals), its outputs and aux out."""
     nc, n = _consts(p, where)
-    _count(where, "inputs (consts, primals, a tangent per inexact primal)", n_in, nc + n + _inexact_count(p["body"].inputs[nc:]))
-    _count(where, "outputs (a tangent per inexact output)", n_out, _inexact_count(output_avals(p["body"])))
+    _count(where, "inputs (consts, then primals)", n_in, nc + n)
+    outs = len(p["body"].outputs)
+    if outs - p["num_aux"] < 1:
+        raise ProgramError(f"{where}: the body has {outs} outputs and num_aux {p['num_aux']}: it needs at least one output to differentiate")
+    _count(where, "outputs (the body's)", n_out, outs)
 
 
-def _check_vjp(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
-    nc, n = _consts(p, where)
-    body = p["body"]
-    _count(where, "inputs (consts, primals, a cotangent per inexact output)", n_in, nc + n + _inexact_count(output_avals(body)))
-    _count(where, "outputs (a cotangent per inexact primal)", n_out, _inexact_count(body.inputs[nc:]))
+# vjp_call and linearize_call apply the linear map their `link` names: the
+# vjp or linearize equation that made it, earlier in the program.
+_LINKED = {"vjp_call": "vjp", "linearize_call": "linearize"}
+_LINKS = ("vjp", "linearize", *_LINKED)
+
+
+def _check_link(prim: str, p: dict[str, Any], links: dict[int, dict[str, Any]], n_in: int, n_out: int, where: str) -> None:
+    if prim in ("vjp", "linearize"):
+        if p["link"] in links:
+            raise ProgramError(f"{where}: link {p['link']} is used by an earlier {links[p['link']]['prim']} equation")
+        links[p["link"]] = {"prim": prim, **p}
+        return
+    made = links.get(p["link"])
+    if made is None or made["prim"] != _LINKED[prim]:
+        raise ProgramError(f"{where}: link {p['link']} names no earlier {_LINKED[prim]} equation")
+    body, nc, na = made["body"], made["num_consts"], made["num_aux"]
+    outs = output_avals(body)
+    main, primals = outs[: len(outs) - na], body.inputs[nc:]
+    if prim == "vjp_call":
+        _count(where, "inputs (an output of the vjp equation, then a cotangent per inexact output)", n_in, 1 + _inexact_count(main))
+        _count(where, "outputs (a cotangent per inexact primal)", n_out, _inexact_count(primals))
+    else:
+        _count(where, "inputs (an output of the linearize equation, then a tangent per inexact primal)", n_in, 1 + _inexact_count(primals))
+        _count(where, "outputs (a tangent per inexact output)", n_out, _inexact_count(main))
 
 
 def _check_vmap(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
@@ -313,8 +336,8 @@ def _check_custom_vjp(p: dict[str, Any], n_in: int, n_out: int, where: str) -> N
 _STRUCTURE: dict[str, Any] = {
     **{prim: _check_diff(prim) for prim in ("grad", "value_and_grad", "jacfwd", "jacrev", "hessian")},
     "jvp": _check_jvp,
-    "linearize": _check_linearize,
-    "vjp": _check_vjp,
+    "linearize": _check_forward,
+    "vjp": _check_forward,
     "vmap": _check_vmap,
     "checkpoint": _check_checkpoint,
     "custom_jvp_call": _check_custom_jvp,
@@ -342,7 +365,7 @@ def _decode_operand(obj: Any, defined: int, where: str) -> int | Lit:
     return decode_literal(obj, where)
 
 
-def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None) -> Sub:
+def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None, links: dict[int, dict[str, Any]]) -> Sub:
     if depth > MAX_DEPTH:
         raise ProgramError(f"{where}: programs nest deeper than {MAX_DEPTH}")
     if not isinstance(obj, dict) or not {"inputs", "eqns", "outputs"} <= set(obj):
@@ -379,11 +402,13 @@ def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None
         params = {}
         for name, kind in rule.params.items():
             v = e["params"][name]
-            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects)
+            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects, links)
         outs = tuple(_decode_aval(a, f"{ew}.outputs[{i}]") for i, a in enumerate(e["outputs"]))
         check = _STRUCTURE.get(prim)
         if check is not None:
             check(params, len(ins), len(outs), ew)
+        if prim in _LINKS:
+            _check_link(prim, params, links, len(ins), len(outs), ew)
         defined += len(outs)
         eqns.append(Eqn(prim, ins, params, outs))
     outputs = tuple(_decode_operand(o, defined, f"{where}.outputs[{i}]") for i, o in enumerate(obj["outputs"]))
@@ -408,7 +433,7 @@ def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.O
         raise ProgramError(f"program IR version {obj.get('version')!r}; this sidecar reads version {IR_VERSION}")
     if not isinstance(obj.get("x64"), bool):
         raise ProgramError("program needs `x64`: the jax_enable_x64 mode it was traced for")
-    sub = _decode_sub(obj, "program", 0, objects)
+    sub = _decode_sub(obj, "program", 0, objects, {})
     return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"])
 
 

@@ -20,12 +20,18 @@ from .ir import ProgramError, Sub, output_avals
 
 class Context(Protocol):
     """What a rule may ask of the evaluation it runs in: higher-order rules
-    evaluate their sub-programs through it, and `callback` sends its
-    arguments to the run that is executing the program."""
+    evaluate their sub-programs through it, `callback` sends its arguments
+    to the run that is executing the program, and `link` / `linked` keep
+    the linear map a vjp or linearize equation made for the equations that
+    apply it."""
 
     def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]: ...
 
     def callback(self, callback: int, arrays: list[Any], *, ordered: bool, partitioned: bool) -> None: ...
+
+    def link(self, link: int, value: Any) -> None: ...
+
+    def linked(self, link: int) -> Any: ...
 
 
 # A rule is called as JAX calls its lowering rules: context first, then the
@@ -428,20 +434,52 @@ def _jvp(ctx, ins, p):
     return [*outs, *(t for t, o in zip(touts, outs) if _inexact(o)), *aux]
 
 
-@_rule("linearize", {"body": "program", "num_consts": "uint"}, arity=(0, None))
-def _linearize(ctx, ins, p):
-    consts, primals, tangents = _primals_and_rest(ins, p)
-    outs, f_jvp = jax.linearize(_closure(ctx, p["body"], consts), *primals)
-    touts = f_jvp(*_with_float0(primals, tangents))
-    return [t for t, o in zip(touts, outs) if _inexact(o)]
+# vjp and linearize apply JAX's transformation where the program calls them,
+# as jax.vjp / jax.linearize return at once; the linear map they return is
+# kept in the evaluation under the equation's `link`, and vjp_call /
+# linearize_call (given one output of that equation, so they come after it)
+# apply it, as calling the returned function does in Python. The forward
+# pass runs once.
+
+_FORWARD = {"body": "program", "num_consts": "uint", "num_aux": "uint", "link": "uint"}
 
 
-@_rule("vjp", {"body": "program", "num_consts": "uint"}, arity=(0, None))
+def _forward(transform: Callable[..., Any], ctx, ins, p) -> list[Any]:
+    consts, primals, _ = _primals_and_rest(ins, p)
+    na = p["num_aux"]
+    fn = _closure(ctx, p["body"], consts, na)
+    if transform is jax.vjp:
+        r = jax.vjp(fn, *primals, has_aux=na > 0)
+    else:
+        r = jax.linearize(fn, *primals, has_aux=na > 0)
+    outs, linear = r[0], r[1]
+    aux = r[2] if na else ()
+    ctx.link(p["link"], (linear, [_inexact(o) for o in outs], list(outs), list(primals)))
+    return [*outs, *aux]
+
+
+@_rule("vjp", _FORWARD, arity=(0, None))
 def _vjp(ctx, ins, p):
-    consts, primals, cts = _primals_and_rest(ins, p)
-    outs, f_vjp = jax.vjp(_closure(ctx, p["body"], consts), *primals)
-    grads = f_vjp(_with_float0(outs, cts))
+    return _forward(jax.vjp, ctx, ins, p)
+
+
+@_rule("linearize", _FORWARD, arity=(0, None))
+def _linearize(ctx, ins, p):
+    return _forward(jax.linearize, ctx, ins, p)
+
+
+@_rule("vjp_call", {"link": "uint"}, arity=(1, None))
+def _vjp_call(ctx, ins, p):
+    f_vjp, _, outs, primals = ctx.linked(p["link"])
+    grads = f_vjp(_with_float0(outs, ins[1:]))
     return [g for g, x in zip(grads, primals) if _inexact(x)]
+
+
+@_rule("linearize_call", {"link": "uint"}, arity=(1, None))
+def _linearize_call(ctx, ins, p):
+    f_jvp, inexact_outs, _, primals = ctx.linked(p["link"])
+    touts = f_jvp(*_with_float0(primals, ins[1:]))
+    return [t for t, ok in zip(touts, inexact_outs) if ok]
 
 
 @_rule("vmap", {"body": "program", "num_consts": "uint", "in_axes": "axes", "out_axes": "axes", "axis_size": "uint", "axis_name": "name?"}, arity=(0, None))

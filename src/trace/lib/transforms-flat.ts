@@ -20,7 +20,7 @@
 
 import type { DType } from "../../values/dtype.js";
 import { isInexact } from "../../values/dtype.js";
-import { asTracer, type Concrete, lit, requireTrace } from "../core.js";
+import { asTracer, type Concrete, currentTrace, type In, isLitOperand, lit, type LitOperand, requireTrace, rootTrace, type Trace } from "../core.js";
 import { type Aval, type Eqn, type ParamValue, type SubProgram } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
@@ -89,22 +89,6 @@ function traceAuxBody(op: string, name: string, types: readonly Typed[], f: Flat
     return [...outs, ...aux];
   });
   return { body, numAux };
-}
-
-/** The same sub-program without `callback` equations (they have no outputs, so numbering is unchanged). */
-export function withoutCallbacks(sub: SubProgram): SubProgram {
-  const strip = (v: ParamValue): ParamValue => {
-    if (v === null || typeof v !== "object") return v;
-    if (Array.isArray(v)) return v.map(strip);
-    if ("eqns" in v && Array.isArray((v as SubProgram).eqns)) return withoutCallbacks(v as SubProgram);
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x as ParamValue)]));
-  };
-  const eqns: Eqn[] = [];
-  for (const e of sub.eqns) {
-    if (e.prim === "callback") continue;
-    eqns.push({ ...e, params: Object.fromEntries(Object.entries(e.params).map(([k, v]) => [k, strip(v)])) });
-  }
-  return { inputs: sub.inputs, eqns, outputs: sub.outputs };
 }
 
 /** Raise JAX's error if reverse mode would have to transpose a `while` loop of `program` (inputs flagged in `diff`). */
@@ -378,80 +362,98 @@ export interface LinearizeFlatResult {
   jvp: (tangents: readonly (Operand | null)[]) => (Tracer | null)[];
 }
 
-/**
- * `f` applied in the current trace (`jax.vjp` and `jax.linearize` return
- * the primal outputs at once), and a function that records the derived
- * equation when called: its body is `f` traced again, without callbacks
- * (JAX runs a debug callback once, in the forward pass).
- */
-function inlineAndDerive(op: string, f: FlatAuxFn, primals: readonly Operand[]): { ps: Tracer[]; outs: Tracer[]; aux: Tracer[]; derive: (prim: string, diff: boolean) => { closed: Closed; program: SubProgram } } {
-  const ps = primals.map((p) => operandTracer(op, p));
-  const r = f(ps);
-  if (!Array.isArray(r) || r.length !== 2) throw traceError(op, `the function must return [outputs, aux]`);
-  const outs = checkList(op, r[0], "the outputs").map((o) => inlineOut(op, o));
-  const aux = checkList(op, r[1], "the aux outputs").map((o) => inlineOut(op, o));
-  const types = ps.map(typeOf);
-  const derive = (prim: string, diff: boolean) => {
-    const body = traceBody(op, `${op} body`, types, (a) => {
-      const rr = f(a);
-      return checkList(op, (rr as readonly unknown[])[0], "the outputs") as readonly BodyOut[];
-    });
-    const closed = closeBody(body);
-    const nc = closed.captures.length;
-    if (diff) checkReverse(op, prim, closed.program, closed.program.inputs.map((a, i) => i >= nc && isInexact(a.dtype)));
-    return { closed, program: withoutCallbacks(closed.program) };
-  };
-  return { ps, outs, aux, derive };
+/** Links between a vjp/linearize equation and the equations applying its linear map: numbered per root program, in trace order. */
+const links = new WeakMap<Trace, number>();
+
+function nextLink(): number {
+  const root = rootTrace()!;
+  const n = links.get(root) ?? 0;
+  links.set(root, n + 1);
+  return n;
 }
 
-/** `jax.vjp(f, *primals)`: the outputs now; the pullback records a `vjp` equation when called. */
+/**
+ * The `vjp` or `linearize` equation: `f` applied to the primals (JAX
+ * returns the outputs at once), keeping the linear map under a link for
+ * the equations that apply it (`vjp_call`, `linearize_call`), which take
+ * one of its outputs first so they can only come after it. The forward
+ * pass runs once, as in JAX.
+ */
+function forward(prim: "vjp" | "linearize", op: string, f: FlatAuxFn, primals: readonly Operand[]): { ps: Tracer[]; outs: Tracer[]; aux: Tracer[]; closed: Closed; link: number; trace: Trace } {
+  const ps = primals.map((p) => operandTracer(op, p));
+  const { body, numAux } = traceAuxBody(op, `${op} body`, ps.map(typeOf), f);
+  const closed = closeBody(body);
+  const main = closed.outs.length - numAux;
+  if (main < 1) throw traceError(op, "the function has no array outputs to differentiate");
+  const link = nextLink();
+  const res = lax.rawBind(
+    prim,
+    [...closed.captures, ...ps],
+    { body: closed.program, num_consts: closed.captures.length, num_aux: numAux, link },
+    closed.outs.map((t) => ({ aval: t.aval, weak: t.weak })),
+  );
+  return { ps, outs: res.slice(0, main), aux: res.slice(main), closed, link, trace: requireTrace(op) };
+}
+
+/** The linear map is used where its equation's outputs are visible: in that trace or one nested in it, while it is open. */
+function checkLinkScope(op: string, owner: Trace, what: string): void {
+  const here = currentTrace();
+  let t: Trace | null | undefined = here;
+  while (t && t !== owner) t = t.parent;
+  if (t !== owner || owner.closed) {
+    throw traceError(op, `the ${what} returned by ${op} was called outside the traced function that called ${op} (or after it finished): call it while that function is being traced`);
+  }
+}
+
+/** `jax.vjp(f, *primals)`: the outputs now; the pullback records a `vjp_call` equation when called. */
 export function vjpFlat(f: FlatAuxFn, primals: readonly Operand[], opts: FlatOptions = {}): VjpFlatResult {
   const op = opts.op ?? "vjp";
-  const { ps, outs, aux, derive } = inlineAndDerive(op, f, primals);
-  const outTypes = outs.map(typeOf);
+  const fw = forward("vjp", op, f, primals);
+  const outTypes = fw.outs.map(typeOf);
   const vjp = (cts: readonly (Operand | null)[]): (Tracer | null)[] => {
-    if (!Array.isArray(cts) || cts.length !== outs.length) {
-      throw traceError(op, `the pullback takes one cotangent per output of the differentiated function (${outs.length}), got ${Array.isArray(cts) ? cts.length : typeof cts}`);
+    checkLinkScope(op, fw.trace, "pullback");
+    if (!Array.isArray(cts) || cts.length !== fw.outs.length) {
+      throw traceError(op, `the pullback takes one cotangent per output of the differentiated function (${fw.outs.length}), got ${Array.isArray(cts) ? cts.length : typeof cts}`);
     }
     const given = outTypes.map((o, i) =>
       tangentFor(op, o, cts[i], `the cotangent of output ${i}`, (t) => `unexpected JAX type (e.g. shape/dtype) for argument to VJP function: got ${shortType(t.aval)}, but expected ${shortType(o.aval)} because the corresponding output of the differentiated function had JAX type ${shortType(o.aval)}`),
     );
-    const { closed, program } = derive("vjp", true);
+    const nc = fw.closed.captures.length;
+    checkReverse(op, "vjp", fw.closed.program, fw.closed.program.inputs.map((a, i) => i >= nc && isInexact(a.dtype)));
     const res = lax.rawBind(
-      "vjp",
-      [...closed.captures, ...ps, ...(given.filter((g) => g !== null) as Tracer[])],
-      { body: program, num_consts: closed.captures.length },
-      ps.filter((p) => isInexact(p.dtype)).map((p) => ({ aval: p.aval, weak: p.weak })),
+      "vjp_call",
+      [fw.outs[0]!, ...(given.filter((g) => g !== null) as Tracer[])],
+      { link: fw.link },
+      fw.ps.filter((p) => isInexact(p.dtype)).map((p) => ({ aval: p.aval, weak: p.weak })),
     );
     let k = 0;
-    return ps.map((p) => (isInexact(p.dtype) ? res[k++]! : null));
+    return fw.ps.map((p) => (isInexact(p.dtype) ? res[k++]! : null));
   };
-  return { outs, aux, vjp };
+  return { outs: fw.outs, aux: fw.aux, vjp };
 }
 
-/** `jax.linearize(f, *primals)`: the outputs now; the linear map records a `linearize` equation when called. */
+/** `jax.linearize(f, *primals)`: the outputs now; the linear map records a `linearize_call` equation when called. */
 export function linearizeFlat(f: FlatAuxFn, primals: readonly Operand[], opts: FlatOptions = {}): LinearizeFlatResult {
   const op = opts.op ?? "linearize";
-  const { ps, outs, aux, derive } = inlineAndDerive(op, f, primals);
+  const fw = forward("linearize", op, f, primals);
   const jvp = (tangents: readonly (Operand | null)[]): (Tracer | null)[] => {
-    if (!Array.isArray(tangents) || tangents.length !== ps.length) {
-      throw traceError(op, `the linearized function takes one tangent per primal (${ps.length}), got ${Array.isArray(tangents) ? tangents.length : typeof tangents}`);
+    checkLinkScope(op, fw.trace, "linear function");
+    if (!Array.isArray(tangents) || tangents.length !== fw.ps.length) {
+      throw traceError(op, `the linearized function takes one tangent per primal (${fw.ps.length}), got ${Array.isArray(tangents) ? tangents.length : typeof tangents}`);
     }
-    const given = ps.map((p, i) =>
+    const given = fw.ps.map((p, i) =>
       tangentFor(op, typeOf(p), tangents[i], `the tangent of ${nameOf(opts, i)}`, (t) => `the tangent of ${nameOf(opts, i)} is ${shortType(t.aval)}, but its primal is ${shortType(p.aval)}; tangents must have their primal's shape and dtype`),
     );
-    const { closed, program } = derive("linearize", false);
-    const tanOuts = closed.outs.filter((o) => isInexact(o.aval.dtype));
     const res = lax.rawBind(
-      "linearize",
-      [...closed.captures, ...ps, ...(given.filter((g) => g !== null) as Tracer[])],
-      { body: program, num_consts: closed.captures.length },
-      tanOuts.map((t) => ({ aval: t.aval, weak: t.weak })),
+      "linearize_call",
+      [fw.outs[0]!, ...(given.filter((g) => g !== null) as Tracer[])],
+      { link: fw.link },
+      fw.outs.filter((o) => isInexact(o.dtype)).map((t) => ({ aval: t.aval, weak: t.weak })),
     );
     let k = 0;
-    return closed.outs.map((o) => (isInexact(o.aval.dtype) ? res[k++]! : null));
+    return fw.outs.map((o) => (isInexact(o.dtype) ? res[k++]! : null));
   };
-  return { outs, aux, jvp };
+  return { outs: fw.outs, aux: fw.aux, jvp };
 }
 
 // --- vmap ---------------------------------------------------------------------------------------
@@ -611,6 +613,51 @@ export function checkpointName(x: Tracer | Concrete, name: string): Tracer {
 
 // --- custom_jvp / custom_vjp --------------------------------------------------------------------
 
+/**
+ * How deep a custom function may appear inside its own rules with its rule
+ * attached. JAX traces a rule only when it differentiates, so a rule may
+ * call its own function (`primal_out = f(x)`, as `relu` and `logaddexp`
+ * do); here every rule is traced when the function is called, so the
+ * nesting stops after this many levels, where the function is recorded
+ * plain. Derivatives up to this order are JAX's exactly.
+ */
+export const CUSTOM_RULE_DEPTH = 3;
+const ruleDepth = new Map<object, number>();
+
+/** Run `trace` with `key` one level deeper inside its own rules. */
+function inRule<T>(key: object | undefined, trace: () => T): T {
+  if (key === undefined) return trace();
+  const d = ruleDepth.get(key) ?? 0;
+  ruleDepth.set(key, d + 1);
+  try {
+    return trace();
+  } finally {
+    if (d === 0) ruleDepth.delete(key);
+    else ruleDepth.set(key, d);
+  }
+}
+
+/** Whether a custom function called now is past CUSTOM_RULE_DEPTH inside its own rules (it is then recorded plain). */
+function tooDeep(key: object | undefined): boolean {
+  return key !== undefined && (ruleDepth.get(key) ?? 0) >= CUSTOM_RULE_DEPTH;
+}
+
+/** Custom functions take literals as operands too (the library passes `0.0` to logaddexp as JAX does). */
+function customOperand(op: string, x: Operand | LitOperand): In {
+  return isLitOperand(x) ? x : operandTracer(op, x);
+}
+
+export interface CustomFlatOptions extends FlatOptions {
+  /** The custom function's identity: its calls inside its own rules nest at most CUSTOM_RULE_DEPTH deep. */
+  key?: object;
+}
+
+/** The function applied in the current trace, as its outputs (past the depth limit). */
+function plainCall(op: string, fun: FlatFn, ops: readonly In[]): Tracer[] {
+  const args = ops.map((o) => (o instanceof Tracer ? o : lax.broadcastInDim(o, [], [])));
+  return checkList(op, fun(args), "the function's result").map((o) => inlineOut(op, o));
+}
+
 function sameTyped(a: Typed, b: Typed): boolean {
   return a.aval.dtype === b.aval.dtype && sameShape(a.aval.shape, b.aval.shape);
 }
@@ -633,18 +680,19 @@ function fitOutputs(op: string, body: Body, want: readonly Typed[], from: number
 export function customJvpFlat(
   fun: FlatFn,
   jvp: (primals: Tracer[], tangents: (Tracer | null)[]) => readonly [readonly BodyOut[], readonly (BodyOut | null)[]],
-  args: readonly Operand[],
-  opts: FlatOptions = {},
+  args: readonly (Operand | LitOperand)[],
+  opts: CustomFlatOptions = {},
 ): Tracer[] {
   const op = opts.op ?? "custom_jvp";
-  const ops = args.map((a) => operandTracer(op, a));
+  const ops = args.map((a) => customOperand(op, a));
+  if (tooDeep(opts.key)) return plainCall(op, fun, ops);
   const types = ops.map(typeOf);
   const call = closeBody(traceBody(op, `${op} function`, types, fun));
   const inexactIn = types.map((t) => isInexact(t.aval.dtype));
   const inexactOut = call.outs.map((t) => isInexact(t.aval.dtype));
   const tanTypes = types.filter((_, i) => inexactIn[i]);
   const n = call.outs.length;
-  const rule = traceBody(op, `${op} rule`, [...types, ...tanTypes], (a) => {
+  const rule = traceBody(op, `${op} rule`, [...types, ...tanTypes], (a) => inRule(opts.key, () => {
     const ps = a.slice(0, types.length);
     let k = types.length;
     const ts = types.map((_, i) => (inexactIn[i] ? a[k++]! : null));
@@ -661,7 +709,7 @@ export function customJvpFlat(
       tans.push(t === null || t === undefined ? zerosOf(call.outs[j]!) : t);
     });
     return [...po, ...tans];
-  });
+  }));
   fitOutputs(op, rule, call.outs, 0, (k, got) => `the jvp rule's primal output ${k} is ${shortType(got.aval)} but the function returns ${shortType(call.outs[k]!.aval)}; they must agree`);
   const tanOut = call.outs.filter((_, j) => inexactOut[j]);
   fitOutputs(op, rule, tanOut, n, (k, got) => `Custom JVP rule must produce primal and tangent outputs with corresponding shapes and dtypes. Expected ${shortType(tanOut[k]!.aval)} (tangent type of ${shortType(tanOut[k]!.aval)}) but got ${shortType(got.aval)}.`);
@@ -683,19 +731,20 @@ export function customVjpFlat(
   fun: FlatFn,
   fwd: (args: Tracer[]) => readonly [readonly BodyOut[], readonly BodyOut[]],
   bwd: (residuals: Tracer[], cts: (Tracer | null)[]) => readonly (BodyOut | null)[],
-  args: readonly Operand[],
-  opts: FlatOptions & { funName?: string; fwdName?: string } = {},
+  args: readonly (Operand | LitOperand)[],
+  opts: CustomFlatOptions & { funName?: string; fwdName?: string } = {},
 ): Tracer[] {
   const op = opts.op ?? "custom_vjp";
   const fname = opts.funName ?? "fun";
   const fwdName = opts.fwdName ?? "fwd";
-  const ops = args.map((a) => operandTracer(op, a));
+  const ops = args.map((a) => customOperand(op, a));
+  if (tooDeep(opts.key)) return plainCall(op, fun, ops);
   const types = ops.map(typeOf);
   const call = closeBody(traceBody(op, `${op} function`, types, fun));
   const n = call.outs.length;
   let numRes = 0;
   const fwdBody = traceBody(op, `${op} fwd`, types, (a) => {
-    const r = fwd(a);
+    const r = inRule(opts.key, () => fwd(a));
     if (!Array.isArray(r) || r.length !== 2) {
       throw traceError(op, `Custom VJP fwd rule ${fwdName} for function ${fname} must produce a pair (list or tuple of length two) where the first element represents the primal output (equal to those of the custom_vjp-decorated function ${fname}) and the second element represents residuals (i.e. values stored from the forward pass for use on the backward pass)`);
     }
@@ -716,7 +765,7 @@ export function customVjpFlat(
     const res = a.slice(0, numRes);
     let k = numRes;
     const cts = call.outs.map((_, j) => (inexactOut[j] ? a[k++]! : null));
-    const g = checkList(op, bwd(res, cts), "bwd's result") as readonly (BodyOut | null)[];
+    const g = checkList(op, inRule(opts.key, () => bwd(res, cts)), "bwd's result") as readonly (BodyOut | null)[];
     if (g.length !== types.length) {
       throw traceError(op, `Custom VJP bwd rule must produce an output with the same container (pytree) structure as the args tuple of the primal function, and in particular must produce a tuple of length equal to the number of arguments to the primal function, but got ${g.length} cotangents for ${types.length} arguments.`);
     }

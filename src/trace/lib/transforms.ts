@@ -792,7 +792,7 @@ export function customJvp<A extends unknown[], R>(f: (...args: A) => R, rule?: (
       return Promise.reject(e);
     }
     const r = jvpRule;
-    return cachedJit(owner, "call", `customJvp(${fnName(f)})`, (...a) => customJvpTree(f as Fn, r, a))(...args);
+    return cachedJit(owner, "call", `customJvp(${fnName(f)})`, (...a) => customJvpTree(f as Fn, r, a, owner))(...args);
   };
   const g = call as CustomJvp<A, R>;
   g.defjvp = (r) => {
@@ -804,7 +804,7 @@ export function customJvp<A extends unknown[], R>(f: (...args: A) => R, rule?: (
   return g;
 }
 
-function customJvpTree(f: Fn, rule: (primals: never, tangents: unknown[]) => readonly [unknown, unknown], args: unknown[]): unknown {
+function customJvpTree(f: Fn, rule: (primals: never, tangents: unknown[]) => readonly [unknown, unknown], args: unknown[], key: object): unknown {
   const op = "customJvp";
   const fa = flattenArgs(args, () => "static");
   let out: FlatOut | null = null;
@@ -827,7 +827,7 @@ function customJvpTree(f: Fn, rule: (primals: never, tangents: unknown[]) => rea
       return [po.arrays, tangentOut];
     },
     fa.operands,
-    { op, names: fa.names },
+    { op, names: fa.names, key },
   );
   return rebuildOut(out as unknown as FlatOut, res);
 }
@@ -854,7 +854,7 @@ export function customVjp<A extends unknown[], R>(
       return Promise.reject(e);
     }
     const r = rules;
-    return cachedJit(owner, "call", `customVjp(${fnName(f)})`, (...a) => customVjpTree(f as Fn, r.fwd, r.bwd, a))(...args);
+    return cachedJit(owner, "call", `customVjp(${fnName(f)})`, (...a) => customVjpTree(f as Fn, r.fwd, r.bwd, a, owner))(...args);
   };
   const g = call as CustomVjp<A, R>;
   g.defvjp = (fw, bw) => {
@@ -866,7 +866,7 @@ export function customVjp<A extends unknown[], R>(
   return g;
 }
 
-function customVjpTree(f: Fn, fwd: Fn, bwd: Fn, args: unknown[]): unknown {
+function customVjpTree(f: Fn, fwd: Fn, bwd: Fn, args: unknown[], key: object): unknown {
   const op = "customVjp";
   const fa = flattenArgs(args, () => "static");
   let out: FlatOut | null = null;
@@ -919,7 +919,7 @@ function customVjpTree(f: Fn, fwd: Fn, bwd: Fn, args: unknown[]): unknown {
       return flat;
     },
     fa.operands,
-    { op, names: fa.names, funName: fnName(f), fwdName: fnName(fwd) },
+    { op, names: fa.names, funName: fnName(f), fwdName: fnName(fwd), key },
   );
   return rebuildOut(out as unknown as FlatOut, res);
 }
