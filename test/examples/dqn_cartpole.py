@@ -103,7 +103,7 @@ def apply(q, x):
     for i, layer in enumerate(q.layers):
         h = jnp.add(jnp.matmul(h, jnp.transpose(layer.weight)), layer.bias)
         if i < len(q.layers) - 1:
-            h = jnp.maximum(h, 0)  # nn.relu in jaxbridge is jnp.maximum(x, 0)
+            h = jax.nn.relu(h)
     return h
 
 

@@ -95,8 +95,8 @@ def train_step_fns():
     opt = optax.adam(1e-3)
 
     def apply(p: dict[str, Any], x: Any) -> Any:
-        h = jnp.maximum(jnp.add(jnp.matmul(x, p["w1"]), p["b1"]), 0)  # jaxbridge's nn.relu is jnp.maximum(x, 0)
-        h = jnp.maximum(jnp.add(jnp.matmul(h, p["w2"]), p["b2"]), 0)
+        h = jax.nn.relu(jnp.add(jnp.matmul(x, p["w1"]), p["b1"]))
+        h = jax.nn.relu(jnp.add(jnp.matmul(h, p["w2"]), p["b2"]))
         return jnp.add(jnp.matmul(h, p["w3"]), p["b3"])
 
     def loss(p: dict[str, Any], x: Any, y: Any) -> Any:
