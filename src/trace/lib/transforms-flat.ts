@@ -107,14 +107,14 @@ const isFloating = (d: DType): boolean => kindOf(d) === "f";
 /** JAX's check of a reverse-mode input (`_check_input_dtype_revderiv`), naming the argument. */
 function checkRevInput(op: string, name: string, holomorphic: boolean, t: Tracer, where: string): void {
   if (holomorphic) {
-    if (!isComplex(t.dtype)) throw traceError(op, `${name} with holomorphic=True requires inputs with complex dtype, but got ${t.dtype} (at ${where}).`);
+    if (!isComplex(t.dtype)) throw traceError(op, `${name} with holomorphic=True requires inputs with complex dtype, but got ${t.dtype}. (At ${where}.)`);
     return;
   }
   if (!isInexact(t.dtype)) {
     throw traceError(
       op,
-      `${name} requires real- or complex-valued inputs (input dtype that is a sub-dtype of np.inexact), but got ${t.dtype} (at ${where}). ` +
-        "If you want to use Boolean- or integer-valued inputs, use vjp or set allow_int to True.",
+      `${name} requires real- or complex-valued inputs (input dtype that is a sub-dtype of np.inexact), but got ${t.dtype}. ` +
+        `If you want to use Boolean- or integer-valued inputs, use vjp or set allow_int to True. (At ${where}; allow_int is not offered here: filterGrad gives integer leaves a null gradient.)`,
     );
   }
 }
@@ -122,21 +122,21 @@ function checkRevInput(op: string, name: string, holomorphic: boolean, t: Tracer
 /** JAX's check of a reverse-mode output (`_check_output_dtype_revderiv`). */
 function checkRevOutput(op: string, name: string, holomorphic: boolean, a: Aval, where: string): void {
   if (holomorphic) {
-    if (!isComplex(a.dtype)) throw traceError(op, `${name} with holomorphic=True requires outputs with complex dtype, but got ${a.dtype} (at ${where}).`);
+    if (!isComplex(a.dtype)) throw traceError(op, `${name} with holomorphic=True requires outputs with complex dtype, but got ${a.dtype}. (At ${where}.)`);
     return;
   }
   if (isComplex(a.dtype)) {
     throw traceError(
       op,
-      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype} (at ${where}). ` +
-        "For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex outputs, use jax.vjp directly.",
+      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype}. ` +
+        `For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex outputs, use jax.vjp directly. (At ${where}.)`,
     );
   }
   if (!isFloating(a.dtype)) {
     throw traceError(
       op,
-      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype} (at ${where}). ` +
-        "For differentiation of functions with integer outputs, use jax.vjp directly.",
+      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype}. ` +
+        `For differentiation of functions with integer outputs, use jax.vjp directly. (At ${where}.)`,
     );
   }
 }
@@ -144,12 +144,12 @@ function checkRevOutput(op: string, name: string, holomorphic: boolean, a: Aval,
 /** JAX's forward-mode input check (`_check_input_dtype_jacfwd`). */
 function checkFwdInput(op: string, holomorphic: boolean, t: Tracer, where: string): void {
   if (holomorphic) {
-    if (!isComplex(t.dtype)) throw traceError(op, `jacfwd with holomorphic=True requires inputs with complex dtype, but got ${t.dtype} (at ${where}).`);
+    if (!isComplex(t.dtype)) throw traceError(op, `jacfwd with holomorphic=True requires inputs with complex dtype, but got ${t.dtype}. (At ${where}.)`);
   } else if (!isFloating(t.dtype)) {
     throw traceError(
       op,
-      `jacfwd requires real-valued inputs (input dtype that is a sub-dtype of np.floating), but got ${t.dtype} (at ${where}). ` +
-        "For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex inputs or integer inputs, use jax.jvp directly.",
+      `jacfwd requires real-valued inputs (input dtype that is a sub-dtype of np.floating), but got ${t.dtype}. ` +
+        `For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex inputs or integer inputs, use jax.jvp directly. (At ${where}.)`,
     );
   }
 }
@@ -265,7 +265,7 @@ export function jacFlat(kind: JacKind, f: FlatAuxFn, args: readonly Operand[], o
   const outs = body.types().slice(0, main);
   outs.forEach((o, k) => {
     if (kind === "jacfwd" && holomorphic && !isComplex(o.aval.dtype)) {
-      throw traceError(op, `jacfwd with holomorphic=True requires outputs with complex dtype, but got ${o.aval.dtype} (at output ${k}).`);
+      throw traceError(op, `jacfwd with holomorphic=True requires outputs with complex dtype, but got ${o.aval.dtype}. (At output ${k}.)`);
     }
     if (kind !== "jacfwd") checkRevOutput(op, "jacrev", holomorphic, o.aval, `output ${k}`);
   });
@@ -328,8 +328,8 @@ export function jvpFlat(f: FlatAuxFn, primals: readonly Operand[], tangents: rea
   const ts = ps.map((p, i) =>
     tangentFor(op, typeOf(p), tangents[i], `the tangent of ${nameOf(opts, i)}`, (t) =>
       t.dtype !== p.dtype
-        ? `primal and tangent arguments to jax.jvp do not match; dtypes must be equal, or in case of int/bool primal dtype the tangent dtype must be float0. Got primal dtype ${p.dtype} and so expected tangent dtype ${p.dtype}, but got tangent dtype ${t.dtype} instead (at ${nameOf(opts, i)}).`
-        : `jvp called with different primal and tangent shapes; Got primal shape ${pyShape(p.shape)} and tangent shape as ${pyShape(t.shape)} (at ${nameOf(opts, i)}).`,
+        ? `primal and tangent arguments to jax.jvp do not match; dtypes must be equal, or in case of int/bool primal dtype the tangent dtype must be float0. Got primal dtype ${p.dtype} and so expected tangent dtype ${p.dtype}, but got tangent dtype ${t.dtype} instead. (At ${nameOf(opts, i)}; the tangent of an int/bool primal is null here.)`
+        : `jvp called with different primal and tangent shapes; Got primal shape ${pyShape(p.shape)} and tangent shape as ${pyShape(t.shape)} (at ${nameOf(opts, i)})`,
     ),
   );
   const { body, numAux } = traceAuxBody(op, `${op} body`, ps.map(typeOf), f);
