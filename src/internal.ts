@@ -73,7 +73,7 @@ export { PyShapesNeeded, resolvePyShapes } from "./trace/pycall-shapes.js";
 export { runProgram, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type ProgramStats } from "./trace/jit.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
-export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./trace/lib/control.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions, type FlatNames } from "./trace/lib/control.js";
 export { installArrayMethods, type ArrayMethods } from "./trace/lib/index.js";
 
 // Transformations on flat lists, and the types of the pytree ones.

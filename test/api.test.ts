@@ -121,6 +121,7 @@ const PUBLIC_TYPES = [
   "CallOptions",
   "RequestOptions",
   "SidecarInfo",
+  "RemoteCause",
   "PyProxy",
   "CurveClientKeys",
   "Jitted",

@@ -6,7 +6,8 @@
 import { DeviceArray, type HandleOwner } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { describe } from "../values/describe.js";
-import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError } from "../values/errors.js";
+import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError } from "../values/errors.js";
+import { remoteError } from "../wire/remote-error.js";
 import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, peekId, sameValue } from "../wire/protocol.js";
 import { CallEvents, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
 import { AbortedError, DeadlineError } from "../values/errors.js";
@@ -362,9 +363,7 @@ export class Session implements HandleOwner, EventSink {
   private unpackReply(frames: Frame[], op: string): unknown {
     const { envelope } = decode(frames, this);
     if (envelope.ok === true) return envelope.result;
-    const e = envelope.error as { type?: unknown; message?: unknown; traceback?: unknown } | undefined;
-    if (!e || typeof e.type !== "string") throw new ProtocolError(`malformed error reply to ${op}: ${JSON.stringify(envelope)}`);
-    throw new SidecarError({ type: e.type, message: String(e.message ?? ""), traceback: String(e.traceback ?? "") }, op);
+    throw remoteError(envelope.error, op);
   }
 
   async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
