@@ -16,9 +16,8 @@
  * body is traced again. Errors use JAX's wording.
  */
 
-import type { DType } from "../../values/dtype.js";
 import { describe } from "../../values/describe.js";
-import { asTracer, avalOf, type Concrete, type In, isLitOperand, isWeak, lit, requireTrace, Trace } from "../core.js";
+import { asTracer, avalOf, type Concrete, type In, isWeak, lit, requireTrace, Trace } from "../core.js";
 import { type Aval, type SubProgram } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
@@ -77,13 +76,6 @@ export class Body {
       this.outs = raw.map((o, i) => outputIn(op, this.trace, o, `${what} ${i}`));
     });
     return this;
-  }
-  /** Convert output i to `dtype` inside the body (the transformations' custom rules fit a weak output to its primal's type). */
-  convertOutput(i: number, dtype: DType): void {
-    this.trace.run(() => {
-      const o = this.outs[i]!;
-      this.outs[i] = isLitOperand(o) ? lax.retypeLiteral(o, dtype, false) : lax.convertElementType(o, dtype);
-    });
   }
   close(): void {
     this.trace.run(() => this.trace.close(this.outs));

@@ -27,7 +27,7 @@ import { traceError } from "../errors.js";
 import { kindOf } from "../dtypes.js";
 import { sameShape } from "../shapes.js";
 import { flowsTo, REVERSE_MODE, WHILE_REVERSE_MESSAGE } from "../dependence.js";
-import { Body, type BodyOut, checkList, type Operand, operandTracer, type Typed, typeOf } from "./control.js";
+import { Body, type BodyOut, checkList, jaxTypeStr, type Operand, operandTracer, type Typed, typeOf } from "./control.js";
 import * as lax from "./lax.js";
 
 export type { BodyOut, Operand } from "./control.js";
@@ -52,10 +52,6 @@ export function pyShape(shape: readonly number[]): string {
   return shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
 }
 
-/** A type as JAX's `str_short` writes it: `float32[3,4]`. */
-export function shortType(a: Aval): string {
-  return `${a.dtype}[${a.shape.join(",")}]`;
-}
 
 const nameOf = (opts: FlatOptions, i: number): string => opts.names?.[i] ?? `args[${i}]`;
 
@@ -107,14 +103,14 @@ const isFloating = (d: DType): boolean => kindOf(d) === "f";
 /** JAX's check of a reverse-mode input (`_check_input_dtype_revderiv`), naming the argument. */
 function checkRevInput(op: string, name: string, holomorphic: boolean, t: Tracer, where: string): void {
   if (holomorphic) {
-    if (!isComplex(t.dtype)) throw traceError(op, `${name} with holomorphic=True requires inputs with complex dtype, but got ${t.dtype} (at ${where}).`);
+    if (!isComplex(t.dtype)) throw traceError(op, `${name} with holomorphic=True requires inputs with complex dtype, but got ${t.dtype}. (At ${where}.)`);
     return;
   }
   if (!isInexact(t.dtype)) {
     throw traceError(
       op,
-      `${name} requires real- or complex-valued inputs (input dtype that is a sub-dtype of np.inexact), but got ${t.dtype} (at ${where}). ` +
-        "If you want to use Boolean- or integer-valued inputs, use vjp or set allow_int to True.",
+      `${name} requires real- or complex-valued inputs (input dtype that is a sub-dtype of np.inexact), but got ${t.dtype}. ` +
+        `If you want to use Boolean- or integer-valued inputs, use vjp or set allow_int to True. (At ${where}; allow_int is not offered here: filterGrad gives integer leaves a null gradient.)`,
     );
   }
 }
@@ -122,21 +118,21 @@ function checkRevInput(op: string, name: string, holomorphic: boolean, t: Tracer
 /** JAX's check of a reverse-mode output (`_check_output_dtype_revderiv`). */
 function checkRevOutput(op: string, name: string, holomorphic: boolean, a: Aval, where: string): void {
   if (holomorphic) {
-    if (!isComplex(a.dtype)) throw traceError(op, `${name} with holomorphic=True requires outputs with complex dtype, but got ${a.dtype} (at ${where}).`);
+    if (!isComplex(a.dtype)) throw traceError(op, `${name} with holomorphic=True requires outputs with complex dtype, but got ${a.dtype}. (At ${where}.)`);
     return;
   }
   if (isComplex(a.dtype)) {
     throw traceError(
       op,
-      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype} (at ${where}). ` +
-        "For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex outputs, use jax.vjp directly.",
+      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype}. ` +
+        `For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex outputs, use jax.vjp directly. (At ${where}.)`,
     );
   }
   if (!isFloating(a.dtype)) {
     throw traceError(
       op,
-      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype} (at ${where}). ` +
-        "For differentiation of functions with integer outputs, use jax.vjp directly.",
+      `${name} requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got ${a.dtype}. ` +
+        `For differentiation of functions with integer outputs, use jax.vjp directly. (At ${where}.)`,
     );
   }
 }
@@ -144,12 +140,12 @@ function checkRevOutput(op: string, name: string, holomorphic: boolean, a: Aval,
 /** JAX's forward-mode input check (`_check_input_dtype_jacfwd`). */
 function checkFwdInput(op: string, holomorphic: boolean, t: Tracer, where: string): void {
   if (holomorphic) {
-    if (!isComplex(t.dtype)) throw traceError(op, `jacfwd with holomorphic=True requires inputs with complex dtype, but got ${t.dtype} (at ${where}).`);
+    if (!isComplex(t.dtype)) throw traceError(op, `jacfwd with holomorphic=True requires inputs with complex dtype, but got ${t.dtype}. (At ${where}.)`);
   } else if (!isFloating(t.dtype)) {
     throw traceError(
       op,
-      `jacfwd requires real-valued inputs (input dtype that is a sub-dtype of np.floating), but got ${t.dtype} (at ${where}). ` +
-        "For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex inputs or integer inputs, use jax.jvp directly.",
+      `jacfwd requires real-valued inputs (input dtype that is a sub-dtype of np.floating), but got ${t.dtype}. ` +
+        `For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions involving complex inputs or integer inputs, use jax.jvp directly. (At ${where}.)`,
     );
   }
 }
@@ -265,7 +261,7 @@ export function jacFlat(kind: JacKind, f: FlatAuxFn, args: readonly Operand[], o
   const outs = body.types().slice(0, main);
   outs.forEach((o, k) => {
     if (kind === "jacfwd" && holomorphic && !isComplex(o.aval.dtype)) {
-      throw traceError(op, `jacfwd with holomorphic=True requires outputs with complex dtype, but got ${o.aval.dtype} (at output ${k}).`);
+      throw traceError(op, `jacfwd with holomorphic=True requires outputs with complex dtype, but got ${o.aval.dtype}. (At output ${k}.)`);
     }
     if (kind !== "jacfwd") checkRevOutput(op, "jacrev", holomorphic, o.aval, `output ${k}`);
   });
@@ -303,11 +299,11 @@ export function jacFlat(kind: JacKind, f: FlatAuxFn, args: readonly Operand[], o
 function tangentFor(op: string, primal: Typed, t: Operand | null | undefined, what: string, mismatch: (got: Tracer) => string): Tracer | null {
   if (!isInexact(primal.aval.dtype)) {
     if (t !== null && t !== undefined) {
-      throw traceError(op, `${what} must be null: its primal is ${shortType(primal.aval)}, whose tangent type is float0 in JAX (integer and bool values have no tangent here)`);
+      throw traceError(op, `${what} must be null: its primal is ${jaxTypeStr(primal.aval)}, whose tangent type is float0 in JAX (integer and bool values have no tangent here)`);
     }
     return null;
   }
-  if (t === null || t === undefined) throw traceError(op, `${what} is missing: its primal is ${shortType(primal.aval)}`);
+  if (t === null || t === undefined) throw traceError(op, `${what} is missing: its primal is ${jaxTypeStr(primal.aval)}`);
   const tt = operandTracer(op, t);
   if (tt.dtype !== primal.aval.dtype || !sameShape(tt.shape, primal.aval.shape)) throw traceError(op, mismatch(tt));
   return tt;
@@ -328,8 +324,8 @@ export function jvpFlat(f: FlatAuxFn, primals: readonly Operand[], tangents: rea
   const ts = ps.map((p, i) =>
     tangentFor(op, typeOf(p), tangents[i], `the tangent of ${nameOf(opts, i)}`, (t) =>
       t.dtype !== p.dtype
-        ? `primal and tangent arguments to jax.jvp do not match; dtypes must be equal, or in case of int/bool primal dtype the tangent dtype must be float0. Got primal dtype ${p.dtype} and so expected tangent dtype ${p.dtype}, but got tangent dtype ${t.dtype} instead (at ${nameOf(opts, i)}).`
-        : `jvp called with different primal and tangent shapes; Got primal shape ${pyShape(p.shape)} and tangent shape as ${pyShape(t.shape)} (at ${nameOf(opts, i)}).`,
+        ? `primal and tangent arguments to jax.jvp do not match; dtypes must be equal, or in case of int/bool primal dtype the tangent dtype must be float0. Got primal dtype ${p.dtype} and so expected tangent dtype ${p.dtype}, but got tangent dtype ${t.dtype} instead. (At ${nameOf(opts, i)}; the tangent of an int/bool primal is null here.)`
+        : `jvp called with different primal and tangent shapes; Got primal shape ${pyShape(p.shape)} and tangent shape as ${pyShape(t.shape)} (at ${nameOf(opts, i)})`,
     ),
   );
   const { body, numAux } = traceAuxBody(op, `${op} body`, ps.map(typeOf), f);
@@ -416,7 +412,7 @@ export function vjpFlat(f: FlatAuxFn, primals: readonly Operand[], opts: FlatOpt
       throw traceError(op, `the pullback takes one cotangent per output of the differentiated function (${fw.outs.length}), got ${Array.isArray(cts) ? cts.length : typeof cts}`);
     }
     const given = outTypes.map((o, i) =>
-      tangentFor(op, o, cts[i], `the cotangent of output ${i}`, (t) => `unexpected JAX type (e.g. shape/dtype) for argument to VJP function: got ${shortType(t.aval)}, but expected ${shortType(o.aval)} because the corresponding output of the differentiated function had JAX type ${shortType(o.aval)}`),
+      tangentFor(op, o, cts[i], `the cotangent of output ${i}`, (t) => `unexpected JAX type (e.g. shape/dtype) for argument to VJP function: got ${jaxTypeStr(t.aval)}, but expected ${jaxTypeStr(o.aval)} because the corresponding output of the differentiated function had JAX type ${jaxTypeStr(o.aval)}`),
     );
     const nc = fw.closed.captures.length;
     checkReverse(op, "vjp", fw.closed.program, fw.closed.program.inputs.map((a, i) => i >= nc && isInexact(a.dtype)));
@@ -442,7 +438,7 @@ export function linearizeFlat(f: FlatAuxFn, primals: readonly Operand[], opts: F
       throw traceError(op, `the linearized function takes one tangent per primal (${fw.ps.length}), got ${Array.isArray(tangents) ? tangents.length : typeof tangents}`);
     }
     const given = fw.ps.map((p, i) =>
-      tangentFor(op, typeOf(p), tangents[i], `the tangent of ${nameOf(opts, i)}`, (t) => `the tangent of ${nameOf(opts, i)} is ${shortType(t.aval)}, but its primal is ${shortType(p.aval)}; tangents must have their primal's shape and dtype`),
+      tangentFor(op, typeOf(p), tangents[i], `the tangent of ${nameOf(opts, i)}`, (t) => `the tangent of ${nameOf(opts, i)} is ${jaxTypeStr(t.aval)}, but its primal is ${jaxTypeStr(p.aval)}; tangents must have their primal's shape and dtype`),
     );
     const res = lax.rawBind(
       "linearize_call",
@@ -544,7 +540,7 @@ function inconsistentSizes(sizes: readonly { size: number; i: number }[], axes: 
   if (opts.axisSize !== undefined) lines.push(`  * the \`axis_size\` argument was ${opts.axisSize};`);
   order.forEach(([size, count], k) => {
     const first = sizes.find((s) => s.size === size)!;
-    const ex = `${nameOf(opts, first.i)} of type ${shortType(ops[first.i]!.aval)}`;
+    const ex = `${nameOf(opts, first.i)} of type ${jaxTypeStr(ops[first.i]!.aval)}`;
     const ax = axes[first.i];
     if (count === 1) lines.push(`  * one axis had size ${size}: axis ${ax} of ${ex};`);
     else if (k === 0) lines.push(`  * most axes (${count} of them) had size ${size}, e.g. axis ${ax} of ${ex};`);
@@ -667,7 +663,12 @@ function fitOutputs(op: string, body: Body, want: readonly Typed[], from: number
   want.forEach((w, k) => {
     const got = typeOf(body.outs[from + k]!);
     if (sameTyped(got, w)) return;
-    if (got.weak && sameShape(got.aval.shape, w.aval.shape)) body.convertOutput(from + k, w.aval.dtype);
+    if (got.weak && sameShape(got.aval.shape, w.aval.shape)) {
+      body.trace.run(() => {
+        const o = body.outs[from + k]!;
+        body.outs[from + k] = isLitOperand(o) ? lax.retypeLiteral(o, w.aval.dtype, false) : lax.convertElementType(o, w.aval.dtype);
+      });
+    }
     else throw traceError(op, what(k, got));
   });
 }
@@ -710,9 +711,9 @@ export function customJvpFlat(
     });
     return [...po, ...tans];
   }));
-  fitOutputs(op, rule, call.outs, 0, (k, got) => `the jvp rule's primal output ${k} is ${shortType(got.aval)} but the function returns ${shortType(call.outs[k]!.aval)}; they must agree`);
+  fitOutputs(op, rule, call.outs, 0, (k, got) => `the jvp rule's primal output ${k} is ${jaxTypeStr(got.aval)} but the function returns ${jaxTypeStr(call.outs[k]!.aval)}; they must agree`);
   const tanOut = call.outs.filter((_, j) => inexactOut[j]);
-  fitOutputs(op, rule, tanOut, n, (k, got) => `Custom JVP rule must produce primal and tangent outputs with corresponding shapes and dtypes. Expected ${shortType(tanOut[k]!.aval)} (tangent type of ${shortType(tanOut[k]!.aval)}) but got ${shortType(got.aval)}.`);
+  fitOutputs(op, rule, tanOut, n, (k, got) => `Custom JVP rule must produce primal and tangent outputs with corresponding shapes and dtypes. Expected ${jaxTypeStr(tanOut[k]!.aval)} (tangent type of ${jaxTypeStr(tanOut[k]!.aval)}) but got ${jaxTypeStr(got.aval)}.`);
   const closedRule = closeBody(rule);
   return lax.rawBind(
     "custom_jvp_call",
@@ -754,7 +755,7 @@ export function customVjpFlat(
     numRes = res.length;
     return [...po, ...res];
   });
-  fitOutputs(op, fwdBody, call.outs, 0, (k, got) => `Custom VJP fwd rule ${fwdName} for function ${fname} must produce a pair (list or tuple of length two) where the first element represents the primal output (equal to the output of the custom_vjp-decorated function ${fname}) and the second element represents residuals, but instead the fwd rule output's first element had shapes/dtypes of ${shortType(got.aval)} at output ${k} while the custom_vjp-decorated function ${fname} had ${shortType(call.outs[k]!.aval)}`);
+  fitOutputs(op, fwdBody, call.outs, 0, (k, got) => `Custom VJP fwd rule ${fwdName} for function ${fname} must produce a pair (list or tuple of length two) where the first element represents the primal output (equal to the output of the custom_vjp-decorated function ${fname}) and the second element represents residuals, but instead the fwd rule output's first element had shapes/dtypes of ${jaxTypeStr(got.aval)} at output ${k} while the custom_vjp-decorated function ${fname} had ${jaxTypeStr(call.outs[k]!.aval)}`);
   const fwdClosed = closeBody(fwdBody);
   const resTypes = fwdClosed.outs.slice(n, n + numRes);
   const inexactOut = call.outs.map((t) => isInexact(t.aval.dtype));
@@ -778,7 +779,7 @@ export function customVjpFlat(
   });
   fitOutputs(op, bwdBody, wantGrads, 0, (k, got) => {
     const i = inexactIn.map((b, j) => (b ? j : -1)).filter((j) => j >= 0)[k]!;
-    return `Custom VJP bwd rule attached to ${fname} must produce an output with the same type as the args tuple of the primal function, but at output[${i}] (${nameOf(opts, i)}) the bwd rule produced an output of type ${shortType(got.aval)} corresponding to an input of type ${shortType(types[i]!.aval)}`;
+    return `Custom VJP bwd rule attached to ${fname} must produce an output with the same type as the args tuple of the primal function, but at output[${i}] (${nameOf(opts, i)}) the bwd rule produced an output of type ${jaxTypeStr(got.aval)} corresponding to an input of type ${jaxTypeStr(types[i]!.aval)}`;
   });
   const bwdClosed = closeBody(bwdBody);
   return lax.rawBind(
