@@ -185,11 +185,14 @@ export interface StepStats {
   episodeReturn: Tracer; // float32 [numEnvs]: the return of each episode that ended this step, else 0
 }
 
-/** The pieces of one training run for a configuration: its functions, traced once and compiled once each. */
 /** Scan steps between two progress reports (a host callback costs about as much as a learning step). */
 export const REPORT_EVERY = 25;
 
-export function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) => void) {
+/**
+ * The pieces of one training run for a configuration: its functions, traced once and compiled once each.
+ * Not exported: its inferred type maps the MLP Module's symbol-keyed members, which a declaration file cannot name.
+ */
+function makeAgent(cfg: Config, report?: (step: NDArray, loss: NDArray) => void) {
   const opt = optax.adam(cfg.lr);
   const loss = tdLoss(cfg);
   const progress = report ? callbackWrapper(report, { ordered: true }) : undefined;

@@ -24,7 +24,8 @@ import { currentTrace, lit, type LitOperand, requireTrace } from "../trace/core.
 import { defaultFloat } from "../trace/dtypes.js";
 import { jit, type Jitted } from "../trace/jit.js";
 import type { Tracer } from "../trace/tracer.js";
-import type { DeviceResult, Staged, TracerTree } from "../trace/staged.js";
+import type { Staged } from "../trace/staged.js";
+import type { DeviceResult, TracerTree } from "../trace/types.js";
 
 /** An optimizer state: a pytree (Modules named after optax's states, JS arrays for optax's tuples). */
 export type OptState = unknown;

@@ -2,7 +2,8 @@
 
 import type { Tracer } from "../trace/tracer.js";
 import * as jnp from "../trace/lib/jnp.js";
-import type { DeviceResult, Staged, TracerTree } from "../trace/staged.js";
+import type { Staged } from "../trace/staged.js";
+import type { DeviceResult, TracerTree } from "../trace/types.js";
 import { staged } from "./base.js";
 import { zipTrees } from "./tree-math.js";
 
