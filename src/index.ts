@@ -60,7 +60,7 @@ export { filterGrad, filterValueAndGrad, filterVmap, filterJit, isInexactArray, 
 
 // lerax's utilities.
 export { filterCond, filterScan, unstackPytree, polyakAverage, leraxCacheStats, type ScanCallOptions } from "./lerax/utils.js";
-export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, type CallbackOptions } from "./lerax/callbacks.js";
+export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, DEFAULT_CALLBACK_CHUNK, type CallbackOptions } from "./lerax/callbacks.js";
 
 // Files and tables: .eqx checkpoints, Arrow, NPY.
 export { Serializable } from "./io/serializable.js";

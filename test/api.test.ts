@@ -98,6 +98,7 @@ const PUBLIC_VALUES = [
   "callbackWithNumpyWrapper",
   "callbackWithListWrapper",
   "printCallback",
+  "DEFAULT_CALLBACK_CHUNK",
   // files and tables
   "Serializable",
   "serializeRemote",

@@ -11,6 +11,7 @@ import numpy as np
 from ..events import NO_RUN, RunTable
 from ..protocol import WireError, dtype_name
 from .decode import decode_program, program_hash
+from .chunking import plan
 from .evaluate import Evaluation, evaluate
 from .ir import Program, ProgramError, has_callbacks
 from .pycall import Objects
@@ -49,11 +50,14 @@ class Lowered:
         self.traces = 0
         self.has_callbacks = has_callbacks(program)
 
+        # The scans whose callback events travel once per chunk of steps (chunking.py).
+        self.chunks = plan(program) if self.has_callbacks else {}
+
         if self.has_callbacks:
 
             def fn(token: Any, *args: Any) -> list[Any]:
                 self.traces += 1
-                return evaluate(program, list(args), Evaluation(runs, token))
+                return evaluate(program, list(args), Evaluation(runs, token, self.chunks))
 
         else:
 
