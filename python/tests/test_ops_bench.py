@@ -53,3 +53,11 @@ def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkey
         client.close()
         server.stop()
         t.join(5)
+
+
+def test_the_debug_callback_scan_calls_its_python_callback_once_per_step():
+    res = bench.bench_debug_callback_scan(None, {"steps": 7, "repeats": 2})  # type: ignore[arg-type]
+    assert len(res["seconds"]) == 2 and all(s > 0 for s in res["seconds"])
+    assert res["events"] == 7 * 3, "one event per step, for the compiling call and each repeat"
+    with pytest.raises(Exception, match="bench_debug_callback_scan needs"):
+        bench.bench_debug_callback_scan(None, {"steps": 0, "repeats": 1})  # type: ignore[arg-type]

@@ -6,10 +6,12 @@ callbacks are result-less, the program can instead keep each step's
 callback arguments as outputs of the step and call the host once per
 chunk of steps with all of them stacked: the scan becomes an outer scan
 over chunks of an inner scan over steps (plus a shorter inner scan for the
-steps left over), and after each inner scan one host call emits the
-chunk's events one by one, in the order the steps ran them. The events,
-their arrays and their order are those of the unchunked program; only the
-moment they reach the host moves, by at most one chunk.
+steps left over), and after each inner scan one host call hands the run
+the whole chunk as one batch entry (`ChunkLayout`, docs/protocol.md
+"Callback events"), which the client expands into the events in the order
+the steps ran them. The events, their arrays and their order are those of
+the unchunked program; only the moment they reach the host moves, by at
+most one chunk.
 
 Which scans (`plan`): a scan is chunked when every callback in its body,
 nested scans included, is one the chunk can hold: a `callback` equation
@@ -41,10 +43,10 @@ from .ir import Aval, Lit, ProgramError, Sub, has_callbacks
 # The stacked callback arguments one chunk may hold on the device.
 MAX_CHUNK_BYTES = 64 << 20
 
-# The equations whose sub-programs run a known number of times per
-# execution of the equation or not at all... only scan qualifies for
-# collection; cond and while bodies may still hold chunked scans.
-_PLAIN_CONTROL = ("cond", "while")
+# Control flow whose bodies may hold a chunked scan of their own (a scan's
+# body too, when the scan itself is not chunked). Transformation bodies may
+# not: JAX transforms the host call with them.
+_PLAIN_CONTROL = ("scan", "cond", "while")
 
 
 def _subs(e: Any) -> list[Sub]:
@@ -118,7 +120,7 @@ def _plan(sub: Sub, enabled: bool, out: dict[int, int]) -> None:
                     _check(body)
                     continue
         for s in subs:
-            _plan(s, enabled and (e.prim == "scan" or e.prim in _PLAIN_CONTROL), out)
+            _plan(s, enabled and e.prim in _PLAIN_CONTROL, out)
 
 
 def _check(sub: Sub) -> None:
