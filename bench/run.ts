@@ -14,6 +14,7 @@ import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
+import { trainingSection } from "./sections/training.js";
 
 export interface Row {
   name: string;
@@ -37,6 +38,7 @@ try {
     ["trace", traceSection],
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
+    ["training", trainingSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

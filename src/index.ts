@@ -62,6 +62,9 @@ export { filterGrad, filterValueAndGrad, filterVmap, filterJit, isInexactArray, 
 export { filterCond, filterScan, unstackPytree, polyakAverage, leraxCacheStats, type ScanCallOptions } from "./lerax/utils.js";
 export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, DEFAULT_CALLBACK_CHUNK, type CallbackOptions } from "./lerax/callbacks.js";
 
+// Optimizers and schedules, as optax has them.
+export * as optax from "./optim/index.js";
+
 // Files and tables: .eqx checkpoints, Arrow, NPY.
 export { Serializable } from "./io/serializable.js";
 export { serializeRemote, deserializeRemote } from "./io/remote-serialize.js";

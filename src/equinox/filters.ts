@@ -26,7 +26,8 @@ import { isArray } from "../values/tree.js";
 import { isArrayLeaf } from "../trace/core.js";
 import { traceError } from "../trace/errors.js";
 import { jit } from "../trace/jit.js";
-import type { DeviceResult, Fn, Staged, TracerTree } from "../trace/staged.js";
+import type { Staged } from "../trace/staged.js";
+import type { DeviceResult, Fn, TracerTree } from "../trace/types.js";
 import { gradFlat } from "../trace/lib/transforms-flat.js";
 import { argTree, type AxisSpec, cachedJit, flattenArgs, flattenOut, type FlatOut, type Lift, pair, rebuildArgs, rebuildOut, vmapWith, type VmapOptions } from "../trace/lib/transforms.js";
 

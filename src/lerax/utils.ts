@@ -42,15 +42,14 @@ import { filterCond as condInTrace, filterScan as scanInTrace, type FilterScanOp
 import * as jnp from "../trace/lib/jnp.js";
 import { jit, type Jitted, type JitStats } from "../trace/jit.js";
 import { Tracer } from "../trace/tracer.js";
+import type { ArrayLeaf, DeviceResult, Fn, Primitive, TracerTree } from "../trace/types.js";
+
+export type { DeviceResult, TracerTree } from "../trace/types.js";
 
 // --- types ---------------------------------------------------------------------------------
 
-type ArrayLeaf = Tracer | NDArray | DeviceArray;
-type Fn = (...args: never[]) => unknown;
-
-export type { HasTracer, MayHaveTracer, Staged, HasDevice, TracerTree, DeviceResult, Stacked } from "../trace/staged.js";
-import type { DeviceResult, HasDevice, HasTracer, Stacked, Staged, TracerTree } from "../trace/staged.js";
-
+export type { HasTracer, MayHaveTracer, Staged, HasDevice, Stacked } from "../trace/staged.js";
+import type { HasDevice, HasTracer, Stacked, Staged } from "../trace/staged.js";
 
 /** Options of a top-level call. */
 export interface TopLevelOptions extends RequestOptions {

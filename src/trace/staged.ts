@@ -3,18 +3,14 @@
  * they return trees of Tracers at once, at top level a Promise of trees of
  * DeviceArrays. A call's result type is chosen from its argument types
  * (see README.md in this folder, "Types"). Types only: shared by the
- * transformations (lib/transforms.ts), lerax's utilities and the equinox
- * filters.
+ * transformations (lib/transforms.ts), lerax's utilities, the equinox
+ * filters and the optimizers; the tree-mapping types they return
+ * (TracerTree, DeviceResult) are jit's, in types.ts.
  */
 
 import type { DeviceArray } from "../values/device-array.js";
-import type { NDArray } from "../values/ndarray.js";
 import type { Tracer } from "./tracer.js";
-
-export type ArrayLeaf = Tracer | NDArray | DeviceArray;
-export type Fn = (...args: never[]) => unknown;
-
-export type Primitive = string | number | boolean | bigint | symbol | null | undefined;
+import type { ArrayLeaf, Fn, Primitive } from "./types.js";
 
 /**
  * Whether a tree type certainly holds a Tracer (the call is inside a traced
@@ -87,28 +83,6 @@ export type HasDevice<T> = 0 extends 1 & T
             ? true
             : false
           : false;
-
-/** A tree as a traced function sees it: array leaves are Tracers. */
-export type TracerTree<T> = T extends ArrayLeaf
-  ? Tracer
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: TracerTree<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: TracerTree<T[K]> }
-        : T;
-
-/** A tree as a top-level call returns it: array leaves are DeviceArrays (NDArrays with `fetch`). */
-export type DeviceResult<T> = T extends ArrayLeaf
-  ? DeviceArray
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: DeviceResult<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: DeviceResult<T[K]> }
-        : T;
 
 /** Stacked outputs of a scan: every leaf (JS scalars included) became an array. */
 export type Stacked<T, A> = T extends ArrayLeaf | number | boolean | bigint

@@ -32,7 +32,8 @@ import { currentTrace, isArrayLeaf } from "../core.js";
 import { isJsScalar } from "../dtypes.js";
 import { traceError } from "../errors.js";
 import { jit, type Jitted } from "../jit.js";
-import type { ArrayLeaf, DeviceResult, Fn, Staged, TracerTree } from "../staged.js";
+import type { Staged } from "../staged.js";
+import type { ArrayLeaf, DeviceResult, Fn, TracerTree } from "../types.js";
 import { Tracer } from "../tracer.js";
 import type { BodyOut, Operand } from "./control.js";
 import {
