@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import { NDArray, array } from "../../src/values/ndarray.js";
 import type { DType } from "../../src/values/dtype.js";
 import { callbackWrapper, DEFAULT_CALLBACK_CHUNK } from "../../src/lerax/callbacks.js";
-import { filterScan } from "../../src/lerax/utils.js";
+import { filterCond, filterScan } from "../../src/lerax/utils.js";
+import { vmap } from "../../src/trace/lib/transforms.js";
 import { jit } from "../../src/trace/jit.js";
 import "../../src/trace/lib/index.js"; // installs the array methods (x.add) on Tracer
 import type { Tracer } from "../../src/trace/tracer.js";
@@ -155,6 +156,28 @@ describe("callback chunks: events from a chunked scan equal JAX's per-step callb
       const ok = (await f.withOptions({ fetch: true })(array(-5000, "int32"))) as NDArray;
       assert.equal(ok.item(), -5000 + length);
     }
+  });
+
+  it("a scan under vmap stays unchunked and a scan in a cond branch is chunked: both fire as JAX fires them", async () => {
+    const seen: unknown[] = [];
+    const cb = callbackWrapper((tag: string, v: NDArray) => seen.push([tag, v.toList()]), { ordered: true, chunk: 4 });
+    const scan = (tag: string) => (a: Tracer) => (filterScan((c: Tracer) => (cb(tag, c), [c.add(1), null] as const), a as never, null, { length: 7 }) as unknown as [Tracer])[0];
+    await vmap(scan("vmap"))(array([[1, 2], [3, 4], [5, 6]], "float32"));
+    await jit((p: Tracer, x: Tracer) => filterCond(p, scan("cond"), (x: Tracer) => x, x))(array(true), array([10, 20], "float32"));
+    const want = await runPython<unknown[]>(`
+import json, jax, jax.numpy as jnp, numpy as np
+seen = []
+def scan(tag):
+    def step(c, _):
+        jax.debug.callback(lambda v: seen.append([tag, np.asarray(v).tolist()]), c, ordered=True)
+        return c + 1, None
+    return lambda a: jax.lax.scan(step, a, None, length=7)[0]
+jax.block_until_ready(jax.vmap(scan("vmap"))(jnp.array([[1, 2], [3, 4], [5, 6]], jnp.float32)))
+jax.block_until_ready(jax.jit(lambda p, x: jax.lax.cond(p, scan("cond"), lambda x: x, x))(True, jnp.array([10, 20], jnp.float32)))
+jax.effects_barrier()
+print(json.dumps(seen))
+`);
+    assert.deepEqual(seen, want);
   });
 
   it("the chunk option is checked where the wrapper is made", () => {
