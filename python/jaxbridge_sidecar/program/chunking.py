@@ -267,7 +267,9 @@ class ChunkLayout:
             out = []
             for a in arrays[first : first + count]:
                 flat = a.reshape((-1, *a.shape[depth:]))
-                out.append(np.ascontiguousarray(flat) if perm is None else flat[perm])
+                # A copy either way: the entry outlives the host call, and what
+                # XLA hands a callback may alias buffers it reuses afterwards.
+                out.append(np.array(flat) if perm is None else flat[perm])
             args.append([cb, out])
         return {"order": self.order, "args": args}
 
