@@ -63,6 +63,13 @@ export interface ChunkEntry {
 /** The entries of a batch: single events and chunks, in order. */
 export type BatchEntry = EventEntry | ChunkEntry;
 
+/** The events in a batch's entries (a chunk counts its `order`). */
+export function countEvents(entries: readonly BatchEntry[]): number {
+  let n = 0;
+  for (const e of entries) n += Array.isArray(e) ? 1 : e !== null && typeof e === "object" && e.order instanceof NDArray ? e.order.size : 0;
+  return n;
+}
+
 /** A view of row `k` of `a` (its leading axis), sharing `a`'s memory. */
 function row(a: NDArray, k: number, shape: readonly number[], stride: number): NDArray {
   const data = a.data as unknown as { subarray(b: number, e: number): NDArray["data"] };

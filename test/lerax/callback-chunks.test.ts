@@ -17,6 +17,7 @@ import { vmap } from "../../src/trace/lib/transforms.js";
 import { jit } from "../../src/trace/jit.js";
 import "../../src/trace/lib/index.js"; // installs the array methods (x.add) on Tracer
 import type { Tracer } from "../../src/trace/tracer.js";
+import { CallEvents, type BatchEntry, type CallbackStats } from "../../src/session/callback-events.js";
 import { useSession } from "../support/session.js";
 import { runPython } from "../support/python.js";
 
@@ -184,6 +185,57 @@ print(json.dumps(seen))
     assert.equal(DEFAULT_CALLBACK_CHUNK, 128);
     for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 21]) {
       assert.throws(() => callbackWrapper(() => {}, { chunk: bad }), (e: Error) => e instanceof RangeError && /option chunk must be an integer from 1/.test(e.message) && e.message.includes(String(bad)));
+    }
+  });
+});
+
+describe("callback chunks on the client: expanding a chunk entry", function () {
+  function events(entries: BatchEntry[]) {
+    const got: [number, unknown[]][] = [];
+    const warnings: string[] = [];
+    const acks: number[] = [];
+    const stats: CallbackStats = { batches: 0, events: 0, dropped: 0 };
+    const table = [0, 1].map((id) => ({ ordered: true, deliver: (arrays: NDArray[]) => void got.push([id, arrays.map((a) => [a.shape, a.toList()])]) }));
+    const ev = new CallEvents(7, table, { sendAck: (_c, b) => void acks.push(b), warnOnce: (_k, m) => void warnings.push(m), callbackStats: stats });
+    ev.onBatch(0, entries);
+    return { got, warnings, acks, stats, ev };
+  }
+
+  it("delivers the k-th event of each callback from row k of its arrays, in the chunk's order, after the single events before it", async () => {
+    const order = new NDArray(Int32Array.from([0, 1, 1, 0, 1]), [5], "int32");
+    const a = new NDArray(Float32Array.from([1, 2, 3, 4]), [2, 2], "float32");
+    const b = new NDArray(Int32Array.from([7, 8, 9]), [3], "int32");
+    const { got, warnings, acks, stats, ev } = events([[1, [array(5, "int32")]], { order, args: [[0, [a]], [1, [b]]] }]);
+    await ev.drained();
+    assert.deepEqual(got, [
+      [1, [[[], 5]]],
+      [0, [[[2], [1, 2]]]],
+      [1, [[[], 7]]],
+      [1, [[[], 8]]],
+      [0, [[[2], [3, 4]]]],
+      [1, [[[], 9]]],
+    ]);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(acks, [0]);
+    assert.equal(stats.events, 6);
+  });
+
+  it("drops a malformed chunk with one warning naming what is wrong, and keeps the rest of the batch", async () => {
+    const ok = new NDArray(Int32Array.from([0]), [1], "int32");
+    const one = new NDArray(Float32Array.from([1]), [1], "float32");
+    for (const [entry, why] of [
+      [{ order: new NDArray(Float32Array.from([0]), [1], "float32"), args: [[0, [one]]] }, /int32 `order`/],
+      [{ order: ok, args: [[1, [one]]] }, /names callback 0, which its args lack/],
+      [{ order: new NDArray(Int32Array.from([0, 0]), [2], "int32"), args: [[0, [one]]] }, /fewer rows than its events/],
+      [{ order: ok, args: [[0, [array(1, "float32")]]] }, /leading axis/],
+    ] as const) {
+      const { got, warnings, acks, ev } = events([entry as unknown as BatchEntry, [0, [one]]]);
+      await ev.drained();
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, why);
+      assert.match(warnings[0]!, /call 7 received a malformed callback chunk/);
+      assert.equal(got.length, 1, "the single event after it is delivered");
+      assert.deepEqual(acks, [0], "the batch is still acked, so the sidecar is not held up");
     }
   });
 });
