@@ -17,6 +17,7 @@ export { setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, 
 
 // Errors: every one the bridge raises.
 export { JaxBridgeError, BridgeInputError, SidecarError, SidecarDiedError, ProtocolError, DeadlineError, AbortedError, type RemoteCause } from "./values/errors.js";
+export { SessionClosedError, AuthError, SidecarRestartedError } from "./values/errors.js";
 export { TraceError, TracerConversionError } from "./trace/errors.js";
 export { SerializationError, FingerprintMismatchError } from "./io/eqx-file.js";
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from conftest import handles_of, session_of
 import numpy as np
 
 from jaxbridge_sidecar.protocol import ModuleOut, PyRefOut
@@ -33,8 +34,8 @@ def test_sending_a_module_back_rebuilds_it_with_the_same_arrays(eqx_sidecar):
     m = _mlp(client)
     x = np.array([1.0, -2.0, 0.5], np.float32)
     got = client.decoded("call_method", target=_back(m), name="__call__", args=[x], kwargs={}, fetch=True)["result"]
-    rebuilt = server.materialize(_back(m))
-    w = server.handles.get(m.fields["layers"][0].fields["weight"].id)
+    rebuilt = session_of(server).host.materialize(_back(m))
+    w = handles_of(server).get(m.fields["layers"][0].fields["weight"].id)
     assert rebuilt.layers[0].weight is w, "arrays are reused, not copied"
     assert isinstance(rebuilt.layers, tuple)
     ref = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(0))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from jax import lax
 
+from .. import limits, protocol
 from ..allowlist import NotAllowed, check_method_name
 from ..protocol import WireError, dtype_from_name, dtype_name
 from . import pycall
@@ -415,9 +416,12 @@ def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None
     return Sub(inputs, tuple(eqns), outputs)
 
 
-def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.Objects | None = None) -> Program:
+def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.Objects | None = None, max_array_bytes: int | None = None) -> Program:
     """Parse and check a program's canonical JSON. Raises WireError('ProgramError') or NotAllowed.
-    `objects` is what a `pycall` equation may name; without it such programs are refused."""
+    `objects` is what a `pycall` equation may name; without it such programs are refused.
+    With `max_array_bytes`, a program any of whose values (inputs, equation
+    outputs, in sub-programs too) is larger is refused (`LimitExceeded`)
+    before JAX sees it: a huge `iota` crashes XLA rather than failing."""
     raw = bytes(data) if not isinstance(data, str) else data.encode()
     if len(raw) > MAX_PROGRAM_BYTES:
         raise ProgramError(f"program of {len(raw)} bytes exceeds the limit of {MAX_PROGRAM_BYTES}")
@@ -434,7 +438,27 @@ def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.O
     if not isinstance(obj.get("x64"), bool):
         raise ProgramError("program needs `x64`: the jax_enable_x64 mode it was traced for")
     sub = _decode_sub(obj, "program", 0, objects, {})
+    if max_array_bytes is not None:
+        check_sizes(sub, max_array_bytes)
     return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"])
+
+
+def check_sizes(program: Sub, max_array_bytes: int) -> None:
+    """Refuse a program that names a value larger than `max_array_bytes`."""
+    stack: list[tuple[Sub, str]] = [(program, "program")]
+    while stack:
+        sub, where = stack.pop()
+        found = [(f"{where}.inputs[{i}]", a) for i, a in enumerate(sub.inputs)]
+        for k, e in enumerate(sub.eqns):
+            found += [(f"{where}.eqns[{k}] ({e.prim}).outputs[{i}]", a) for i, a in enumerate(e.outputs)]
+            for name, v in e.params.items():
+                for j, b in enumerate(v if isinstance(v, tuple) else (v,)):
+                    if isinstance(b, Sub):
+                        stack.append((b, f"{where}.eqns[{k}].{name}" + (f"[{j}]" if isinstance(v, tuple) else "")))
+        for at, aval in found:
+            n = protocol.shape_bytes(aval.shape, aval.dtype.itemsize)
+            if n > max_array_bytes:
+                raise WireError("LimitExceeded", limits.exceeded(f"{at}, {aval},", limits.fmt_bytes(n), "max_array_bytes", limits.fmt_bytes(max_array_bytes)))
 
 
 def _no_floats(text: str) -> Any:

@@ -66,15 +66,19 @@ def output_avals(sub: Sub) -> tuple[Aval, ...]:
     return tuple(avals[o] if isinstance(o, int) else o.aval for o in sub.outputs)
 
 
-def has_callbacks(sub: Sub) -> bool:
-    """Whether a program (or any of its sub-programs) holds a `callback` equation."""
+def has_primitive(sub: Sub, prim: str) -> bool:
+    """Whether a program (or any of its sub-programs) holds an equation of `prim`."""
     for e in sub.eqns:
-        if e.prim == "callback":
+        if e.prim == prim:
             return True
         for v in e.params.values():
-            if isinstance(v, Sub) and has_callbacks(v):
+            if isinstance(v, Sub) and has_primitive(v, prim):
                 return True
-            if isinstance(v, tuple) and any(isinstance(b, Sub) and has_callbacks(b) for b in v):
+            if isinstance(v, tuple) and any(isinstance(b, Sub) and has_primitive(b, prim) for b in v):
                 return True
     return False
 
+
+def has_callbacks(sub: Sub) -> bool:
+    """Whether a program (or any of its sub-programs) holds a `callback` equation."""
+    return has_primitive(sub, "callback")
