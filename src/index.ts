@@ -61,7 +61,7 @@ export { filterGrad, filterValueAndGrad, filterVmap, filterJit, isInexactArray, 
 
 // lerax's utilities.
 export { filterCond, filterScan, unstackPytree, polyakAverage, leraxCacheStats, type ScanCallOptions } from "./lerax/utils.js";
-export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, DEFAULT_CALLBACK_CHUNK, type CallbackOptions } from "./lerax/callbacks.js";
+export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, type CallbackOptions } from "./lerax/callbacks.js";
 
 // Optimizers and schedules, as optax has them.
 export * as optax from "./optim/index.js";

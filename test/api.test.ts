@@ -101,7 +101,6 @@ const PUBLIC_VALUES = [
   "callbackWithNumpyWrapper",
   "callbackWithListWrapper",
   "printCallback",
-  "DEFAULT_CALLBACK_CHUNK",
   // optimizers
   "optax",
   // files and tables
@@ -266,6 +265,7 @@ const INTERNAL_VALUES = [
   "switchFlat",
   "toIPC",
   "toScijs",
+  "DEFAULT_CALLBACK_CHUNK",
   "traceFlat",
   "treedefEqual",
   "vjpFlat",

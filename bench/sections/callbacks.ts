@@ -9,7 +9,8 @@
  * here, on a sidecar of this section's own (started with
  * JAXBRIDGE_BENCH_OPS=1 for the bench op).
  */
-import { array, callbackWrapper, connect, DEFAULT_CALLBACK_CHUNK, filterScan, jit, type NDArray, type Session, type Tracer } from "../../src/index.js";
+import { array, callbackWrapper, connect, filterScan, jit, type NDArray, type Session, type Tracer } from "../../src/index.js";
+import { DEFAULT_CALLBACK_CHUNK } from "../../src/internal.js";
 import { benchOp } from "../measure.js";
 import type { Row } from "../run.js";
 
