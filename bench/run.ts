@@ -21,6 +21,8 @@ export interface Row {
   value: string;
   ratio?: string;
   goal?: string;
+  /** The verdict against the goal, where the section decides one. */
+  pass?: boolean;
 }
 
 const only = process.argv.slice(2);
@@ -45,7 +47,8 @@ try {
     await run(ctx);
     const w = Math.max(...rows.slice(from).map((r) => r.name.length));
     for (const r of rows.slice(from)) {
-      console.log(`${r.name.padEnd(w)}  ${r.value.padStart(12)}  ${(r.ratio ?? "").padStart(10)}  ${r.goal ? `goal ${r.goal}` : ""}`);
+      const verdict = r.pass === undefined ? "" : r.pass ? "  PASS" : "  FAIL";
+      console.log(`${r.name.padEnd(w)}  ${r.value.padStart(12)}  ${(r.ratio ?? "").padStart(10)}  ${r.goal ? `goal ${r.goal}` : ""}${verdict}`);
     }
   }
 } finally {

@@ -132,7 +132,7 @@ export type {
   UnstackResult,
   PolyakResult,
 } from "./lerax/utils.js";
-export { toScijs } from "./lerax/callbacks.js";
+export { toScijs, DEFAULT_CALLBACK_CHUNK } from "./lerax/callbacks.js";
 
 // File formats, piece by piece.
 export { FINGERPRINT_BYTES, eqxPath, readEqx, writeEqx } from "./io/eqx-file.js";

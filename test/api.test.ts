@@ -265,6 +265,7 @@ const INTERNAL_VALUES = [
   "switchFlat",
   "toIPC",
   "toScijs",
+  "DEFAULT_CALLBACK_CHUNK",
   "traceFlat",
   "treedefEqual",
   "vjpFlat",

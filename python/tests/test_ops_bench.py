@@ -92,3 +92,11 @@ def test_the_train_step_bench_op_runs_optax_adam_in_a_scan_and_as_calls(tmp_path
         assert not np.allclose(scan["result"]["params"]["w1"], params["w1"]), "the parameters moved"
         bad = client.decoded("bench_train_step", params={"w1": params["w1"]}, x=x, y=y, steps=1, repeats=1)
         assert bad["error"]["type"] == "ArgumentError"
+
+
+def test_the_debug_callback_scan_calls_its_python_callback_once_per_step():
+    res = bench.bench_debug_callback_scan(None, {"steps": 7, "repeats": 2})  # type: ignore[arg-type]
+    assert len(res["seconds"]) == 2 and all(s > 0 for s in res["seconds"])
+    assert res["events"] == 7 * 3, "one event per step, for the compiling call and each repeat"
+    with pytest.raises(Exception, match="bench_debug_callback_scan needs"):
+        bench.bench_debug_callback_scan(None, {"steps": 0, "repeats": 1})  # type: ignore[arg-type]

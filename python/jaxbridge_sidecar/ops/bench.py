@@ -1,5 +1,5 @@
-"""Benchmark-only ops: `bench_lerax_scan`, `bench_module_scan` and
-`bench_train_step`, the
+"""Benchmark-only ops: `bench_lerax_scan`, `bench_module_scan`,
+`bench_train_step` and `bench_debug_callback_scan`, the
 Python side of `npm run bench`, timed inside the sidecar process. A sidecar
 serves them only when started with JAXBRIDGE_BENCH_OPS=1 in its
 environment (see `enabled`), never by default, and `python -m
@@ -153,4 +153,37 @@ def bench_train_step(host: Host, env: dict[str, Any]) -> Any:
     return {"seconds": seconds, **host.export({"params": final, "losses": losses}, True)}
 
 
-OPS: dict[str, Op] = {"bench_lerax_scan": bench_lerax_scan, "bench_module_scan": bench_module_scan, "bench_train_step": bench_train_step}
+def bench_debug_callback_scan(host: Host, env: dict[str, Any]) -> Any:
+    """A jitted scan of `steps` steps, each an ordered `jax.debug.callback`
+    of a Python no-op with the carry: what JAX alone pays per host call (the
+    reference of bench/sections/callbacks.ts). Returns the events counted."""
+    steps, repeats = env.get("steps"), env.get("repeats")
+    if not isinstance(steps, int) or not 0 < steps <= MAX_BENCH_STEPS or not isinstance(repeats, int) or not 0 < repeats <= MAX_BENCH_REPEATS:
+        raise WireError("ArgumentError", f"bench_debug_callback_scan needs 0 < steps <= {MAX_BENCH_STEPS} and 0 < repeats <= {MAX_BENCH_REPEATS}")
+    count = [0]
+
+    def seen(_c: Any) -> None:
+        count[0] += 1
+
+    def step(c: Any, _x: Any) -> tuple[Any, None]:
+        jax.debug.callback(seen, c, ordered=True)
+        return c + 1, None
+
+    fn = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps)[0])
+    jax.block_until_ready(fn(jnp.int32(0)))  # compile: excluded
+    jax.effects_barrier()
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(jnp.int32(0)))
+        jax.effects_barrier()
+        seconds.append(time.perf_counter() - t0)
+    return {"seconds": seconds, "events": count[0]}
+
+
+OPS: dict[str, Op] = {
+    "bench_lerax_scan": bench_lerax_scan,
+    "bench_module_scan": bench_module_scan,
+    "bench_train_step": bench_train_step,
+    "bench_debug_callback_scan": bench_debug_callback_scan,
+}

@@ -21,13 +21,16 @@ from .ir import ProgramError, Sub, output_avals
 class Context(Protocol):
     """What a rule may ask of the evaluation it runs in: higher-order rules
     evaluate their sub-programs through it, `callback` sends its arguments
-    to the run that is executing the program, and `link` / `linked` keep
+    to the run that is executing the program, `scan` runs a step function
+    built for a given context (lax.scan, or chunking.py's chunks), and `link` / `linked` keep
     the linear map a vjp or linearize equation made for the equations that
     apply it."""
 
     def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]: ...
 
     def callback(self, callback: int, arrays: list[Any], *, ordered: bool, partitioned: bool) -> None: ...
+
+    def scan(self, body: Sub, step: Callable[[Any], Callable[[Any, Any], Any]], init: list[Any], xs: list[Any], p: dict[str, Any]) -> tuple[list[Any], list[Any]]: ...
 
     def link(self, link: int, value: Any) -> None: ...
 
@@ -276,11 +279,14 @@ def _scan(ctx, ins, p):
     consts, init, xs = ins[:nc], ins[nc : nc + nk], ins[nc + nk :]
     body = p["body"]
 
-    def f(carry, x):
-        outs = ctx.evaluate(body, [*consts, *carry, *x])
-        return list(outs[:nk]), list(outs[nk:])
+    def step(c):  # the step, evaluated in rule context `c` (a chunked scan collects its callbacks)
+        def f(carry, x):
+            outs = c.evaluate(body, [*consts, *carry, *x])
+            return list(outs[:nk]), list(outs[nk:])
 
-    carry, ys = lax.scan(f, list(init), list(xs), length=p["length"], reverse=p["reverse"], unroll=p["unroll"], _split_transpose=p["_split_transpose"])
+        return f
+
+    carry, ys = ctx.scan(body, step, list(init), list(xs), p)
     return [*carry, *ys]
 
 
@@ -304,7 +310,7 @@ def _while(ctx, ins, p):
 # --- callbacks: jax.debug.callback into the client (evaluate.py routes the events) -------
 
 
-@_rule("callback", {"callback": "uint", "ordered": "bool", "partitioned": "bool"}, arity=(0, None))
+@_rule("callback", {"callback": "uint", "ordered": "bool", "partitioned": "bool", "chunk": "uint"}, arity=(0, None))
 def _callback(ctx, ins, p):
     ctx.callback(p["callback"], ins, ordered=p["ordered"], partitioned=p["partitioned"])
     return []
