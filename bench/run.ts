@@ -15,6 +15,7 @@ import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
 import { eagerSection } from "./sections/eager.js";
+import { trainingSection } from "./sections/training.js";
 
 export interface Row {
   name: string;
@@ -39,6 +40,7 @@ try {
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
     ["eager", eagerSection],
+    ["training", trainingSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

@@ -49,7 +49,8 @@ class RunEvents:
         self.batch_seconds = batch_seconds or BATCH_MAX_SECONDS
         self.window = window or WINDOW
         self._cv = threading.Condition()
-        self._batch: list[list[Any]] = []
+        self._batch: list[Any] = []
+        self._batch_events = 0  # events in `_batch` (a chunk entry holds many)
         self._started = 0.0
         self.seq = 0  # the next batch's number
         self.acked = -1  # the highest batch number the client acked
@@ -66,8 +67,23 @@ class RunEvents:
             if not self._batch:
                 self._started = time.monotonic()
             self._batch.append([cb_id, arrays])
+            self._batch_events += 1
             self.events += 1
-            if len(self._batch) >= self.batch_max:
+            if self._batch_events >= self.batch_max:
+                self._flush_locked(block=True)
+
+    def emit_chunk(self, entry: dict[str, Any], count: int) -> None:
+        """`count` events a chunked scan handed over at once, as one batch
+        entry (`{"order", "args"}`, see program/chunking.py)."""
+        with self._cv:
+            if self.aborted:
+                return
+            if not self._batch:
+                self._started = time.monotonic()
+            self._batch.append(entry)
+            self._batch_events += count
+            self.events += count
+            if self._batch_events >= self.batch_max:
                 self._flush_locked(block=True)
 
     def _flush_locked(self, block: bool) -> bool:
@@ -83,9 +99,9 @@ class RunEvents:
             if not self._batch:
                 return True  # another thread flushed it while we waited
         if self.aborted:
-            self._batch = []
+            self._batch, self._batch_events = [], 0
             return True
-        events, self._batch = self._batch, []
+        events, self._batch, self._batch_events = self._batch, [], 0
         self._post(("events", self, self.seq, events))
         self.seq += 1
         self.batches += 1
@@ -113,8 +129,13 @@ class RunEvents:
         """The client is gone (a send failed): drop events and never block again."""
         with self._cv:
             self.aborted = True
-            self._batch = []
+            self._batch, self._batch_events = [], 0
             self._cv.notify_all()
+
+
+def batch_events(batch: list[Any]) -> int:
+    """The events in a batch: one per `[callback, arrays]` entry, `len(order)` per chunk entry."""
+    return sum(len(e["order"]) if isinstance(e, dict) else 1 for e in batch)
 
 
 # Tokens are int32 operands; 0 names no run (a program called outside one).
@@ -154,6 +175,12 @@ class RunTable:
         run = self._runs.get(int(token))
         if run is not None:
             run.emit(callback, [np.asarray(a) for a in arrays])
+
+    def deliver_chunk(self, token: Any, entry: dict[str, Any], count: int) -> None:
+        """The host function of a chunked scan: a chunk's `count` events as one entry."""
+        run = self._runs.get(int(token))
+        if run is not None:
+            run.emit_chunk(entry, count)
 
 
 class SessionRuns:

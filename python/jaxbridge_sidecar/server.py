@@ -38,7 +38,7 @@ import zmq
 from . import protocol, remote
 from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList
 from .auth import CurveServerKeys, secure_socket
-from .events import Mailbox, RunEvents, RunTable
+from .events import Mailbox, RunEvents, RunTable, batch_events
 from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAMES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECV_FRAME_BYTES, Limits
 from .ops import arrays, arrow, bench, calls, events, programs, serialization, session
 from .ops.host import NO_REPLY, Op, reply_error_body
@@ -625,7 +625,7 @@ class Server:
                 frames = protocol.encode({"event": "callbacks", "call": run.call_id, "batch": seq, "events": batch})
                 if self._send(run.ident, frames):
                     self.event_batches += 1
-                    self.events_sent += len(batch)
+                    self.events_sent += batch_events(batch)
                 else:
                     run.abort()
             elif kind == "run-done":

@@ -24,11 +24,12 @@ from conftest import Client, _reply_ext
 from programs_support import Builder, aval, f32
 
 
-def scan_program(n: int, ordered: bool = True) -> bytes:
-    """carry f32[] -> scan n steps of {callback(carry, carry*2); carry + 1}."""
+def scan_program(n: int, ordered: bool = True, chunk: int = 1) -> bytes:
+    """carry f32[] -> scan n steps of {callback(carry, carry*2); carry + 1}
+    (`chunk` 1: each event leaves the program as it happens)."""
     body = Builder(aval("float32"))
     (d,) = body.eq("mul", [0, f32(2.0)], {}, [aval("float32")])
-    body.eq("callback", [0, d], {"callback": 0, "ordered": ordered, "partitioned": False}, [])
+    body.eq("callback", [0, d], {"callback": 0, "ordered": ordered, "partitioned": False, "chunk": chunk}, [])
     (c,) = body.eq("add", [0, f32(1.0)], {}, [aval("float32")])
     b = Builder(aval("float32"))
     (out,) = b.eq(

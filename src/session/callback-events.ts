@@ -17,7 +17,8 @@
  *   received and everything that still comes, without running callbacks, so
  *   the sidecar finishes the run and serves the next one.
  */
-import type { NDArray } from "../values/ndarray.js";
+import { NDArray } from "../values/ndarray.js";
+import { dtypeInfo } from "../values/dtype.js";
 
 /**
  * A host callback recorded by a `callback` equation: the program names it by
@@ -46,6 +47,58 @@ export interface CallbackStats {
   dropped: number;
 }
 
+/** One event, `[callback_id, [arrays...]]`. */
+export type EventEntry = [number, NDArray[]];
+
+/**
+ * The events of one chunk of a scan (docs/protocol.md, "Callback events"):
+ * `order` names each event's callback in the order the steps ran; the k-th
+ * event of callback c takes row k of each of c's arrays.
+ */
+export interface ChunkEntry {
+  order: NDArray;
+  args: [number, NDArray[]][];
+}
+
+/** The entries of a batch: single events and chunks, in order. */
+export type BatchEntry = EventEntry | ChunkEntry;
+
+/** The events in a batch's entries (a chunk counts its `order`). */
+export function countEvents(entries: readonly BatchEntry[]): number {
+  let n = 0;
+  for (const e of entries) n += Array.isArray(e) ? 1 : e !== null && typeof e === "object" && e.order instanceof NDArray ? e.order.size : 0;
+  return n;
+}
+
+/** A view of row `k` of `a` (its leading axis), sharing `a`'s memory. */
+function row(a: NDArray, k: number, shape: readonly number[], stride: number): NDArray {
+  const data = a.data as unknown as { subarray(b: number, e: number): NDArray["data"] };
+  return new NDArray(data.subarray(k * stride, (k + 1) * stride), shape, a.dtype);
+}
+
+/** A chunk entry expanded to its events, checked; a malformed one is a string saying why. */
+function chunkEvents(entry: ChunkEntry): EventEntry[] | string {
+  const { order, args } = entry;
+  if (!(order instanceof NDArray) || order.dtype !== "int32" || order.ndim !== 1 || !Array.isArray(args)) return "a chunk needs an int32 `order` and a list `args`";
+  const columns = new Map<number, { arrays: NDArray[]; shapes: number[][]; strides: number[]; next: number }>();
+  for (const a of args) {
+    if (!Array.isArray(a) || typeof a[0] !== "number" || !Array.isArray(a[1]) || !a[1].every((x) => x instanceof NDArray && x.ndim >= 1)) return "each chunk `args` entry must be [callback_id, [arrays with a leading axis]]";
+    const arrays = a[1];
+    const shapes = arrays.map((x) => x.shape.slice(1));
+    const strides = arrays.map((x, i) => shapes[i]!.reduce((p, d) => p * d, 1) * dtypeInfo(x.dtype).lanes);
+    columns.set(a[0], { arrays, shapes, strides, next: 0 });
+  }
+  const out: EventEntry[] = [];
+  for (const id of order.data as Int32Array) {
+    const c = columns.get(id);
+    if (c === undefined) return `chunk order names callback ${id}, which its args lack`;
+    const k = c.next++;
+    if (c.arrays.some((x) => x.shape[0]! <= k)) return `callback ${id} has fewer rows than its events in the chunk's order`;
+    out.push([id, c.arrays.map((x, i) => row(x, k, c.shapes[i]!, c.strides[i]!))]);
+  }
+  return out;
+}
+
 export class CallEvents {
   private chain: Promise<void> = Promise.resolve();
   private readonly batches: Promise<void>[] = [];
@@ -66,9 +119,22 @@ export class CallEvents {
     return this.failed ? { error: this.err } : undefined;
   }
 
-  onBatch(seq: number, events: readonly [number, NDArray[]][]): void {
+  onBatch(seq: number, entries: readonly BatchEntry[]): void {
     this.received = Math.max(this.received, seq);
     this.sink.callbackStats.batches++;
+    const events: EventEntry[] = [];
+    for (const e of entries) {
+      if (Array.isArray(e)) {
+        events.push(e);
+        continue;
+      }
+      const expanded = e !== null && typeof e === "object" ? chunkEvents(e) : "an entry that is neither an event nor a chunk";
+      if (typeof expanded === "string") {
+        this.sink.warnOnce(`bad-chunk-${this.call}`, `jaxbridge: call ${this.call} received a malformed callback chunk (${expanded}); dropped`);
+        continue;
+      }
+      for (const ev of expanded) events.push(ev);
+    }
     this.sink.callbackStats.events += events.length;
     if (this.abandoned) {
       this.sink.callbackStats.dropped += events.length;

@@ -9,7 +9,7 @@ import { describe } from "../values/describe.js";
 import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarRestartedError } from "../values/errors.js";
 import { remoteError } from "../wire/remote-error.js";
 import { type Frame, HandleRef, PROTOCOL_VERSION, classify, decode, encode, handshakeSample, peekId, sameValue, wireId } from "../wire/protocol.js";
-import { CallEvents, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
+import { CallEvents, countEvents, type BatchEntry, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
 import { AbortedError, DeadlineError } from "../values/errors.js";
 import { type CurveClientKeys, type RequestOptions, Transport } from "../wire/transport.js";
 import { curveFromEnv } from "../wire/keys.js";
@@ -442,10 +442,10 @@ export class Session implements HandleOwner, EventSink {
     }
     const call = env.call;
     const seq = env.batch;
-    const events = Array.isArray(env.events) ? (env.events as [number, NDArray[]][]) : [];
+    const events = Array.isArray(env.events) ? (env.events as BatchEntry[]) : [];
     const route = typeof call === "number" ? this.eventRoutes.get(call) : undefined;
     if (route === undefined || typeof seq !== "number") {
-      this.callbackStats.dropped += events.length;
+      this.callbackStats.dropped += countEvents(events);
       this.warnOnce(`unknown-call-${String(call)}`, `jaxbridge: callback events for call ${String(call)}, which is not pending (finished or unknown); dropped`);
       if (typeof call === "number" && typeof seq === "number") this.sendAck(call, seq);
       return;

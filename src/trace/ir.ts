@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import type { DType } from "../values/dtype.js";
 import { showLiteral } from "./dtypes.js";
 
-export const IR_VERSION = 1;
+export const IR_VERSION = 2;
 
 /** The type of a value: dtype and shape (weakness is a tracing concern and never reaches the IR). */
 export interface Aval {

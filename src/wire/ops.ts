@@ -133,7 +133,7 @@ export interface ArrayType {
 export type TemplateNode =
   | null
   | "array"
-  | { readonly ref: number }
+  | { readonly ref: number | bigint }
   | { readonly list: readonly TemplateNode[] }
   | { readonly dict: readonly (readonly [string, TemplateNode])[] }
   | { readonly module: string; readonly fields: readonly (readonly [string, TemplateNode])[] };

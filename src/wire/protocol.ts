@@ -10,6 +10,7 @@ import { DeviceArray, type HandleOwner } from "../values/device-array.js";
 import { ProtocolError } from "../values/errors.js";
 import { PyRef, RemoteModule, makeRemoteModule } from "../values/remote.js";
 import { Module } from "../values/module.js";
+import type { TemplateNode } from "./ops.js";
 
 /** What decoding a reply needs from the session: handles, and PyRefs deduplicated per id. */
 export interface WireOwner extends HandleOwner {
@@ -33,6 +34,19 @@ export type Frame = Buffer;
  */
 export function wireId(id: number): number | bigint {
   return id >= 0x100000000 ? BigInt(id) : id;
+}
+
+/**
+ * A call template (`pycall_shapes`) as msgpack must carry it: its object ids
+ * through wireId. Programs carry the same templates as canonical JSON, where
+ * an id is an exact integer already.
+ */
+export function wireTemplate(node: TemplateNode): TemplateNode {
+  if (node === null || typeof node !== "object") return node;
+  if ("ref" in node) return { ref: wireId(Number(node.ref)) };
+  if ("list" in node) return { list: node.list.map(wireTemplate) };
+  if ("dict" in node) return { dict: node.dict.map(([k, v]) => [k, wireTemplate(v)] as const) };
+  return { module: node.module, fields: node.fields.map(([k, v]) => [k, wireTemplate(v)] as const) };
 }
 
 /** A handle named in a request without a DeviceArray object (the session's own bookkeeping). */

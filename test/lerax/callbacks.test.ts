@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { NDArray, array } from "../../src/values/ndarray.js";
 import { callbackWithListWrapper, callbackWithNumpyWrapper, callbackWrapper } from "../../src/lerax/callbacks.js";
 import { filterCond, filterScan } from "../../src/lerax/utils.js";
-import { jnp } from "../../src/trace/lib/index.js";
+import "../../src/trace/lib/index.js"; // installs the array methods (x.add) on Tracer: a named import used only in types is elided
 import { jit, runProgram } from "../../src/trace/jit.js";
 import type { Tracer } from "../../src/trace/tracer.js";
 import { connect } from "../../src/session/session.js";

@@ -12,8 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax import lax
+
 from ..events import RunTable
 from ..protocol import dtype_name
+from . import chunking
 from .ir import Lit, ProgramError, Sub
 from .rules import RULES
 
@@ -24,14 +27,51 @@ class Evaluation:
     has callbacks; each callback passes it to `runs.deliver` with its
     arrays, so the events reach whichever run executes the compiled program
     (see events.py). Without `runs` (a program lowered outside a sidecar)
-    callback events are dropped."""
+    callback events are dropped. `chunks` names the scans whose callback
+    events are delivered once per chunk of steps (chunking.py)."""
 
-    def __init__(self, runs: RunTable | None = None, token: Any = None):
+    def __init__(self, runs: RunTable | None = None, token: Any = None, chunks: dict[int, int] | None = None):
         self.runs = runs
         self.token = token
+        self.chunks = chunks or {}
+        self.links: dict[int, Any] = {}
+
+    def link(self, link: int, value: Any) -> None:
+        self.links[link] = value
+
+    def linked(self, link: int) -> Any:
+        # Set by the vjp/linearize equation this one follows (decode.py checked that it exists).
+        if link not in self.links:
+            raise ProgramError(f"link {link}: its vjp or linearize equation has not run before the equation that applies it")
+        return self.links[link]
 
     def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]:
         return evaluate(sub, args, self)
+
+    def evaluate_in(self, sub: Sub, args: list[Any], ctx: Any) -> list[Any]:
+        return evaluate(sub, args, ctx)
+
+    def scan(self, body: Sub, step: chunking.Step, init: list[Any], xs: list[Any], p: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        steps = self.chunks.get(id(body))
+        if steps is not None:
+            return chunking.chunked_scan(self, steps, step, init, xs, p)
+        carry, ys = lax.scan(step(self), init, xs, length=p["length"], reverse=p["reverse"], unroll=p["unroll"], _split_transpose=p["_split_transpose"])
+        return list(carry), list(ys)
+
+    def deliver_chunk(self, group: tuple, stacked: list[Any]) -> None:
+        """One host call that emits a chunk's events in order (chunking.py)."""
+        if self.token is None:
+            raise ProgramError("a callback equation in a program lowered without a run token")
+        runs = self.runs
+        if runs is None:
+            return
+
+        layout = chunking.ChunkLayout(group)
+
+        def host(token: Any, *arrays: Any) -> None:
+            runs.deliver_chunk(token, layout.entry([np.asarray(a) for a in arrays]), layout.count)
+
+        jax.debug.callback(host, self.token, *stacked, ordered=chunking.any_ordered(group))
 
     def callback(self, callback: int, arrays: list[Any], *, ordered: bool, partitioned: bool) -> None:
         if self.token is None:

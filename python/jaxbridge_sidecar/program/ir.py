@@ -11,7 +11,7 @@ import numpy as np
 
 from ..protocol import WireError, dtype_name
 
-IR_VERSION = 1
+IR_VERSION = 2
 
 
 def ProgramError(message: str) -> WireError:  # noqa: N802 - an error kind, not a function
@@ -56,6 +56,14 @@ class Sub:
 class Program(Sub):
     version: int
     x64: bool
+
+
+def output_avals(sub: Sub) -> tuple[Aval, ...]:
+    """The types of a program's outputs: variables are numbered inputs first, then each equation's outputs."""
+    avals = list(sub.inputs)
+    for e in sub.eqns:
+        avals.extend(e.outputs)
+    return tuple(avals[o] if isinstance(o, int) else o.aval for o in sub.outputs)
 
 
 def has_primitive(sub: Sub, prim: str) -> bool:

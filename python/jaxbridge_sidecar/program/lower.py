@@ -11,6 +11,7 @@ import numpy as np
 from ..events import NO_RUN, RunTable
 from ..protocol import WireError, dtype_name
 from .decode import decode_program, program_hash
+from .chunking import plan
 from .evaluate import Evaluation, evaluate
 from .ir import Program, ProgramError, has_callbacks, has_primitive
 from .pycall import Objects
@@ -52,11 +53,14 @@ class Lowered:
         # that sent it (pycall.py), so only that session may run it.
         self.uses_objects = has_primitive(program, "pycall")
 
+        # The scans whose callback events travel once per chunk of steps (chunking.py).
+        self.chunks = plan(program) if self.has_callbacks else {}
+
         if self.has_callbacks:
 
             def fn(token: Any, *args: Any) -> list[Any]:
                 self.traces += 1
-                return evaluate(program, list(args), Evaluation(runs, token))
+                return evaluate(program, list(args), Evaluation(runs, token, self.chunks))
 
         else:
 

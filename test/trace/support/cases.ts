@@ -109,7 +109,7 @@ async function runEagerBatch(oracle: Oracle, session: Session, batch: readonly C
   return oracle.compareEager(ours, args, batchPython(batch, offsets), { x64, tol });
 }
 
-async function runBatch(oracle: Oracle, batch: readonly Case[], x64: boolean, tol?: { rtol?: number; atol?: number }): Promise<string | null> {
+export async function runBatch(oracle: Oracle, batch: readonly Case[], x64: boolean, tol?: { rtol?: number; atol?: number }): Promise<string | null> {
   const args = batch.flatMap((c) => c.args);
   const offsets = offsetsOf(batch);
   const py = batchPython(batch, offsets);
