@@ -602,8 +602,7 @@ export class Session implements HandleOwner, EventSink {
     const kwargs = opts.kwargs ?? {};
     args.forEach((a, i) => this.checkWireValue(a, `args[${i}]`));
     for (const [k, v] of Object.entries(kwargs)) this.checkWireValue(v, `kwargs['${k}']`);
-    // Results kept on the device come back on dispatch, as JAX's do (docs/protocol.md "Readiness").
-    return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true, ...(opts.fetch === true ? {} : { ready: false }) }, opts)) as T;
+    return (await this.request("call", { fn, args, kwargs, fetch: opts.fetch === true }, opts)) as T;
   }
 
   /** Called by the decoder for every PyRef in a reply. */

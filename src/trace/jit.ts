@@ -101,8 +101,7 @@ export async function runProgram(session: Session, traced: Pick<Traced, "hash" |
   const hashes = programsHeld(session);
   const all = [...args, ...traced.captures];
   const send = async (withBody: boolean) => {
-    // Device results come back on dispatch, as JAX's do (docs/protocol.md "Readiness"); fetched ones once computed.
-    const fields = { hash: traced.hash, args: all, fetch: opts.fetch === true, ...(opts.fetch === true ? {} : { ready: false }), ...(withBody ? { program: traced.bytes } : {}) };
+    const fields = { hash: traced.hash, args: all, fetch: opts.fetch === true, ...(withBody ? { program: traced.bytes } : {}) };
     return session.request("run", fields, { signal: opts.signal, timeoutMs: opts.timeoutMs, callbacks: traced.callbacks });
   };
   let sentProgram = !hashes.has(traced.hash) && opts.assumeHeld !== true;
