@@ -15,12 +15,16 @@ import sys
 ALLOW_ENV = "JAXBRIDGE_ALLOW"
 
 
-def _configure_jax(x64: bool) -> None:
+def _configure_jax(x64: bool, num_cpu_devices: int | None = None) -> None:
     # x64 on by default: int64/float64 arrays are stored as themselves instead
     # of being narrowed by JAX. Must run before any array exists.
     import jax
 
     jax.config.update("jax_enable_x64", x64)
+    if num_cpu_devices is not None:
+        # What --xla_force_host_platform_device_count does, without touching
+        # XLA_FLAGS; JAX refuses it once a backend has started.
+        jax.config.update("jax_num_cpu_devices", num_cpu_devices)
 
 
 def _fail(message: str) -> int:
@@ -44,7 +48,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     bad = [n for n in allow if not all(part.isidentifier() for part in n.split("."))]
     if bad:
         return _fail(f"--allow / {ALLOW_ENV}: {', '.join(map(repr, bad))} is not a dotted Python module name")
-    _configure_jax(not args.no_x64)
+    if args.num_cpu_devices is not None and args.num_cpu_devices < 1:
+        return _fail(f"--num-cpu-devices must be at least 1, got {args.num_cpu_devices}")
+    _configure_jax(not args.no_x64, args.num_cpu_devices)
     from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES
     from .server import Server, ServerConfig, die_with_parent
 
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer our parent")
     s.add_argument("--allow", action="append", help=f"allow calls into this Python namespace (repeatable; also ${ALLOW_ENV}, comma-separated)")
     s.add_argument("--no-x64", action="store_true", help="run JAX with 32-bit defaults (64-bit arrays are then narrowed by JAX)")
+    s.add_argument("--num-cpu-devices", type=int, metavar="N", help="give the CPU backend N devices (jax_num_cpu_devices, as --xla_force_host_platform_device_count does): meshes and collectives on one machine")
     s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3)
     s.add_argument("--curve-secret-key", metavar="FILE", help="this sidecar's key pair (a .key_secret certificate from `keygen`): turns on CURVE; needed to bind anything but loopback")
     s.add_argument("--authorized-keys", metavar="FILE_OR_DIR", action="append", help="client public keys allowed to connect: a folder of *.key certificates, one certificate, or a file of Z85 keys one per line (repeatable)")

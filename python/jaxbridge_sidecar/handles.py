@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
+from .sharding import layout
 
 
 class HandleTable:
@@ -128,9 +129,13 @@ class _Slot:
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:
-    devices = arr.devices()
-    device = str(next(iter(devices))) if len(devices) == 1 else f"sharded({len(devices)})"
-    return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device)
+    where = layout(arr)
+    if where is None:
+        device = str(next(iter(arr.sharding.device_set)))
+    else:
+        devices = arr.sharding.device_set
+        device = str(next(iter(devices))) if len(devices) == 1 else f"sharded({len(devices)})"
+    return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device, where)
 
 
 def _short_repr(obj: Any, limit: int = 120) -> str:

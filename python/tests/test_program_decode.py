@@ -11,6 +11,7 @@ import pytest
 
 from jaxbridge_sidecar.allowlist import NotAllowed
 from jaxbridge_sidecar.program import decode_literal, decode_program, program_hash
+from jaxbridge_sidecar.program.ir import IR_VERSION
 from jaxbridge_sidecar.protocol import WireError
 
 from programs_support import Builder, aval, canon, f32
@@ -58,7 +59,7 @@ def test_a_refused_primitive_inside_a_nested_body_is_found_before_anything_runs(
         (lambda p: p["eqns"][1].update(inputs=[0, {"lit": "300", "dtype": "int8"}]), "out of range for int8"),
         (lambda p: p["eqns"][1].update(inputs=[0]), "takes 2 inputs, got 1"),
         (lambda p: p.update(outputs=[9]), "variable 9 is used before"),
-        (lambda p: p.update(version=2), "IR version 2"),
+        (lambda p: p.update(version=1), "IR version 1"),
         (lambda p: p.pop("x64"), "needs `x64`"),
         (lambda p: p.update(hack="x"), "unknown program fields ['hack']"),
         (lambda p: p["inputs"].append({"dtype": "float32", "shape": [-1]}), "non-negative integers"),
@@ -81,7 +82,7 @@ def test_json_floats_and_non_json_are_refused():
     with pytest.raises(WireError, match="not valid JSON"):
         decode_program(b"\xff\xfe")
     with pytest.raises(WireError, match="NaN"):
-        decode_program(simple().bytes([2]).decode().replace('"version":1', '"version":NaN'))
+        decode_program(simple().bytes([2]).decode().replace(f'"version":{IR_VERSION}', '"version":NaN'))
 
 
 def test_literals_decode_to_exact_typed_scalars():
@@ -101,4 +102,4 @@ def test_program_hash_is_sha256_of_the_bytes():
     import hashlib
 
     assert program_hash(data) == hashlib.sha256(data).hexdigest()
-    assert json.loads(data)["version"] == 1
+    assert json.loads(data)["version"] == IR_VERSION

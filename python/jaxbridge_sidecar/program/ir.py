@@ -11,7 +11,7 @@ import numpy as np
 
 from ..protocol import WireError, dtype_name
 
-IR_VERSION = 1
+IR_VERSION = 2
 
 
 def ProgramError(message: str) -> WireError:  # noqa: N802 - an error kind, not a function
@@ -56,6 +56,10 @@ class Sub:
 class Program(Sub):
     version: int
     x64: bool
+    # jax.jit's in_shardings / out_shardings, one entry per input / output
+    # (None: unspecified, as jit takes it); None when the program has none.
+    in_shardings: tuple[Any, ...] | None = None
+    out_shardings: tuple[Any, ...] | None = None
 
 
 def has_callbacks(sub: Sub) -> bool:
