@@ -16,14 +16,20 @@ import type { DeviceArray } from "../values/device-array.js";
 import type { DType } from "../values/dtype.js";
 import type { NDArray } from "../values/ndarray.js";
 import type { PyRef, RemoteModule } from "../values/remote.js";
+import type { WireSharding } from "../values/sharding.js";
 import type { HandleRef } from "./protocol.js";
+
+export type { WireLayout, WireMesh, WireShard, WireSharding, WireSpec } from "../values/sharding.js";
 
 /** One device in the `hello` reply. */
 export interface DeviceInfo {
+  /** JAX's device id: global in a multi-process job, and what meshes and shards name. */
   id: number;
   platform: string;
   kind: string;
   str: string;
+  /** The JAX process that owns the device (0 in a single-process job; absent from older sidecars). */
+  process_index?: number;
 }
 
 /** What the sidecar reports in the handshake (the `hello` reply without its echoed sample). */
@@ -76,14 +82,14 @@ export interface ProgramStats {
   traces: number;
 }
 
-/** A mesh over the sidecar's first devices (`device_put`). */
+/** The older form of a `device_put` mesh: sizes and names over the sidecar's first devices. */
 export interface MeshSpec {
   shape: number[];
   axes: string[];
 }
 
-/** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
-export type PartitionSpec = (string | null | string[])[];
+/** The older form of a `device_put` spec: per array axis, a mesh axis name, null (replicated), or a list of names. */
+export type SpecList = (string | null | string[])[];
 
 /** The type of one array slot: dtype and shape. */
 export interface ArrayType {
@@ -147,7 +153,7 @@ export interface Ops {
   deserialise_leaves: { request: { like: Value; leaves: Uint8Array; fetch: boolean }; reply: unknown };
   /** One-way: the sidecar sends no reply. */
   ack: { request: { call: number; batch: number }; reply: never };
-  device_put: { request: { value: (NDArray | DeviceArray)[]; mesh: MeshSpec; spec: PartitionSpec }; reply: DeviceArray[] };
+  device_put: { request: { value: (NDArray | DeviceArray)[]; sharding?: WireSharding; mesh?: MeshSpec; spec?: SpecList }; reply: DeviceArray[] };
 }
 
 export type Op = keyof Ops;
