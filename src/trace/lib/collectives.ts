@@ -14,7 +14,7 @@
 import { describe } from "../../values/describe.js";
 import { flattenWithPath, keystr, unflatten } from "../../values/tree.js";
 import type { DType } from "../../values/dtype.js";
-import { asTracer, axisSize as boundSize, bind, bind1, isArrayLeaf } from "../core.js";
+import { asTracer, axisSize as boundSize, bind, bind1, isArrayLeaf, requireTrace } from "../core.js";
 import { showAval } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
@@ -45,13 +45,12 @@ function arrayLeaves(op: string, x: unknown): { tracers: Tracer[]; rebuild: (out
   return { tracers, rebuild: (outs) => unflatten(treedef, outs) };
 }
 
-function reduction<T>(prim: string, x: T, axisName: AxisName, outDType: (t: Tracer, x64: boolean) => DType): T {
+function reduction<T>(prim: string, x: T, axisName: AxisName, outDType: (t: Tracer) => DType): T {
   const names = axisNames(prim, axisName);
   boundSize(prim, names);
   const { tracers, rebuild } = arrayLeaves(prim, x);
   if (tracers.length === 0) return x;
-  const x64 = tracers[0]!.trace.x64;
-  const outs = bind(prim, tracers, { axes: names }, tracers.map((t) => ({ aval: { dtype: outDType(t, x64), shape: t.shape }, weak: t.weak })));
+  const outs = bind(prim, tracers, { axes: names }, tracers.map((t) => ({ aval: { dtype: outDType(t), shape: t.shape }, weak: t.weak })));
   return rebuild(outs) as T;
 }
 
@@ -67,11 +66,16 @@ export function psum<T>(x: T, axisName: AxisName): T {
   return reduction("psum", x, axisName, numeric("psum"));
 }
 
-/** `lax.pmean(x, axisName)`: psum, then divided by the axis size; integers become the default float, as `v / n` makes them. */
+/**
+ * `lax.pmean(x, axisName)`: psum, then divided by the axis size. Integers
+ * and bools come out as floats, as `v / n` makes them in JAX: float64 for
+ * 64-bit integers, float32 for the rest.
+ */
 export function pmean<T>(x: T, axisName: AxisName): T {
-  return reduction("pmean", x, axisName, (t, x64) => {
+  return reduction("pmean", x, axisName, (t) => {
     const k = kindOf(t.dtype);
-    return k === "f" || k === "c" ? t.dtype : x64 ? "float64" : "float32";
+    if (k === "f" || k === "c") return t.dtype;
+    return t.dtype === "int64" || t.dtype === "uint64" ? "float64" : "float32";
   });
 }
 
@@ -147,6 +151,10 @@ export function ppermute<T>(x: T, axisName: AxisName, perm: readonly (readonly [
   const op = "ppermute";
   const names = axisNames(op, axisName);
   const n = boundSize(op, names);
+  const order = [...requireTrace(op).axisEnv.keys()];
+  if (names.some((a, i) => i > 0 && order.indexOf(a) < order.indexOf(names[i - 1]!))) {
+    throw traceError(op, `axis names ${names.join(", ")} must come in the mesh's order (${order.filter((a) => names.includes(a)).join(", ")}), as jax.lax.ppermute requires`);
+  }
   if (!Array.isArray(perm)) throw traceError(op, `perm must be a list of [source, destination] pairs, got ${describe(perm, "kind")}`);
   const srcs = new Set<number>();
   const dsts = new Set<number>();

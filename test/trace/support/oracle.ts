@@ -53,12 +53,18 @@ export type TreeReply = { ok: true; leaves: (NDArray | { static: unknown })[]; s
 export class Oracle {
   #procs = new Map<boolean, { child: ChildProcessWithoutNullStreams; pending: Map<number, (r: Reply) => void>; stderr: string[] }>();
   #next = 1;
+  readonly #env: Record<string, string>;
+
+  /** `numCpuDevices`: the oracle's JAX gets that many CPU devices (meshes, shard_map). */
+  constructor(opts: { numCpuDevices?: number } = {}) {
+    this.#env = opts.numCpuDevices ? { ORACLE_CPU_DEVICES: String(opts.numCpuDevices) } : {};
+  }
 
   #proc(x64: boolean) {
     let p = this.#procs.get(x64);
     if (p) return p;
     const child = spawn(sidecarPython(), [join(HERE, "oracle.py")], {
-      env: { ...process.env, ORACLE_X64: x64 ? "1" : "0", JAX_PLATFORMS: "cpu", PYTHONUNBUFFERED: "1" },
+      env: { ...process.env, ORACLE_X64: x64 ? "1" : "0", JAX_PLATFORMS: "cpu", PYTHONUNBUFFERED: "1", ...this.#env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     const pending = new Map<number, (r: Reply) => void>();
