@@ -14,6 +14,7 @@ import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
+import { shardSection } from "./sections/shard.js";
 
 export interface Row {
   name: string;
@@ -35,6 +36,7 @@ try {
     ["trace", traceSection],
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
+    ["shard", shardSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

@@ -130,11 +130,9 @@ class _Slot:
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:
     where = layout(arr)
-    if where is None:
-        device = str(next(iter(arr.sharding.device_set)))
-    else:
-        devices = arr.sharding.device_set
-        device = str(next(iter(devices))) if len(devices) == 1 else f"sharded({len(devices)})"
+    s = arr.sharding
+    n = 1 if where is None else s.num_devices
+    device = str(next(iter(s.device_set))) if n == 1 else f"sharded({n})"
     return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device, where)
 
 

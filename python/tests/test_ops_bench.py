@@ -53,3 +53,28 @@ def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkey
         client.close()
         server.stop()
         t.join(5)
+
+
+def test_bench_psum_times_the_psum_of_a_sharded_array_over_its_mesh(tmp_path: Path, monkeypatch):
+    from jaxbridge_sidecar.protocol import HandleRef
+
+    monkeypatch.setenv(bench.BENCH_ENV, "1")
+    endpoint = f"ipc://{tmp_path}/b-{uuid.uuid4().hex[:8]}.sock"
+    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
+    server.bind()
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    client = Client(endpoint)
+    try:
+        a = np.arange(8, dtype=np.float32)
+        mesh = {"axis_names": ["x"], "axis_sizes": [4], "axis_types": ["Auto"], "device_ids": [0, 1, 2, 3]}
+        h = client.decoded("device_put", value=[a], sharding={"mesh": mesh, "spec": [["x"]]})["result"][0]
+        env = client.decoded("bench_psum", x=HandleRef(h.id), repeats=3)
+        assert env["ok"], env
+        assert len(env["result"]["seconds"]) == 3 and np.array_equal(env["result"]["out"], a.reshape(4, 2).sum(0))
+        one = client.decoded("put", value=[a])["result"][0]
+        assert client.decoded("bench_psum", x=HandleRef(one.id), repeats=3)["error"]["type"] == "ArgumentError"
+    finally:
+        client.close()
+        server.stop()
+        t.join(5)
