@@ -67,13 +67,13 @@ export class PartitionSpec {
     this.entries = Object.freeze(
       entries.map((e, i) => {
         if (e === null || e === undefined) return null;
-        const names = typeof e === "string" ? [e] : [...e];
+        const names: unknown[] = typeof e === "string" ? [e] : Array.isArray(e) ? [...e] : [e];
         if (!names.every((n) => typeof n === "string" && n.length > 0)) fail(`PartitionSpec entry ${i} must be a mesh axis name, a list of names, or null; got ${inspect(e)}`);
-        for (const n of names) {
+        for (const n of names as string[]) {
           if (used.has(n)) fail(`PartitionSpec uses mesh axis '${n}' twice (entry ${i}); an axis splits at most one array axis`);
           used.add(n);
         }
-        return names.length === 0 ? null : Object.freeze(names);
+        return names.length === 0 ? null : Object.freeze(names as string[]);
       }),
     );
   }
