@@ -23,7 +23,7 @@ def test_every_rule_has_a_lax_counterpart_and_only_pycall_reaches_python_objects
         for kind_ in rule.params.values():
             # Meshes, shardings and axis names are strings and device ids: a mesh names this job's devices by id, nothing else.
             plain = {"int", "uint", "bool", "ints", "ints?", "dtype", "dtype?", "null", "dot_dims", "pad_config", "gather_dims", "scatter_dims", "program", "programs"}
-            sharding = {"names", "perm", "mesh", "specs", "sharding"}
+            sharding = {"axis_names", "perm", "mesh", "specs", "sharding"}
             assert kind_ in plain | sharding or kind_.startswith(("enum:", "enum_int:")), (name, kind_)
 
 

@@ -199,7 +199,7 @@ def test_a_collective_outside_any_named_axis_is_jaxs_error_and_bad_parameters_ar
     (r,) = b.eq("psum", [0], {"axes": ["nowhere"]}, [aval("float32", 3)])
     with pytest.raises(NameError, match="nowhere"):
         lower(b.bytes([r]))([np.ones(3, np.float32)])
-    for params, message in [({"axes": []}, "non-empty list of distinct axis names"), ({"axes": ["x", "x"]}, "distinct")]:
+    for params, message in [({"axes": []}, "non-empty list of distinct axis names"), ({"axes": ["x", "x"]}, "distinct"), ({"axes": ["\n"]}, "printable ASCII")]:
         b = Builder(aval("float32", 3))
         b.eq("psum", [0], params, [aval("float32", 3)])
         with pytest.raises(WireError, match=message):

@@ -164,9 +164,11 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, object
         return check_method_name(value, where)
     if kind == "pyout":
         return pycall.check_output_node(value, f"{where}.{name}")
-    if kind == "names":
-        if not isinstance(value, list) or not value or not all(isinstance(a, str) and a for a in value) or len(set(value)) != len(value):
-            raise ProgramError(f"{where}: parameter {name} must be a non-empty list of distinct axis names, got {value!r}")
+    if kind == "axis_names":
+        # What a collective names: mesh axes (a shard_map's) or a vmap's axis name; only ever names, never reaches Python.
+        ok = isinstance(value, list) and value and len(set(value)) == len(value) and all(isinstance(a, str) and 0 < len(a) <= 128 and a.isascii() and a.isprintable() for a in value)
+        if not ok:
+            raise ProgramError(f"{where}: parameter {name} must be a non-empty list of distinct axis names (printable ASCII, 1 to 128 characters), got {value!r}")
         return tuple(value)
     if kind == "perm":
         if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 and all(_is_int(i) and i >= 0 for i in p) for p in value):

@@ -350,29 +350,29 @@ def _shard_map(ctx, ins, p):
 # The reductions take several operands at once, as jax.lax's do with a
 # pytree: one equation, one (tuple) all-reduce, the same HLO as Python's.
 for _n, _f in {"psum": lax.psum, "pmean": lax.pmean, "pmax": lax.pmax, "pmin": lax.pmin}.items():
-    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: list(f(tuple(ins), _axis(p["axes"]))), {"axes": "names"}, (1, None))
+    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: list(f(tuple(ins), _axis(p["axes"]))), {"axes": "axis_names"}, (1, None))
 
 
-@_rule("all_gather", {"axis_name": "names", "all_gather_dimension": "uint", "tiled": "bool", "to": "enum:varying|invarying"})
+@_rule("all_gather", {"axis_name": "axis_names", "all_gather_dimension": "uint", "tiled": "bool", "to": "enum:varying|invarying"})
 def _all_gather(ctx, ins, p):
     return [lax.all_gather(ins[0], _axis(p["axis_name"]), axis=p["all_gather_dimension"], tiled=p["tiled"], to=p["to"])]
 
 
-@_rule("psum_scatter", {"axis_name": "names", "scatter_dimension": "uint", "tiled": "bool"})
+@_rule("psum_scatter", {"axis_name": "axis_names", "scatter_dimension": "uint", "tiled": "bool"})
 def _psum_scatter(ctx, ins, p):
     return [lax.psum_scatter(ins[0], _axis(p["axis_name"]), scatter_dimension=p["scatter_dimension"], tiled=p["tiled"])]
 
 
-@_rule("ppermute", {"axis_name": "names", "perm": "perm"})
+@_rule("ppermute", {"axis_name": "axis_names", "perm": "perm"})
 def _ppermute(ctx, ins, p):
     return [lax.ppermute(ins[0], _axis(p["axis_name"]), list(p["perm"]))]
 
 
-@_rule("all_to_all", {"axis_name": "names", "split_axis": "uint", "concat_axis": "uint", "tiled": "bool"})
+@_rule("all_to_all", {"axis_name": "axis_names", "split_axis": "uint", "concat_axis": "uint", "tiled": "bool"})
 def _all_to_all(ctx, ins, p):
     return [lax.all_to_all(ins[0], _axis(p["axis_name"]), p["split_axis"], p["concat_axis"], tiled=p["tiled"])]
 
 
-@_rule("axis_index", {"axis_name": "names"}, arity=(0, 0))
+@_rule("axis_index", {"axis_name": "axis_names"}, arity=(0, 0))
 def _axis_index(ctx, ins, p):
     return [lax.axis_index(_axis(p["axis_name"]))]
