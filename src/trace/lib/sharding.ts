@@ -37,16 +37,13 @@ const isNamed = (x: unknown): x is NamedSharding => x instanceof NamedSharding;
 /** A wire value as an equation parameter (its JSON is all strings, ints and lists). */
 const param = (w: unknown): ParamValue => w as ParamValue;
 
-/** The per-shard shape of an array of global `shape` split as `spec` says over `mesh`. */
+/** The per-shard shape of an array of global `shape` split as `spec` says over `mesh` (NamedSharding's rule), or a TraceError naming the place. */
 function shardShape(op: string, mesh: Mesh, spec: PartitionSpec, shape: readonly number[], where: string): number[] {
-  if (spec.length > shape.length) throw traceError(op, `${where}: ${spec} has ${spec.length} entries for an array of rank ${shape.length} ([${shape.join(", ")}])`);
-  return shape.map((d, i) => {
-    const e = spec.entries[i];
-    if (!e) return d;
-    const n = mesh.axisSize(e);
-    if (d % n !== 0) throw traceError(op, `${where}: axis ${i} of [${shape.join(", ")}] has size ${d}, which ${spec} splits ${n} ways (${e.join(" × ")}); it must be divisible by ${n}`);
-    return d / n;
-  });
+  try {
+    return new NamedSharding(mesh, spec).shardShape(shape);
+  } catch (e) {
+    throw traceError(op, `${where}: ${(e as Error).message}`);
+  }
 }
 
 function checkSpecs(op: string, mesh: Mesh, specs: readonly (PartitionSpec | null)[], paths: readonly string[], what: string): PartitionSpec[] {
@@ -149,11 +146,7 @@ export function withShardingConstraint<T>(x: T, shardings: unknown): T {
     const s = per[i];
     if (s === null || s === undefined) throw traceError(op, `no sharding for ${where}: give a NamedSharding (the bridge has no mesh context for a bare PartitionSpec)`);
     const t = asTracer(op, value);
-    try {
-      s.shardShape(t.shape);
-    } catch (e) {
-      throw traceError(op, `${where}: ${(e as Error).message}`);
-    }
+    shardShape(op, s.mesh, s.spec, t.shape, where);
     const wire: WireSharding = s.toWire();
     return bind1(op, [t], { sharding: param(wire) }, { dtype: t.dtype, shape: t.shape, weak: t.weak });
   });
