@@ -310,7 +310,6 @@ function traceJit<A extends unknown[], R>(
   return { argDef, statics, avals, traced, outDef, outLeaves, placed: new Map() };
 }
 
-
 // --- jit's shardings ---------------------------------------------------------------------
 
 const isNamed = (x: unknown): x is NamedSharding => x instanceof NamedSharding;

@@ -15,11 +15,10 @@ import { describe } from "../../values/describe.js";
 import { Mesh, NamedSharding, PartitionSpec, type WireSharding } from "../../values/sharding.js";
 import { prefixLeaves } from "../../values/prefix.js";
 import { flattenWithPath, keystr, unflatten } from "../../values/tree.js";
-import { asTracer, bind, bind1, currentTrace, type In, isArrayLeaf, lit, Trace } from "../core.js";
+import { asTracer, bind, bind1, currentTrace, isArrayLeaf, Trace } from "../core.js";
 import { type ParamValue, showAval } from "../ir.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
-import { isJsScalar, scalarType } from "../dtypes.js";
 
 export interface ShardMapOptions {
   mesh: Mesh;
@@ -59,7 +58,8 @@ function checkSpecs(op: string, mesh: Mesh, specs: readonly (PartitionSpec | nul
  * device of `mesh` with its shard of each argument, as `jax.shard_map`.
  * Call the result inside a traced function (`jit(shardMap(f, ...))`). Array
  * leaves of the arguments are split as `inSpecs` says; other leaves are
- * static and reach `f` as they are.
+ * static and reach `f` as they are; likewise only the array leaves of what
+ * `f` returns are outputs (with `outSpecs`), the rest come back as they are.
  */
 export function shardMap<A extends unknown[], R>(f: (...args: A) => R, opts: ShardMapOptions): (...args: A) => R {
   const op = "shard_map";
@@ -83,19 +83,17 @@ export function shardMap<A extends unknown[], R>(f: (...args: A) => R, opts: Sha
     const body = new Trace(parent, name, undefined, mesh.shape);
     let result!: R;
     let outTree!: ReturnType<typeof flattenWithPath>;
-    const outs: In[] = [];
+    const outs: Tracer[] = [];
     const outSlots: number[] = [];
     body.run(() => {
       const inner = leaves.leaves.map(({ value }) => value);
       for (const a of arrays) inner[a.slot] = body.newInput({ dtype: a.outer.dtype, shape: shardShape(op, mesh, a.spec, a.outer.shape, a.path) }, a.outer.weak);
       result = f(...(unflatten(leaves.treedef, inner) as A));
       outTree = flattenWithPath(result);
+      // As with jit, array leaves are outputs and every other leaf is static, returned as it is.
       outTree.leaves.forEach(({ value }, slot) => {
-        if (isArrayLeaf(value)) outs.push(value instanceof Tracer ? value : asTracer(op, value));
-        else if (isJsScalar(value)) {
-          const t = scalarType(value, body.x64);
-          outs.push(lit(value, t.dtype, t.weak));
-        } else return;
+        if (!isArrayLeaf(value)) return;
+        outs.push(value instanceof Tracer ? value : asTracer(op, value));
         outSlots.push(slot);
       });
       body.close(outs);
@@ -107,7 +105,7 @@ export function shardMap<A extends unknown[], R>(f: (...args: A) => R, opts: Sha
     const captures = body.captures.map((c) => c.outer as Tracer);
     const program = body.toProgram("captures-first");
     const outTypes = outs.map((o, i) => {
-      const aval = o instanceof Tracer ? o.aval : { dtype: o.literal.dtype, shape: [] as number[] };
+      const aval = o.aval;
       const spec = outSpecs[i]!;
       if (spec.length > aval.shape.length) throw traceError(op, `outSpecs for ${outPaths[i]}: ${spec} has ${spec.length} entries for a per-shard result of type ${showAval(aval)}`);
       const shape = aval.shape.map((d, k) => (spec.entries[k] ? d * mesh.axisSize(spec.entries[k]!) : d));

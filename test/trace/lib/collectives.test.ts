@@ -172,6 +172,14 @@ describe("shardMap collectives equal jax.shard_map in Python (generated cases, 4
     assert.deepEqual(t.outputs.map((o) => o.shape), [[8, 3], [12]]);
     const eq = t.program.eqns[0]!;
     assert.deepEqual((eq.params.body as { inputs: { shape: number[] }[] }).inputs.map((i) => i.shape), [[2, 3]]);
+    // Non-array leaves of the body's result are static, as with jit: no output, no spec needed, returned as they are.
+    let back: unknown;
+    const s = traceFlat((x0) => {
+      back = shardMap((v: Tracer) => ({ y: v, n: 3, tag: "t" }), { mesh, inSpecs: P("x"), outSpecs: P("x") })(x0!);
+      return (back as { y: Tracer }).y;
+    }, [x], { x64: true });
+    assert.equal((s.program.eqns[0]!.params.out_specs as unknown[]).length, 1);
+    assert.deepEqual([(back as { n: number }).n, (back as { tag: string }).tag], [3, "t"]);
   });
 
   it("refuses at trace time what JAX refuses, naming the place", () => {
