@@ -211,11 +211,33 @@ async function npmPart() {
 
   // 3. The command, before any Python exists.
   const version = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")).version;
+  const bin = join(proj, "node_modules", ".bin", "jaxbridge");
   try {
-    const help = await sh(join(proj, "node_modules", ".bin", "jaxbridge"), ["--help"], { quiet: true });
+    const help = await sh(bin, ["--help"], { quiet: true });
     check(/\bsetup\b/.test(help.output) && /\brepl\b/.test(help.output), "npx jaxbridge --help lists the commands");
   } catch (e) {
     check(false, "npx jaxbridge --help", e.message);
+  }
+  try {
+    const v = await sh(bin, ["--version"], { quiet: true });
+    check(v.output.trim() === version, "npx jaxbridge --version prints the package's version", v.output.trim());
+  } catch (e) {
+    check(false, "npx jaxbridge --version", e.message);
+  }
+  try {
+    // Keys without Python: no environment exists yet, and none is named.
+    const keys = join(work, "keys");
+    const k = await sh(bin, ["keygen", "--out", keys, "--name", "c"], { quiet: true });
+    const pub = /^public key: (\S{40})$/m.exec(k.output)?.[1];
+    const secret = existsSync(join(keys, "c.key_secret")) ? readFileSync(join(keys, "c.key_secret"), "utf8") : "";
+    check(Boolean(pub) && secret.includes(`public-key = "${pub}"`) && /secret-key = "\S{40}"/.test(secret), "npx jaxbridge keygen writes a key pair before any Python exists", pub);
+  } catch (e) {
+    check(false, "npx jaxbridge keygen before setup", e.message);
+  }
+  {
+    // esbuild is an optional peer: the REPL says how to get it instead of crashing.
+    const r = await run(bin, ["repl"], { cwd: proj, env: baseEnv });
+    check(r.code === 1 && r.output.includes("npm install --save-dev esbuild"), "npx jaxbridge repl without esbuild exits 1 saying how to install it", tail(r.output, 3).replace(/\n/g, " | "));
   }
   if (cache) {
     try {

@@ -16,7 +16,7 @@ export { Module } from "./values/module.js";
 export { setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, type PrintOptions } from "./values/format.js";
 
 // Errors: every one the bridge raises.
-export { JaxBridgeError, BridgeInputError, SidecarError, SidecarDiedError, ProtocolError, DeadlineError, AbortedError } from "./values/errors.js";
+export { JaxBridgeError, BridgeInputError, SidecarError, SidecarDiedError, ProtocolError, DeadlineError, AbortedError, type RemoteCause } from "./values/errors.js";
 export { TraceError, TracerConversionError } from "./trace/errors.js";
 export { SerializationError, FingerprintMismatchError } from "./io/eqx-file.js";
 

@@ -72,10 +72,11 @@ export {
 // The tracer, flat and by hand.
 export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace/trace.js";
 export { PyShapesNeeded, resolvePyShapes } from "./trace/pycall-shapes.js";
-export { runProgram, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type ProgramStats } from "./trace/jit.js";
+export { runProgram, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type JitArgs, type ProgramStats } from "./trace/jit.js";
+export type { ArgTree, HostResult } from "./trace/types.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
-export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions } from "./trace/lib/control.js";
+export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions, type FlatNames } from "./trace/lib/control.js";
 export { installArrayMethods, type ArrayMethods, type ShardMapOptions } from "./trace/lib/index.js";
 
 // lerax's utilities: the types of their staged results.

@@ -102,6 +102,7 @@ const PUBLIC_TYPES = [
   "CallOptions",
   "RequestOptions",
   "SidecarInfo",
+  "RemoteCause",
   "PyProxy",
   "CurveClientKeys",
   "Jitted",

@@ -80,6 +80,30 @@ describe("examples", function () {
     });
   });
 
+  it("progress.ts trains with a per-step callback driving a progress bar, reports every step, and exits 0 on its own", async () => {
+    const steps = 300;
+    const ts = await run(process.execPath, ["--import", "tsx", "examples/progress.ts", String(steps)], { JAXBRIDGE_URL: "" });
+    assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
+    const m = /^done: (\d+) steps reported, w=(-?[\d.]+) b=(-?[\d.]+) loss=([\d.]+)$/m.exec(ts.stdout);
+    assert.ok(m, ts.stdout);
+    assert.equal(Number(m[1]), steps, "the ordered callback saw every step");
+    // The same gradient descent in numpy (float64): the example's float32 run lands within rounding of it.
+    const code = [
+      "import json, sys, numpy as np",
+      "n = int(sys.argv[1]); xs = np.arange(64) / 32 - 1; y = 3 * xs - 2 + 0.01 * np.sin(np.arange(64) * 7)",
+      "w = b = 0.0",
+      "for _ in range(n):",
+      "    err = w * xs + b - y; loss = np.mean(err * err)",
+      "    w, b = w - 0.1 * 2 * np.mean(err * xs), b - 0.1 * 2 * np.mean(err)",
+      "print(json.dumps([w, b, float(loss)]))",
+    ].join("\n");
+    const py = await run(sidecarPython(), ["-c", code, String(steps)]);
+    assert.equal(py.code, 0, py.stderr);
+    const [w, b, loss] = JSON.parse(py.stdout) as number[];
+    assert.ok(Math.abs(Number(m[2]) - w!) < 2e-4 && Math.abs(Number(m[3]) - b!) < 2e-4, `w=${m[2]} b=${m[3]}, numpy: w=${w} b=${b}`);
+    assert.ok(Math.abs(Number(m[4]) - loss!) < 1e-5, `loss ${m[4]}, numpy ${loss}`);
+  });
+
   it("remote-mlp.ts: a remote equinox MLP in a traced scan, a Polyak target, saved, and reloaded in a fresh sidecar with the same outputs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "jaxbridge-example-"));
     try {

@@ -38,6 +38,13 @@ class NotAllowed(Exception):
     pass
 
 
+def documented_defaults() -> dict[str, list[str]]:
+    """The default allow-list as docs/protocol.md tables it, row by row
+    (`python -m jaxbridge_sidecar ops` prints it; the doc test compares).
+    Whatever form the allow-list takes, this says what a newcomer must know."""
+    return {"namespaces": list(DEFAULT_NAMESPACES), "callables": list(DEFAULT_NAMES), "denied attributes": sorted(DENIED_ATTRS)}
+
+
 def check_method_name(name: Any, where: str) -> str:
     """Public methods and __call__, minus the names denied everywhere (file I/O, config)."""
     if not isinstance(name, str) or not name.isidentifier() or (name.startswith("_") and name != "__call__"):

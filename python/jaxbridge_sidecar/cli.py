@@ -126,10 +126,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from .protocol import PROTOCOL_VERSION
+    from .allowlist import documented_defaults
+    from .protocol import ERROR_KINDS, PROTOCOL_VERSION
     from .server import serving_ops
 
-    print(json.dumps({"protocol": PROTOCOL_VERSION, "ops": serving_ops()}))
+    print(json.dumps({"protocol": PROTOCOL_VERSION, "ops": serving_ops(), "errors": list(ERROR_KINDS), "allow": documented_defaults()}))
     return 0
 
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("doctor", help="print what this Python and JAX see, as JSON")
     d.add_argument("--no-x64", action="store_true")
     d.set_defaults(fn=cmd_doctor)
-    o = sub.add_parser("ops", help="print the protocol version and the ops this sidecar serves (name and family), as JSON")
+    o = sub.add_parser("ops", help="print the protocol version, the ops this sidecar serves (name and family), its own error kinds and its default allow-list, as JSON")
     o.set_defaults(fn=cmd_ops)
     args = p.parse_args(argv)
     return args.fn(args)

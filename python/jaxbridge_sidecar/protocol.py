@@ -28,8 +28,29 @@ _DTYPES["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
 _NAMES = {dt: name for name, dt in _DTYPES.items()}
 
 
+# Every error type the sidecar itself sends (the `type` of an error reply that
+# is not a Python exception's). docs/protocol.md lists exactly these, checked
+# by test/wire/protocol-doc.test.ts through `python -m jaxbridge_sidecar ops`;
+# tests/test_error_kinds.py checks that every WireError kind in the sources is
+# one of them and each of them is raised somewhere. `NotAllowed` is raised as
+# allowlist.NotAllowed and named so by the server.
+ERROR_KINDS = (
+    "ProtocolError",
+    "UnknownOp",
+    "FrameError",
+    "DTypeError",
+    "UnknownHandle",
+    "MessageTooLarge",
+    "NotAllowed",
+    "UnknownProgram",
+    "ProgramHashMismatch",
+    "ProgramError",
+    "ArgumentError",
+)
+
+
 class WireError(Exception):
-    """A message that does not follow the protocol. `kind` is the error type the client sees."""
+    """A message that does not follow the protocol. `kind` is the error type the client sees (one of ERROR_KINDS)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

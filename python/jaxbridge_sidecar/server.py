@@ -306,9 +306,9 @@ class Server:
 
 def _error_reply(rid: Any, e: BaseException) -> list[Any]:
     if isinstance(e, WireError):
-        body = {"type": e.kind, "message": str(e), "traceback": ""}
+        body = error_body(e, e.kind, with_traceback=False)
     elif isinstance(e, NotAllowed):
-        body = {"type": "NotAllowed", "message": str(e), "traceback": ""}
+        body = error_body(e, "NotAllowed", with_traceback=False)
     else:
         body = error_body(e)
     return protocol.encode({"id": rid if isinstance(rid, int) else None, "ok": False, "error": body})

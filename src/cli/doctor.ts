@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { PACKAGE_ROOT, sidecarPython } from "../wire/python-env.js";
+import { findSidecarPython, PACKAGE_ROOT, type SidecarPython } from "../wire/python-env.js";
 import { PROTOCOL_VERSION } from "../wire/protocol.js";
 import { connect, type SidecarInfo } from "../session/session.js";
 import { type CurveClientKeys, libzmqVersion } from "../wire/transport.js";
@@ -24,13 +24,16 @@ export interface DoctorReport {
   node: { version: string; platform: string; arch: string };
   jaxbridge: { version: string; protocol: number };
   zeromq: { version: string; libzmq: string };
+  /** Which Python an embedded sidecar runs, and the rule that found it (embedded only). */
+  environment?: SidecarPython;
   /** `python -m jaxbridge_sidecar doctor` (embedded only). */
   python?: Record<string, unknown>;
   /** What the handshake reported, with timings. */
   sidecar?: Omit<SidecarInfo, "instance"> & { url: string; embedded: boolean; handshakeMs: number; roundTripUs: number };
 }
 
-function packageVersion(): string {
+/** This package's version, from its package.json (`jaxbridge --version`, doctor). */
+export function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version;
   } catch {
@@ -59,7 +62,8 @@ export async function doctor(opts: DoctorOptions = {}): Promise<DoctorReport> {
   if (opts.url === undefined) {
     try {
       const args = ["-m", "jaxbridge_sidecar", "doctor", ...(opts.x64 === false ? ["--no-x64"] : [])];
-      const r = spawnSync(sidecarPython(), args, { encoding: "utf8", timeout: 120_000 });
+      report.environment = findSidecarPython();
+      const r = spawnSync(report.environment.python, args, { encoding: "utf8", timeout: 120_000 });
       if (r.status !== 0) problems.push(`python doctor failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
       else report.python = JSON.parse(r.stdout) as Record<string, unknown>;
       if (report.python && report.python.protocol !== PROTOCOL_VERSION) problems.push(`the sidecar package speaks protocol ${String(report.python.protocol)}, this client ${PROTOCOL_VERSION}`);
@@ -97,6 +101,7 @@ export function formatDoctor(r: DoctorReport): string {
     ["jaxbridge", `${r.jaxbridge.version}, protocol ${r.jaxbridge.protocol}`],
     ["zeromq", `${r.zeromq.version} (libzmq ${r.zeromq.libzmq})`],
   ];
+  if (r.environment) rows.push(["environment", `${r.environment.python} (${r.environment.source})`]);
   const py = r.python;
   if (py) {
     rows.push(["python", `${String(py.python)} (${String(py.executable)})`]);

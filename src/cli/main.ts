@@ -1,13 +1,13 @@
 /**
- * The `jaxbridge` command: repl, serve, doctor, keygen, setup.
+ * The `jaxbridge` command: repl, serve, doctor, keygen, setup, --version.
  * bin/jaxbridge.mjs loads this file (through tsx in a checkout, compiled
  * from dist/ in an installed package) and calls `main`.
  */
 import { Command, Option } from "commander";
 import type { ConnectOptions } from "../session/session.js";
-import { curveFromArgs } from "../wire/keys.js";
-import { doctor, formatDoctor } from "./doctor.js";
-import { runScript, runSidecarCli, sidecarCliOutput } from "./python.js";
+import { curveFromArgs, writeKeyPair } from "../wire/keys.js";
+import { doctor, formatDoctor, packageVersion } from "./doctor.js";
+import { runScript, runSidecarCli } from "./python.js";
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -28,13 +28,18 @@ export function buildProgram(): Command {
   const program = new Command("jaxbridge")
     .description("Drive real JAX from TypeScript: a REPL, a sidecar server, and checks of the installation.")
     .enablePositionalOptions()
+    .version(packageVersion(), "-V, --version", "print jaxbridge's version")
     .showHelpAfterError("(run with --help for usage)")
     .addHelpText(
       "after",
       `
 Environment:
-  JAXBRIDGE_VENV          the Python environment (default .venv in the package)
-  JAXBRIDGE_PYTHON_BIN    a Python with jaxbridge-sidecar installed, instead of the venv's
+  JAXBRIDGE_PYTHON_BIN    a Python with jaxbridge-sidecar installed, instead of the environment setup built
+  JAXBRIDGE_VENV          a venv to use (and for setup to build) instead of the cached environment (a checkout: .venv)
+  JAXBRIDGE_CACHE_DIR     where setup keeps environments (default ~/.cache/jaxbridge, or $XDG_CACHE_HOME/jaxbridge)
+  JAXBRIDGE_PYTHON        the CPython setup builds from (default: the newest >= 3.11 found, pyenv's too)
+  JAXBRIDGE_INSTALLER     how setup installs: uv, pip or auto (default auto: uv when on PATH)
+  JAXBRIDGE_UV            the uv executable setup uses (default: uv on PATH)
   JAXBRIDGE_REPL_HISTORY  the REPL's history file (default ~/.jaxbridge_repl_history; empty: none)
   NO_COLOR                no colours in the REPL`,
     );
@@ -95,26 +100,26 @@ Environment:
 
   program
     .command("keygen")
-    .description("make CURVE key pairs for a sidecar and its clients (runs `python -m jaxbridge_sidecar keygen`)")
-    .argument("[args...]", "options for the Python keygen, passed as they are")
-    .allowUnknownOption()
-    .passThroughOptions()
-    .addHelpText("after", () => {
-      const py = sidecarCliOutput(["keygen", "--help"]);
-      return py ? `\nThe Python keygen's own options:\n${py}` : "\n(The Python keygen's options are shown here once the sidecar's environment has it.)";
-    })
-    .action(async (args: string[]) => {
-      process.exitCode = await runSidecarCli(["keygen", ...args]);
+    .description("make a CURVE key pair for a sidecar or a client: DIR/NAME.key (public) and DIR/NAME.key_secret (the pair, 0600); needs no Python")
+    .option("--out <dir>", "folder to write into (created 0700 if missing)", ".")
+    .option("--name <name>", "file name stem: e.g. `server` on the sidecar's host, `laptop` on a client", "jaxbridge")
+    .option("--force", "replace existing files (whoever holds the old key will be refused)")
+    .action((o: { out: string; name: string; force?: boolean }) => {
+      const w = writeKeyPair(o.out, o.name, { force: o.force === true });
+      process.stdout.write(`wrote ${w.publicFile} (public key: give it to the other side)\nwrote ${w.secretFile} (key pair: keep it here, mode 0600)\npublic key: ${w.publicKey}\n`);
     });
 
   program
     .command("setup")
-    .description("install the node packages and the Python environment (.venv) with pinned JAX")
-    .addOption(new Option("--test", "also install the test-only Python packages"))
+    .description("build the sidecar's Python environment (in a project: the per-user cache, shared and kept by npm ci; in a checkout: node_modules and .venv)")
+    .addOption(new Option("--force", "rebuild the environment even if it looks complete"))
+    .addOption(new Option("--test", "(a checkout) also install the test-only Python packages"))
     .addOption(new Option("--quiet", "print nothing unless something is installed or fails"))
-    .addOption(new Option("--verbose", "stream npm and pip output"))
-    .action(async (o: { test?: boolean; quiet?: boolean; verbose?: boolean }) => {
-      const args = [...(o.test ? ["--test"] : []), ...(o.quiet ? ["--quiet"] : []), ...(o.verbose ? ["--verbose"] : [])];
+    .addOption(new Option("--verbose", "stream the output of npm, pip or uv"))
+    .action(async (o: { force?: boolean; test?: boolean; quiet?: boolean; verbose?: boolean }) => {
+      // bin/jaxbridge.mjs runs scripts/setup.mjs itself before this file can load; this is the
+      // path of `jaxbridge help setup` and of a program built by buildProgram() elsewhere.
+      const args = [...(o.force ? ["--force"] : []), ...(o.test ? ["--test"] : []), ...(o.quiet ? ["--quiet"] : []), ...(o.verbose ? ["--verbose"] : [])];
       process.exitCode = await runScript("setup.mjs", args);
     });
 

@@ -2,7 +2,7 @@
  * Running the sidecar's own command line (`python -m jaxbridge_sidecar ...`)
  * from the project's Python environment, with the terminal passed through.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { PACKAGE_ROOT, sidecarPython } from "../wire/python-env.js";
 
@@ -36,16 +36,4 @@ export function runAttached(cmd: string, args: string[]): Promise<number> {
 
 function signalNumber(sig: NodeJS.Signals): number | undefined {
   return ({ SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[sig];
-}
-
-/** The output of `python -m jaxbridge_sidecar <args>`, or null if it failed (for help texts). */
-export function sidecarCliOutput(args: string[], timeoutMs = 20_000): string | null {
-  let python: string;
-  try {
-    python = sidecarPython();
-  } catch {
-    return null;
-  }
-  const r = spawnSync(python, ["-m", "jaxbridge_sidecar", ...args], { encoding: "utf8", timeout: timeoutMs });
-  return r.status === 0 ? r.stdout : null;
 }

@@ -36,6 +36,8 @@ const ARRAY_SLOT = new ArraySlot();
 
 interface Split {
   dynamic: (Tracer | DeviceArray | NDArray)[];
+  /** Key path of each dynamic leaf in the tree (`['params'].w`), for errors that name it as JAX does. */
+  paths: string[];
   dynDef: TreeDef;
   statics: unknown;
   /** The tree with each array leaf replaced by ARRAY_SLOT: what must agree between branches. */
@@ -46,31 +48,34 @@ function split(tree: unknown): Split {
   const [dyn, statics] = partition(tree, isArray);
   const { leaves, treedef } = flatten(dyn);
   const dynamic = leaves.filter((l) => l !== null && l !== undefined) as (Tracer | DeviceArray | NDArray)[];
+  const paths = flattenWithPath(tree)
+    .leaves.filter(({ value }) => isArray(value))
+    .map(({ path }) => keystr(path));
   const skeleton = combine(unflatten(treedef, leaves.map((l) => (isArrayLeaf(l) ? ARRAY_SLOT : l))), statics);
-  return { dynamic, dynDef: treedef, statics, skeleton };
+  return { dynamic, paths, dynDef: treedef, statics, skeleton };
 }
 
 /**
  * `lerax.utils.filter_cond` inside a traced function. Returns the output
- * pytree with traced array leaves and the (shared) static leaves.
+ * pytree with traced array leaves and the (shared) static leaves. The
+ * predicate and the array outputs follow `lax.cond`'s rules (condFlat);
+ * errors name an output by its key path in trueFun's output tree.
  */
 export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...args: A) => R, falseFun: (...args: A) => R, ...args: A): R {
   const op = "filterCond";
   requireTrace(op);
-  if (!(isArrayLeaf(pred) || typeof pred === "boolean" || typeof pred === "number")) {
-    throw traceError(op, `pred must be a boolean scalar array (or a JS boolean), got ${typeof pred}`);
+  if (!(isArrayLeaf(pred) || isJsScalar(pred))) {
+    throw traceError(op, `Pred type must be either boolean or number, got ${describe(pred, "kind")}`);
   }
   const inSplit = split(args);
-  const outs: Split[] = [];
-  const run = (fun: (...a: A) => R, name: string) => (...ops: Tracer[]) => {
+  const outs: { trueFun?: Split; falseFun?: Split } = {};
+  const run = (fun: (...a: A) => R, name: "trueFun" | "falseFun") => (...ops: Tracer[]) => {
     const rebuilt = combine(unflatten(inSplit.dynDef, ops), inSplit.statics) as A;
     const out = split(fun(...rebuilt));
-    outs.push(out);
-    void name;
-    if (outs.length === 2) {
-      // condFlat traces falseFun (branch 0) first, then trueFun: compare before it checks array counts.
-      const [fOut, tOut] = outs as [Split, Split];
-      const diff = firstDifference(tOut.skeleton, fOut.skeleton);
+    outs[name] = out;
+    // condFlat traces trueFun first, as lerax calls it first: compare once both exist, before condFlat compares the arrays.
+    if (outs.trueFun && outs.falseFun) {
+      const diff = firstDifference(outs.trueFun.skeleton, outs.falseFun.skeleton);
       if (diff !== null) {
         throw traceError(
           op,
@@ -80,8 +85,8 @@ export function filterCond<A extends unknown[], R>(pred: unknown, trueFun: (...a
     }
     return out.dynamic;
   };
-  const results = condFlat(pred as Tracer, run(trueFun, "trueFun"), run(falseFun, "falseFun"), inSplit.dynamic);
-  const tOut = outs[1]!;
+  const results = condFlat(pred as Tracer, run(trueFun, "trueFun"), run(falseFun, "falseFun"), inSplit.dynamic, { op, outPath: (k) => outs.trueFun!.paths[k]! });
+  const tOut = outs.trueFun!;
   return combine(unflatten(tOut.dynDef, results), tOut.statics) as R;
 }
 
@@ -126,7 +131,7 @@ export function filterScan<C, X, Y>(f: (carry: C, x: X) => readonly [C, Y], init
     initSplit.dynamic,
     xsLeaves,
     opts,
-    op,
+    { op, carryPath: (i) => initSplit.paths[i]!, xsName: (i) => `xs${keystr(xsFlat.leaves[i]!.path as never)}` },
   );
   const finalCarry = combine(unflatten(initSplit.dynDef, carry), initSplit.statics) as C;
   return [finalCarry, unflatten(yDef!, ys) as Y];

@@ -42,13 +42,11 @@ import { filterCond as condInTrace, filterScan as scanInTrace, type FilterScanOp
 import * as jnp from "../trace/lib/jnp.js";
 import { jit, type Jitted, type JitStats } from "../trace/jit.js";
 import { Tracer } from "../trace/tracer.js";
+import type { ArrayLeaf, DeviceResult, Fn, Primitive, TracerTree } from "../trace/types.js";
+
+export type { DeviceResult, TracerTree } from "../trace/types.js";
 
 // --- types ---------------------------------------------------------------------------------
-
-type ArrayLeaf = Tracer | NDArray | DeviceArray;
-type Fn = (...args: never[]) => unknown;
-
-type Primitive = string | number | boolean | bigint | symbol | null | undefined;
 
 /**
  * Whether a tree type certainly holds a Tracer (the call is inside a traced
@@ -121,28 +119,6 @@ export type HasDevice<T> = 0 extends 1 & T
             ? true
             : false
           : false;
-
-/** A tree as a traced function sees it: array leaves are Tracers. */
-export type TracerTree<T> = T extends ArrayLeaf
-  ? Tracer
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: TracerTree<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: TracerTree<T[K]> }
-        : T;
-
-/** A tree as a top-level call returns it: array leaves are DeviceArrays (NDArrays with `fetch`). */
-export type DeviceResult<T> = T extends ArrayLeaf
-  ? DeviceArray
-  : T extends Fn | Primitive
-    ? T
-    : T extends readonly unknown[]
-      ? { [K in keyof T]: DeviceResult<T[K]> }
-      : T extends object
-        ? { [K in keyof T]: DeviceResult<T[K]> }
-        : T;
 
 /** Stacked outputs of a scan: every leaf (JS scalars included) became an array. */
 export type Stacked<T, A> = T extends ArrayLeaf | number | boolean | bigint

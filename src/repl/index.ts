@@ -17,13 +17,13 @@ import * as api from "../index.js";
 import { connect, type ConnectOptions, Session } from "../session/session.js";
 import type { CurveClientKeys } from "../wire/transport.js";
 import { curveFromArgs } from "../wire/keys.js";
-import { toJavaScript } from "./transform.js";
+import { loadTransformer, toJavaScript } from "./transform.js";
 import { colorEnabled, formatError, installDeviceArrayDisplay, installSessionDisplay, makeWriter, paint, rememberFetched, toAutoFetch, collectDeviceArrays, trimStack } from "./display.js";
 import { Spinner } from "./spinner.js";
 import { RemoteNames, completeRemote, pythonNamespace } from "./complete.js";
 import { type Chart, plot, type PlotOptions } from "./plot.js";
 
-export { toJavaScript } from "./transform.js";
+export { loadTransformer, toJavaScript } from "./transform.js";
 export { drawChart, plot, toSeries, Chart, type PlotOptions } from "./plot.js";
 
 export interface ReplOptions {
@@ -112,6 +112,8 @@ export class JaxRepl {
   }
 
   async start(): Promise<void> {
+    // Before the sidecar starts: without esbuild there is nothing to evaluate with.
+    await loadTransformer();
     await this.openSession();
     const restore = [installDeviceArrayDisplay(), installSessionDisplay(), installInterrupts()];
     this.undoPatches = () => restore.forEach((fn) => fn());
@@ -458,6 +460,7 @@ const HELP = `jaxbridge REPL: TypeScript in, JAX in the sidecar.
   py                    the same calls by name: await py.jax.numpy.sum(x, kw({ axis: 0 }))
   jnp lax nn random     tracer namespaces for jit(fn), filterScan, filterCond
   pyCall(m, x)          a remote (equinox) module's __call__, inside those too: m = await py.equinox.nn.MLP(...)
+                        (equinox.nn is not allowed by default: start with jaxbridge repl --allow equinox.nn)
   array(...)            a host array (NDArray); prints like numpy
   await show(x)         fetch x's DeviceArrays (any size) and print them with their values
   await plot(x)         a line plot of a 1-d array (or [n, k]: k series)

@@ -17,16 +17,41 @@
  * each statement on a new line: a line that begins outside any bracket,
  * string, template literal or comment starts one. If that scan does not end
  * cleanly (an odd regex literal, say), the output is left as it is.
+ *
+ * esbuild is an optional peer dependency (23 MB a library user who never
+ * opens the REPL should not get): it is imported when the REPL starts
+ * (`loadTransformer`), and a missing one is a message saying how to add it.
  */
-import { type Message, transformSync } from "esbuild";
+import type { Message } from "esbuild";
 import { Recoverable } from "node:repl";
+
+type Esbuild = Pick<typeof import("esbuild"), "transformSync">;
+let esbuild: Esbuild | undefined;
+
+export const ESBUILD_MISSING = "the REPL turns TypeScript into JavaScript with esbuild, which is not installed: npm install --save-dev esbuild";
+
+/** Import esbuild for `toJavaScript`; throws ESBUILD_MISSING's message when it is not installed. */
+export async function loadTransformer(): Promise<void> {
+  if (esbuild) return;
+  let m: Esbuild & { default?: Esbuild };
+  try {
+    m = await import("esbuild");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" && /'esbuild'/.test((e as Error).message)) throw new Error(ESBUILD_MISSING);
+    throw e;
+  }
+  esbuild = typeof m.transformSync === "function" ? m : m.default;
+}
 
 /** Raised for input that is not valid TypeScript, with a code frame. */
 export class ReplSyntaxError extends SyntaxError {
   override name = "SyntaxError";
 }
 
-/** Type-strip and rewrite one REPL entry. Throws `Recoverable` for input that is incomplete (Node then reads more lines). */
+/**
+ * Type-strip and rewrite one REPL entry (after `loadTransformer`). Throws
+ * `Recoverable` for input that is incomplete (Node then reads more lines).
+ */
 export function toJavaScript(code: string): string {
   if (code.trim() === "") return "";
   let js: string | undefined;
@@ -48,7 +73,8 @@ export function toJavaScript(code: string): string {
 }
 
 function strip(code: string): string {
-  return transformSync(code, {
+  if (!esbuild) throw new Error("toJavaScript: call `await loadTransformer()` first (it imports esbuild)");
+  return esbuild.transformSync(code, {
     loader: "ts",
     target: "esnext",
     sourcefile: "REPL",

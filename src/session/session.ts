@@ -6,7 +6,8 @@
 import { DeviceArray, type HandleOwner } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { describe } from "../values/describe.js";
-import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarError } from "../values/errors.js";
+import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError } from "../values/errors.js";
+import { remoteError } from "../wire/remote-error.js";
 import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, peekId, sameValue } from "../wire/protocol.js";
 import { CallEvents, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
 import { AbortedError, DeadlineError } from "../values/errors.js";
@@ -171,6 +172,7 @@ export class Session implements HandleOwner, EventSink {
   private readonly defaultTimeoutMs: number | undefined;
   private _info: SidecarInfo | null = null;
   private _closed = false;
+  private closing: Promise<void> | undefined;
   private frees: number[] = [];
   private freeScheduled = false;
 
@@ -386,9 +388,7 @@ export class Session implements HandleOwner, EventSink {
   private unpackReply(frames: Frame[], op: string): unknown {
     const { envelope } = decode(frames, this);
     if (envelope.ok === true) return envelope.result;
-    const e = envelope.error as { type?: unknown; message?: unknown; traceback?: unknown } | undefined;
-    if (!e || typeof e.type !== "string") throw new ProtocolError(`malformed error reply to ${op}: ${JSON.stringify(envelope)}`);
-    throw new SidecarError({ type: e.type, message: String(e.message ?? ""), traceback: String(e.traceback ?? "") }, op);
+    throw remoteError(envelope.error, op);
   }
 
   async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
@@ -551,13 +551,13 @@ export class Session implements HandleOwner, EventSink {
   }
 
   /** Send queued frees now (they are otherwise sent on the next tick). */
-  async flushFrees(): Promise<void> {
+  async flushFrees(opts: RequestOptions = {}): Promise<void> {
     this.freeScheduled = false;
     if (this.frees.length === 0 || this.closed) return;
     const handles = this.frees;
     this.frees = [];
     try {
-      await this.request("free", { handles });
+      await this.request("free", { handles }, opts);
     } catch {
       // The sidecar is gone, and its memory with it.
     }
@@ -605,10 +605,22 @@ export class Session implements HandleOwner, EventSink {
     throw new BridgeInputError(`${describe(v, "kind")} cannot be sent to Python; call arguments are arrays, numbers, strings, booleans, null, lists and plain objects`, path);
   }
 
-  /** Close the connection and stop the embedded sidecar. Pending calls reject. */
-  async close(): Promise<void> {
-    if (this._closed) return;
-    await this.flushFrees().catch(() => {});
+  /**
+   * Close the connection and stop the embedded sidecar. Pending calls reject
+   * with SidecarDiedError. Always settles within a few seconds, whatever the
+   * sidecar is doing (busy, stopped, already dead); a second call returns
+   * the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    // A remote sidecar keeps its memory after we leave: free what we hold,
+    // but do not wait long behind a running computation. An embedded
+    // sidecar's handles die with it.
+    if (this.sidecar === undefined) await this.flushFrees({ timeoutMs: 3000 }).catch(() => {});
     this._closed = true;
     this.transport.close();
     if (defaultSession === this) defaultSession = null;

@@ -35,6 +35,7 @@ import { traceError } from "./errors.js";
 import type { Traced } from "./trace.js";
 import type { ProgramStats } from "../wire/ops.js";
 import { PyShapesNeeded, resolvePyShapes } from "./pycall-shapes.js";
+import type { ArgTree, DeviceResult, HostResult } from "./types.js";
 
 export interface RunOptions extends RequestOptions {
   /** Return host arrays instead of device handles. */
@@ -145,14 +146,20 @@ export interface JitStats {
   programsSent: number;
 }
 
+/** A jitted function: `A` are the arguments a caller passes, `R` what a call resolves to. */
 export type Jitted<A extends unknown[], R> = ((...args: A) => Promise<R>) & {
   readonly stats: JitStats;
   readonly signatures: number;
   /** The traced programs, one per signature (for tests and debugging). */
   readonly programs: readonly Traced[];
-  /** The same function with per-call options (session, fetch, signal, deadline). */
+  /** The same function with per-call options (session, fetch, signal, deadline); `fetch: true` resolves to NDArrays. */
+  withOptions(opts: JitCallOptions & { fetch: true }): (...args: A) => Promise<HostResult<R>>;
+  withOptions(opts: JitCallOptions & { fetch: false }): (...args: A) => Promise<DeviceResult<R>>;
   withOptions(opts: JitCallOptions): (...args: A) => Promise<R>;
 };
+
+/** The arguments of a jitted `fn`: any array where `fn` takes a Tracer (ArgTree). */
+export type JitArgs<A extends unknown[]> = { [K in keyof A]: ArgTree<A[K]> };
 
 /** Distinct Python calls one trace may discover (each costs a round trip and a retrace). */
 const MAX_PYCALL_ROUNDS = 256;
@@ -170,7 +177,9 @@ const avalKey = (x: NDArray | DeviceArrayT): string => `${x.dtype}[${x.shape.joi
  * Inside a traced function a jitted function just calls `fn` (inlined, as
  * nested jit is in JAX) and returns its result directly.
  */
-export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOptions = {}): Jitted<A, unknown> {
+export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOptions & { fetch: true }): Jitted<JitArgs<A>, HostResult<R>>;
+export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts?: JitOptions): Jitted<JitArgs<A>, DeviceResult<R>>;
+export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOptions = {}): Jitted<JitArgs<A>, DeviceResult<R> | HostResult<R>> {
   const entries: Entry[] = [];
   const stats: JitStats = { traces: 0, hits: 0, calls: 0, programsSent: 0 };
   const name = opts.name ?? (fn.name ? `jit(${fn.name})` : "jit(fn)");
@@ -258,7 +267,7 @@ export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOpti
   Object.defineProperty(call, "signatures", { get: () => entries.length, enumerable: true });
   Object.defineProperty(call, "programs", { get: () => entries.map((e) => e.traced), enumerable: false });
   Object.defineProperty(call, "withOptions", { value: (o: JitCallOptions) => bound(o), enumerable: false });
-  return call as Jitted<A, unknown>;
+  return call as unknown as Jitted<JitArgs<A>, DeviceResult<R>>;
 }
 
 function traceJit<A extends unknown[], R>(

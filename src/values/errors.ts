@@ -19,23 +19,68 @@ export class BridgeInputError extends JaxBridgeError {
   }
 }
 
-/** An exception raised in the sidecar. */
+/** One exception behind a remote one (its `__cause__`, or its `__context__`), as the sidecar reports it. */
+export interface RemoteCause {
+  /** The Python exception type, qualified as `remoteType` is. */
+  readonly type: string;
+  readonly message: string;
+}
+
+// --- SidecarError: the exception chain and the message caps (sem) ---------------------------
+
+/** How much of the remote message `error.message` shows; `remoteMessage` keeps all of it. */
+export const MESSAGE_CAP = 2000;
+/** How much of the innermost cause's first line `error.message` shows; `causes` keeps all of it. */
+export const CAUSE_LINE_CAP = 300;
+
+function capMessage(text: string): string {
+  if (text.length <= MESSAGE_CAP) return text;
+  return `${text.slice(0, MESSAGE_CAP)} [... ${text.length - MESSAGE_CAP} more characters: error.remoteMessage has all ${text.length}]`;
+}
+
+function causeLine(c: RemoteCause): string {
+  const first = c.message.split("\n", 1)[0]!;
+  const line = first.length > CAUSE_LINE_CAP ? first.slice(0, CAUSE_LINE_CAP) : first;
+  return line.length < c.message.length ? `${c.type}: ${line} [...: error.causes has all of it]` : `${c.type}: ${line}`;
+}
+
+/**
+ * An exception raised in the sidecar. `message` is short: the remote type
+ * and message (cut after MESSAGE_CAP characters) and, when Python raised it
+ * from or while handling another exception, the innermost cause in one line
+ * (`caused by ValueError: EOF: reading array data, ...`). The full text is on
+ * the error: `remoteMessage`, `remoteTraceback` and `causes`.
+ */
 export class SidecarError extends JaxBridgeError {
   override name = "SidecarError";
   /** The Python exception type, qualified (`ValueError`, `jax.errors.TracerBoolConversionError`). */
   readonly remoteType: string;
+  /** The Python exception's message, whole (the sidecar cuts only past 16384 characters, saying so). */
   readonly remoteMessage: string;
   /** The Python traceback with the bridge's own frames cut. */
   readonly remoteTraceback: string;
+  /**
+   * The exceptions behind this one, outermost first, as Python prints them:
+   * each one's `__cause__`, or its `__context__` unless `raise ... from None`
+   * hid it. The last is the root cause. Empty when there was none.
+   */
+  readonly causes: readonly RemoteCause[];
   /** The op that failed (`call`, `put`, ...). */
   readonly op: string | undefined;
-  constructor(remote: { type: string; message: string; traceback?: string }, op?: string) {
-    super(`${remote.type}: ${remote.message}`);
+  constructor(remote: { type: string; message: string; traceback?: string; causes?: readonly RemoteCause[] }, op?: string) {
+    const causes = remote.causes ?? [];
+    const inner = causes[causes.length - 1];
+    super(`${remote.type}: ${capMessage(remote.message)}${inner ? `\n  caused by ${causeLine(inner)}` : ""}`);
     this.remoteType = remote.type;
     this.remoteMessage = remote.message;
     this.remoteTraceback = remote.traceback ?? "";
+    this.causes = causes;
     this.op = op;
-    if (this.remoteTraceback) this.stack = `${this.name}: ${this.message}\n  Python traceback (most recent call last):\n${indent(this.remoteTraceback)}\n${this.stack?.split("\n").slice(1).join("\n") ?? ""}`;
+    const chain = causes.length ? `\n  Python exception chain (outermost first):\n${causes.map((c) => `    ${causeLine(c)}`).join("\n")}` : "";
+    const tb = this.remoteTraceback ? `\n  Python traceback (most recent call last):\n${indent(this.remoteTraceback)}` : "";
+    // The JS frames follow the header (whose message may span lines).
+    const frames = (this.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
+    if (tb || chain) this.stack = `${this.name}: ${this.message}${tb}${chain}\n${frames.join("\n")}`;
   }
 }
 

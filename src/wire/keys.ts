@@ -12,7 +12,7 @@
  *         public-key = "<40 Z85 characters>"
  *         secret-key = "<40 Z85 characters>"
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { curveKeyPair } from "zeromq";
 import { BridgeInputError } from "../values/errors.js";
@@ -163,20 +163,41 @@ export interface WrittenKeys {
   publicKey: string;
 }
 
-/** Write DIR/NAME.key (0644) and DIR/NAME.key_secret (0600) with a new pair; refuses to replace files unless `force`. */
+/**
+ * Write DIR/NAME.key (0644) and DIR/NAME.key_secret (0600) with a new pair;
+ * refuses to replace files unless `force`. Without `force` the files are
+ * created exclusively, so a file that appears meanwhile is never overwritten
+ * (and a secret file written for a pair whose public half could not be
+ * written is removed again).
+ */
 export function writeKeyPair(dir: string, name: string, opts: { force?: boolean; pair?: KeyPair } = {}): WrittenKeys {
   if (!name || name.includes("/") || name.startsWith(".")) throw new BridgeInputError(`key name ${JSON.stringify(name)}: give a plain file name such as "server" or "laptop"`);
   const pair = opts.pair ?? generateKeyPair();
   const publicFile = join(dir, `${name}.key`);
   const secretFile = join(dir, `${name}.key_secret`);
+  const exists = (f: string): BridgeInputError => new BridgeInputError(`${f} exists already; pass force (keygen --force) to replace it (whoever holds the old key will be refused)`);
   if (!opts.force) {
-    for (const f of [publicFile, secretFile]) {
-      if (existsSync(f)) throw new BridgeInputError(`${f} exists already; pass force to replace it (whoever holds the old key will be refused)`);
-    }
+    // Checked first as well, so that neither file is touched when one exists.
+    for (const f of [publicFile, secretFile]) if (existsSync(f)) throw exists(f);
   }
+  const flag = opts.force ? "w" : "wx";
+  const write = (file: string, text: string, mode: number): void => {
+    try {
+      writeFileSync(file, text, { mode, flag });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") throw exists(file);
+      throw e;
+    }
+    // `mode` applies only when the file is created; a replaced one keeps its own.
+    chmodSync(file, mode);
+  };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(secretFile, formatCertificate(pair), { mode: 0o600 });
-  chmodSync(secretFile, 0o600);
-  writeFileSync(publicFile, formatCertificate({ publicKey: pair.publicKey }), { mode: 0o644 });
+  write(secretFile, formatCertificate(pair), 0o600);
+  try {
+    write(publicFile, formatCertificate({ publicKey: pair.publicKey }), 0o644);
+  } catch (e) {
+    rmSync(secretFile, { force: true });
+    throw e;
+  }
   return { publicFile, secretFile, publicKey: pair.publicKey };
 }

@@ -39,6 +39,7 @@ export class EmbeddedSidecar {
   private readonly dir: string;
   private stderrTail = "";
   private exited = false;
+  private stopping: Promise<void> | undefined;
   private readonly onExitHook = (): void => this.kill();
   /** Resolves when the child exits, with a description of how. */
   readonly exitDescription: Promise<string>;
@@ -124,13 +125,42 @@ export class EmbeddedSidecar {
     });
   }
 
-  /** Stop the sidecar: SIGTERM, then SIGKILL if it lingers. */
-  async stop(graceMs = 2000): Promise<void> {
+  /**
+   * Stop the sidecar: SIGTERM, then SIGKILL after `graceMs`. Always settles,
+   * and never rejects: at the latest `graceMs + 3000` ms from now, even if
+   * the exit is never reported (the process exit hook still SIGKILLs it).
+   * Calling it again returns the same promise.
+   */
+  stop(graceMs = 2000): Promise<void> {
+    this.stopping ??= this.stopOnce(graceMs);
+    return this.stopping;
+  }
+
+  private async stopOnce(graceMs: number): Promise<void> {
     if (this.exited) return;
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.kill(), graceMs);
-    await this.exitDescription;
-    clearTimeout(t);
+    // The child and its pipes are unref'd so that an idle session does not
+    // keep Node alive; while we wait for the exit we cause, the loop must
+    // stay up, or Node ends the program (exit code 13, an unsettled await)
+    // as soon as the SIGKILL timer has fired.
+    this.child.ref();
+    let killTimer: NodeJS.Timeout | undefined;
+    let boundTimer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      killTimer = setTimeout(() => this.kill(), graceMs);
+      boundTimer = setTimeout(resolve, graceMs + 3000);
+    });
+    try {
+      this.child.kill("SIGTERM");
+    } catch {
+      // already gone: the exit event settles the race
+    }
+    await Promise.race([this.exitDescription, bound]);
+    clearTimeout(killTimer);
+    clearTimeout(boundTimer);
+    if (!this.exited) {
+      this.child.unref();
+      this.cleanupDir();
+    }
   }
 
   kill(): void {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, kw } from "../../src/session/session.js";
@@ -11,6 +11,7 @@ import { curveFromArgs, loadKeyPair, loadPublicKey } from "../../src/wire/keys.j
 import type { DeviceArray } from "../../src/values/device-array.js";
 import { SidecarError } from "../../src/values/errors.js";
 import { freePort } from "../support/net.js";
+import { sidecarPython } from "../../src/wire/python-env.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "jaxbridge.mjs");
@@ -48,14 +49,23 @@ describe("jaxbridge command", function () {
       repl: [/--url <url>/, /--server-key <key>/, /--client-key <file>/, /--allow <namespace>/, /--no-x64/],
       serve: [/--endpoint <url>/, /--allow <namespace>/, /--curve-secret-key <file>/, /--authorized-keys <fileOrDir>/, /--no-x64/],
       doctor: [/--json/, /--url <url>/],
-      keygen: [/The Python keygen's own options:[\s\S]*--out DIR/],
-      setup: [/--test/, /--quiet/],
+      keygen: [/--out <dir>/, /--name <name>/, /--force/],
+      setup: [/--force/, /--test/, /--quiet/, /--verbose/],
     };
     for (const [cmd, patterns] of Object.entries(expected)) {
       const r = jaxbridge([cmd, "--help"]);
       assert.equal(r.status, 0, `${cmd} --help: ${r.stderr}`);
       assert.match(r.stdout, new RegExp(`^Usage: jaxbridge ${cmd} `, "m"));
       for (const p of patterns) assert.match(r.stdout, p, `${cmd} --help`);
+    }
+  });
+
+  it("--version prints package.json's version", () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    for (const flag of ["--version", "-V"]) {
+      const r = jaxbridge([flag]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `${version}\n`);
     }
   });
 
@@ -82,9 +92,13 @@ describe("jaxbridge command", function () {
     assert.equal(s.backend, "cpu");
     assert.ok(s.devices.length >= 1 && s.devices[0]!.platform === "cpu");
     assert.equal(s.jax, report.python?.jax);
+    // Which environment ran, and the rule that found it: the Python that reported itself.
+    const expectedSource = process.env.JAXBRIDGE_PYTHON_BIN ? "JAXBRIDGE_PYTHON_BIN" : process.env.JAXBRIDGE_VENV ? "JAXBRIDGE_VENV" : "checkout .venv";
+    assert.equal(report.environment?.source, expectedSource);
+    assert.equal(report.environment?.python, report.python?.executable);
     assert.ok(s.roundTripUs > 0 && s.handshakeMs > 0);
     const text = formatDoctor(report);
-    for (const field of ["node", "zeromq", "python", "jax", "backend", "devices", "protocol", "round trip"]) assert.match(text, new RegExp(`^  ${field}\\s`, "m"));
+    for (const field of ["node", "zeromq", "environment", "python", "jax", "backend", "devices", "protocol", "round trip"]) assert.match(text, new RegExp(`^  ${field}\\s`, "m"));
     assert.match(text, /\nok\n$/);
   });
 
@@ -134,6 +148,46 @@ describe("jaxbridge command", function () {
     const r = jaxbridge(["serve", "--endpoint", "tcp://0.0.0.0:1"], 60_000);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /CURVE|loopback/);
+  });
+
+  it("keygen needs no Python: its files are certificates pyzmq reads, with a matching pair and a 0600 secret", () => {
+    const dir = mkdtempSync(join(tmpdir(), "jaxbridge-keygen-"));
+    try {
+      // No Python reachable: a bogus interpreter and an empty environment cache.
+      const noPython = { ...process.env, JAXBRIDGE_PYTHON_BIN: "/nonexistent/python", JAXBRIDGE_CACHE_DIR: join(dir, "cache"), JAXBRIDGE_VENV: "" };
+      const out = join(dir, "keys");
+      const r = spawnSync(process.execPath, [BIN, "keygen", "--out", out, "--name", "c"], { encoding: "utf8", cwd: dir, env: noPython });
+      assert.equal(r.status, 0, r.stderr);
+      const publicKey = /^public key: (\S{40})$/m.exec(r.stdout)?.[1];
+      assert.ok(publicKey, r.stdout);
+      assert.match(r.stdout, new RegExp(`^wrote ${join(out, "c.key")} \\(public key`, "m"));
+      assert.match(r.stdout, new RegExp(`^wrote ${join(out, "c.key_secret")} \\(key pair: keep it here, mode 0600\\)`, "m"));
+      assert.equal(statSync(join(out, "c.key_secret")).mode & 0o777, 0o600);
+      assert.equal(statSync(out).mode & 0o777, 0o700);
+      // The oracle: pyzmq's own certificate reader, and libzmq's curve_public of the secret.
+      const code = [
+        "import json, sys, zmq, zmq.auth",
+        "pub, sec = zmq.auth.load_certificate(sys.argv[1] + '.key_secret')",
+        "pub2, none = zmq.auth.load_certificate(sys.argv[1] + '.key')",
+        "print(json.dumps({'public': pub.decode(), 'public_file': pub2.decode(), 'no_secret': none is None, 'derived': zmq.curve_public(sec).decode()}))",
+      ].join("\n");
+      const py = spawnSync(sidecarPython(), ["-c", code, join(out, "c")], { encoding: "utf8" });
+      assert.equal(py.status, 0, py.stderr);
+      const seen = JSON.parse(py.stdout) as { public: string; public_file: string; no_secret: boolean; derived: string };
+      assert.deepEqual(seen, { public: publicKey, public_file: publicKey, no_secret: true, derived: publicKey });
+      // A second run refuses to replace the pair and leaves it as it was; --force replaces it.
+      const again = spawnSync(process.execPath, [BIN, "keygen", "--out", out, "--name", "c"], { encoding: "utf8", cwd: dir, env: noPython });
+      assert.equal(again.status, 1);
+      assert.match(again.stderr, /c\.key exists already; pass force \(keygen --force\)/);
+      assert.equal(loadPublicKey(join(out, "c.key_secret")), publicKey);
+      const forced = spawnSync(process.execPath, [BIN, "keygen", "--out", out, "--name", "c", "--force"], { encoding: "utf8", cwd: dir, env: noPython });
+      assert.equal(forced.status, 0, forced.stderr);
+      assert.notEqual(loadPublicKey(join(out, "c.key_secret")), publicKey);
+      assert.equal(loadPublicKey(join(out, "c.key")), loadPublicKey(join(out, "c.key_secret")));
+      assert.equal(statSync(join(out, "c.key_secret")).mode & 0o777, 0o600);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("keygen writes key pairs that serve, doctor --url and the client key options use", async () => {

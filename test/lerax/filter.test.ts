@@ -11,6 +11,7 @@ import { jnp } from "../../src/trace/lib/index.js";
 import { traceFlat } from "../../src/trace/trace.js";
 import { Tracer } from "../../src/trace/tracer.js";
 import { flatten } from "../../src/values/tree.js";
+import { Module } from "../../src/values/module.js";
 import { Oracle, pick, randomArray, rng } from "../trace/support/oracle.js";
 
 const oracle = new Oracle();
@@ -145,5 +146,46 @@ describe("filterCond / filterScan errors", () => {
   });
   it("ys leaves that are not arrays are refused, named by path", () => {
     assert.throws(() => traceFlat((a) => filterScan((c: Tracer) => [c, { s: "x" }] as const, a!, null, { length: 2 })[0], spec, { x64: false }), /y leaves must be arrays \(they are stacked\); y\['s'\] is the string "x"/);
+  });
+  it("a carry leaf whose dtype changes is named by its key path in the carry, in JAX's words", () => {
+    class Params extends Module {
+      w: Tracer;
+      b: Tracer;
+      constructor(w: Tracer, b: Tracer) {
+        super();
+        this.w = w;
+        this.b = b;
+      }
+    }
+    assert.throws(
+      () =>
+        traceFlat(
+          (a) => {
+            const init = { params: new Params(a!, a!), act: "relu", h: [a!, a!] as [Tracer, Tracer] };
+            const [c] = filterScan((c: typeof init) => [{ ...c, params: new Params(c.params.w.astype("int32"), c.params.b) }, null] as const, init, null, { length: 2 });
+            return c.h[0];
+          },
+          spec,
+          { x64: false },
+        ),
+      /filterScan: scan body function carry input and carry output must have equal types, but they differ:\n\nThe input carry component carry\['params'\]\.w has type float32\[3\] but the corresponding output carry component has type int32\[3\], so the dtypes do not match\./,
+    );
+  });
+  it("a branch output whose type differs is named by its key path and the branch, in JAX's words", () => {
+    assert.throws(
+      () =>
+        traceFlat(
+          (a) => arrays(filterCond(true, (x: Tracer) => ({ a: [x, x], s: "k" }), (x: Tracer) => ({ a: [x, x.astype("int32").get(0)], s: "k" }), a!)),
+          spec,
+          { x64: false },
+        ),
+      /filterCond: branches must have equal output types but they differ:\n\nThe output of trueFun at path \['a'\]\[1\] has type float32\[3\] but the corresponding output of falseFun has type int32\[\], so the dtypes do not match, and the shapes do not match\./,
+    );
+  });
+  it("xs whose leading axes differ are named by their key paths", () => {
+    assert.throws(
+      () => traceFlat((a, b) => filterScan((c: Tracer) => [c, null] as const, a!, { obs: [a!, b!] }, {})[0], [{ dtype: "float32", shape: [3] }, { dtype: "float32", shape: [4, 2] }], { x64: false }),
+      /filterScan: got values with different leading axis sizes: xs\['obs'\]\[0\] float32\[3\], xs\['obs'\]\[1\] float32\[4,2\]/,
+    );
   });
 });

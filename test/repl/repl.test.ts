@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Recoverable } from "node:repl";
-import { toJavaScript } from "../../src/repl/transform.js";
+import { loadTransformer, toJavaScript } from "../../src/repl/transform.js";
 import { drawChart, toSeries } from "../../src/repl/plot.js";
 import { completeRemote, pythonNamespace, RemoteNames } from "../../src/repl/complete.js";
 import { trimTraceback } from "../../src/repl/display.js";
@@ -18,6 +18,7 @@ const ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "jaxbridge.mjs");
 
 describe("repl: TypeScript input", () => {
+  before(() => loadTransformer());
   it("strips types and keeps await", () => {
     assert.equal(toJavaScript("const x: number = await f()"), "var x = await f();\n");
     assert.equal(toJavaScript("interface P { x: number }"), "");
@@ -191,6 +192,8 @@ describe("repl in a terminal (tmux)", function () {
     assert.match(await t.run(".devices"), /JAX [\d.]+ on cpu[\s\S]*\n\s+0\s+cpu:0/);
     const help = await t.run(".help");
     for (const cmd of ["connect", "devices", "plot", "restart", "exit"]) assert.match(help, new RegExp(`^  \\.${cmd}\\s`, "m"));
+    // The equinox example says how to allow equinox.nn (the default allow-list refuses it).
+    assert.match(help, /py\.equinox\.nn\.MLP[\s\S]*jaxbridge repl --allow equinox\.nn/);
   });
 
   it(".restart brings a working session back after the sidecar was killed", async () => {

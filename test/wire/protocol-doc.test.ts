@@ -4,7 +4,10 @@
  * table with the TypeScript op table (src/wire/ops.ts, whose runtime list
  * the compiler keeps exhaustive) and with the dispatch table of a real
  * sidecar (`python -m jaxbridge_sidecar ops`); its version and ext codes
- * with both codecs.
+ * with both codecs; its table of the sidecar's own error kinds and of the
+ * default allow-list with what `ops` prints (python/tests/test_documented_tables.py
+ * holds those to the sidecar's sources and behaviour), and the README's
+ * sentence on the default allow-list with the same.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -18,7 +21,26 @@ import { runPython } from "../support/python.js";
 interface SidecarOps {
   protocol: number;
   ops: { name: string; family: string }[];
+  /** The sidecar's own error kinds (protocol.ERROR_KINDS). */
+  errors: string[];
+  /** The default allow-list, by the rows docs/protocol.md tables (allowlist.documented_defaults). */
+  allow: Record<string, string[]>;
 }
+
+/** The rows of the markdown table whose header row is `| <first> | ... |`: each row's cells. */
+function tableRows(doc: string, first: string): string[][] {
+  const lines = doc.split("\n");
+  const start = lines.findIndex((l) => l.startsWith(`| ${first} |`));
+  assert.ok(start >= 0, `docs/protocol.md has no table headed "${first}"`);
+  const rows: string[][] = [];
+  for (const l of lines.slice(start + 2)) {
+    if (!l.startsWith("|")) break;
+    rows.push(l.split("|").slice(1, -1).map((c) => c.trim()));
+  }
+  return rows;
+}
+
+const ticked = (cell: string): string[] => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
 
 /** What `python -m jaxbridge_sidecar ops` prints: the serving dispatch table (no benchmark ops: JAXBRIDGE_BENCH_OPS unset). */
 function sidecarOps(): SidecarOps {
@@ -93,5 +115,31 @@ print(json.dumps({"same": sharding_to_wire(s) == {"mesh": w["mesh"], "spec": w["
     );
     assert.ok(py.same);
     assert.deepEqual(py.layout, example);
+  });
+
+  it("tables exactly the error kinds the sidecar sends", () => {
+    const documented = tableRows(doc, "error").map((r) => ticked(r[0]!)[0]);
+    assert.deepEqual(documented, sidecar.errors);
+  });
+
+  it("tables the default allow-list the sidecar enforces, row by row", () => {
+    const rows = tableRows(doc, "default allow-list");
+    assert.deepEqual(
+      rows.map((r) => r[0]),
+      Object.keys(sidecar.allow),
+    );
+    for (const [label, cell] of rows) assert.deepEqual([...ticked(cell!)].sort(), [...sidecar.allow[label!]!].sort(), `the "${label}" row`);
+  });
+
+  it("the README names the default namespaces the sidecar allows", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8").replace(/\s+/g, " ");
+    const sentence = /by default the namespaces ([^;]*);/.exec(readme);
+    const namespaces = sidecar.allow.namespaces;
+    if (!namespaces) {
+      assert.equal(sentence, null, "the README speaks of default namespaces, but the sidecar's allow-list has none");
+      return;
+    }
+    assert.ok(sentence, "the README should name the default namespaces (\"by default the namespaces ...;\")");
+    assert.deepEqual(ticked(sentence[1]!).sort(), [...namespaces].sort());
   });
 });

@@ -205,33 +205,63 @@ describe("control flow: closure conversion and captures", () => {
   });
 });
 
-describe("control flow: type errors", () => {
+describe("control flow: type errors, worded as JAX words them", () => {
   const spec = [{ dtype: "float32" as const, shape: [3] }];
   it("cond branches with different output shapes name the output, both types and the call site", () => {
     assert.throws(
       () => traceFlat((a) => condFlat(true, (z) => [z], (z) => [z.get(jnp.slice(0, 2))], [a!]), spec, { x64: false }),
-      (e: unknown) => e instanceof TraceError && /cond: output 0 has shape f32\[2\] in falseFun but f32\[3\] in trueFun|output 0 has shape/.test(e.message) && /control\.test\.ts/.test(e.message),
+      (e: unknown) =>
+        e instanceof TraceError &&
+        /^cond: branches must have equal output types but they differ:\n\nThe output of trueFun at path \[0\] has type float32\[3\] but the corresponding output of falseFun has type float32\[2\], so the shapes do not match\.\n\nRevise trueFun and\/or falseFun so that all output types match\./.test(e.message) &&
+        /control\.test\.ts/.test(e.message),
     );
   });
   it("cond branches with different dtypes are refused", () => {
-    assert.throws(() => traceFlat((a) => condFlat(true, (z) => [z], (z) => [z.astype("int32")], [a!]), spec, { x64: false }), /output 0 has dtype/);
+    assert.throws(() => traceFlat((a) => condFlat(true, (z) => [z], (z) => [z.astype("int32")], [a!]), spec, { x64: false }), /The output of trueFun at path \[0\] has type float32\[3\] but the corresponding output of falseFun has type int32\[3\], so the dtypes do not match\./);
+  });
+  it("cond branches that differ in dtype and shape name both, and every differing output", () => {
+    assert.throws(
+      () => traceFlat((a) => condFlat(true, (z) => [z, z, z], (z) => [z.get(jnp.slice(0, 2)).astype("int32"), z, z.astype("int32")], [a!]), spec, { x64: false }),
+      /\n {2}\* the output of trueFun at path \[0\] has type float32\[3\] but the corresponding output of falseFun has type int32\[2\], so the dtypes do not match, and the shapes do not match;\n {2}\* the output of trueFun at path \[2\] has type float32\[3\] but the corresponding output of falseFun has type int32\[3\], so the dtypes do not match\.\n/,
+    );
   });
   it("cond branches returning different numbers of arrays are refused", () => {
-    assert.throws(() => traceFlat((a) => condFlat(true, (z) => [z, z], (z) => [z], [a!]), spec, { x64: false }), /returns 1 arrays but trueFun returns 2/);
+    assert.throws(() => traceFlat((a) => condFlat(true, (z) => [z, z], (z) => [z], [a!]), spec, { x64: false }), /branch outputs must have the same pytree structure, but they differ:\n\ntrueFun output is a list of length 2 but falseFun output is a list of length 1, so the lengths do not match\./);
   });
-  it("a scan carry that changes type names the carry index and both types", () => {
-    assert.throws(() => traceFlat((a) => scanFlat(([c]) => [[c!.astype("int32")], []], [a!], null, { length: 3 }).carry, spec, { x64: false }), /carry\[0\] goes in as f32\[3\] and comes out of the body as i32\[3\]/);
+  it("switch compares every branch with branch 0", () => {
+    assert.throws(
+      () => traceFlat((a) => switchFlat(1, [(z) => [z], (z) => [z], (z) => [z.astype("int32")]], [a!]), spec, { x64: false }),
+      /switch: branches must have equal output types but they differ:\n\nThe output of branch 0 at path \[0\] has type float32\[3\] but the corresponding output of branch 2 has type int32\[3\], so the dtypes do not match\./,
+    );
+  });
+  it("a scan carry that changes type names the carry component and both types", () => {
+    assert.throws(
+      () => traceFlat((a) => scanFlat(([c]) => [[c!.astype("int32")], []], [a!], null, { length: 3 }).carry, spec, { x64: false }),
+      /scan: scan body function carry input and carry output must have equal types, but they differ:\n\nThe input carry component carry\[0\] has type float32\[3\] but the corresponding output carry component has type int32\[3\], so the dtypes do not match\.\n\nRevise the function so that all output types match the corresponding input types\./,
+    );
+  });
+  it("a scan carry whose length changes is a structure error", () => {
+    assert.throws(
+      () => traceFlat((a) => scanFlat(([c]) => [[c!, c!], []], [a!], null, { length: 3 }).carry, spec, { x64: false }),
+      /scan body function carry input and carry output must have the same pytree structure, but they differ:\n\nThe input carry is a list of length 1 but the carry output is a list of length 2, so the lengths do not match\./,
+    );
   });
   it("xs whose leading axes differ are refused, naming them", () => {
     assert.throws(
       () => traceFlat((a, b) => scanFlat((c, [x, y]) => [c, [x!.add(y!.get(0))]], [], [a!, b!]).ys, [{ dtype: "float32", shape: [3] }, { dtype: "float32", shape: [4, 2] }], { x64: false }),
-      /leading axes of xs must agree, got xs\[0\] f32\[3\], xs\[1\] f32\[4,2\]/,
+      /scan: got values with different leading axis sizes: xs\[0\] float32\[3\], xs\[1\] float32\[4,2\]/,
     );
   });
   it("a while cond that is not a bool scalar is refused", () => {
-    assert.throws(() => traceFlat((a) => whileFlat((x) => x.sum(), (x) => [x], [a!]), spec, { x64: false }), /cond_fun must return a bool scalar, got f32\[\]/);
+    assert.throws(() => traceFlat((a) => whileFlat((x) => x.sum(), (x) => [x], [a!]), spec, { x64: false }), /while_loop: cond_fun must return a boolean scalar, but got output type float32\[\]/);
+  });
+  it("a while body that changes the carry's dtype names the component", () => {
+    assert.throws(
+      () => traceFlat((a) => whileFlat((x) => x.sum().gt(0), (x) => [x.astype("int32")], [a!]), spec, { x64: false }),
+      /while_loop body function carry input and carry output must have equal types, but they differ:\n\nThe input carry component init_val\[0\] has type float32\[3\] but the corresponding output carry component has type int32\[3\]/,
+    );
   });
   it("a scan without xs or length is refused", () => {
-    assert.throws(() => traceFlat((a) => scanFlat((c) => [c, []], [a!], null).carry, spec, { x64: false }), /needs xs or a length/);
+    assert.throws(() => traceFlat((a) => scanFlat((c) => [c, []], [a!], null).carry, spec, { x64: false }), /scan: got no values to scan over and `length` not provided/);
   });
 });

@@ -67,6 +67,15 @@ def polyak_average(online, target, tau):
 
 
 NS["polyak_average"] = polyak_average
+
+# lerax 0.0.6's own utils.py, loaded by path when the test names it (test/support/lerax-oracle.ts).
+if os.environ.get("ORACLE_LERAX_UTILS"):
+    import importlib.util  # noqa: E402
+
+    _spec = importlib.util.spec_from_file_location("lerax_utils_oracle", os.environ["ORACLE_LERAX_UTILS"])
+    _mod = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_mod)
+    NS["lerax_utils"] = _mod
 try:
     import equinox as _eqx  # noqa: E402
 

@@ -55,9 +55,15 @@ export class Oracle {
   #next = 1;
   readonly #env: Record<string, string>;
 
-  /** `numCpuDevices`: the oracle's JAX gets that many CPU devices (meshes, shard_map). */
-  constructor(opts: { numCpuDevices?: number } = {}) {
-    this.#env = opts.numCpuDevices ? { ORACLE_CPU_DEVICES: String(opts.numCpuDevices) } : {};
+  /**
+   * `leraxUtils`: the path of lerax's own utils.py, loaded as `lerax_utils` in the Python namespace.
+   * `numCpuDevices`: the oracle's JAX gets that many CPU devices (meshes, shard_map).
+   */
+  constructor(opts: { leraxUtils?: string; numCpuDevices?: number } = {}) {
+    this.#env = {
+      ...(opts.numCpuDevices ? { ORACLE_CPU_DEVICES: String(opts.numCpuDevices) } : {}),
+      ...(opts.leraxUtils ? { ORACLE_LERAX_UTILS: opts.leraxUtils } : {}),
+    };
   }
 
   #proc(x64: boolean) {
