@@ -49,6 +49,8 @@ export interface ConnectOptions extends SpawnOptions {
   /** Deadline applied to calls that give none (ms; default none). */
   defaultTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Make this session the default one if there is none open (default true; a cluster's processes are not). */
+  makeDefault?: boolean;
 }
 
 export interface CallOptions extends RequestOptions {
@@ -151,7 +153,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
     await session.close();
     throw err;
   }
-  if (defaultSession === null || defaultSession.closed) defaultSession = session;
+  if (opts.makeDefault !== false && (defaultSession === null || defaultSession.closed)) defaultSession = session;
   return session;
 }
 

@@ -42,6 +42,8 @@ export interface SidecarInfo {
   backend: string;
   devices: DeviceInfo[];
   x64: boolean;
+  /** This process's place in a multi-process JAX job (`serve --coordinator`): index 0 of 1 alone; absent from older sidecars. */
+  process?: { index: number; count: number };
   instance: string;
   pid: number;
   max_message_bytes: number;
@@ -153,7 +155,7 @@ export interface Ops {
   deserialise_leaves: { request: { like: Value; leaves: Uint8Array; fetch: boolean }; reply: unknown };
   /** One-way: the sidecar sends no reply. */
   ack: { request: { call: number; batch: number }; reply: never };
-  device_put: { request: { value: (NDArray | DeviceArray)[]; sharding?: WireSharding; mesh?: MeshSpec; spec?: SpecList }; reply: DeviceArray[] };
+  device_put: { request: { value: (NDArray | DeviceArray)[]; sharding?: WireSharding; mesh?: MeshSpec; spec?: SpecList; global_shape?: number[] }; reply: DeviceArray[] };
 }
 
 export type Op = keyof Ops;

@@ -44,7 +44,15 @@ def device_put(host: Host, env: dict[str, Any]) -> Any:
         sharding = sharding_from_wire(env["sharding"], "device_put `sharding`")
     else:
         sharding = _legacy_sharding(env.get("mesh"), env.get("spec"))
-    return host.handles.place(env.get("value"), lambda a: jax.device_put(a, sharding))
+    global_shape = env.get("global_shape")
+    if global_shape is None:
+        return host.handles.place(env.get("value"), lambda a: jax.device_put(a, sharding))
+    # A process of a multi-process job sends only its own slab of the global
+    # array (the block its devices hold); JAX assembles the global array.
+    if not isinstance(global_shape, list) or not all(isinstance(d, int) and d >= 0 for d in global_shape):
+        raise WireError("ProtocolError", f"device_put `global_shape` must be a list of non-negative ints, got {global_shape!r}")
+    shape = tuple(global_shape)
+    return host.handles.place(env.get("value"), lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a), shape))
 
 
 def _legacy_sharding(mesh: Any, spec: Any) -> NamedSharding:
