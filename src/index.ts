@@ -49,6 +49,8 @@ export { loadCurveKeys } from "./wire/keys.js";
 export type { CurveClientKeys } from "./wire/transport.js";
 // Meshes, PartitionSpecs and shardings (`jax.sharding`), and makeMesh.
 export * as sharding from "./session/sharding.js";
+// Several sidecars as one multi-process JAX job (jax.distributed).
+export * as cluster from "./cluster/index.js";
 
 // TypeScript functions traced and compiled by JAX.
 export { jnp, lax, nn, random, shardMap } from "./trace/lib/index.js";

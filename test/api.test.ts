@@ -58,6 +58,7 @@ const PUBLIC_VALUES = [
   "PROTOCOL_VERSION",
   "loadCurveKeys",
   "sharding",
+  "cluster",
   // traced functions
   "jnp",
   "lax",

@@ -14,6 +14,7 @@ from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from jaxbridge_sidecar.program import decode_program, lower
+from jaxbridge_sidecar import protocol
 from jaxbridge_sidecar.protocol import HandleRef, WireError
 from jaxbridge_sidecar.sharding import layout, mesh_to_wire, sharding_from_wire, sharding_to_wire
 
@@ -100,6 +101,21 @@ def test_device_put_with_a_sharding_describes_the_layout_and_get_gathers(sidecar
     assert one.layout is None and one.device == "cpu:0"
     env, _ = client.request("device_put", value=[a], sharding={"mesh": wire_mesh([4], ["x"]), "spec": [["x"], ["x"]]})
     assert env["error"]["type"] == "ArgumentError" and "used twice" in env["error"]["message"]
+
+    # With global_shape the value is this process's block: one process holds the whole array, so the block is all of it.
+    g = client.decoded("device_put", value=[a], sharding=w, global_shape=[4, 6])["result"][0]
+    assert g.layout["shards"] == shards_as_jax_reports(want)
+    assert np.array_equal(client.decoded("get", value=[HandleRef(g.id)])["result"][0], a)
+    env, _ = client.request("device_put", value=[a], sharding=w, global_shape=[4, -6])
+    assert env["error"]["type"] == "ProtocolError" and "global_shape" in env["error"]["message"]
+    env, _ = client.request("device_put", value=[a], sharding=w, global_shape=[8, 6])
+    assert not env["ok"] and "8" in env["error"]["message"]
+
+
+def test_hello_names_the_process_of_a_single_process_job(sidecar):
+    _server, client = sidecar
+    reply = client.decoded("hello", protocol=protocol.PROTOCOL_VERSION)["result"]
+    assert reply["process"] == {"index": 0, "count": 1} and {d["process_index"] for d in reply["devices"]} == {0}
 
 
 def _spec(s):
