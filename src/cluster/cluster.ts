@@ -25,6 +25,7 @@ import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
 import { meshOver, type MakeMeshOptions } from "../session/mesh.js";
 import type { DeviceInfo } from "../wire/ops.js";
 import { jit, type JitOptions } from "../trace/jit.js";
+import type { Tracer } from "../trace/tracer.js";
 
 /** The cluster can no longer run work; every operation rejects with this until `rebuild()`. */
 export class ClusterBrokenError extends JaxBridgeError {
@@ -78,8 +79,8 @@ export class ClusterArray {
   }
 }
 
-/** A pytree with its NDArray / DeviceArray leaves replaced by ClusterArrays. */
-export type ClusterTree<T> = T extends NDArray | DeviceArray ? ClusterArray : T extends readonly unknown[] ? { [K in keyof T]: ClusterTree<T[K]> } : T extends object ? { [K in keyof T]: ClusterTree<T[K]> } : T;
+/** A pytree with its array leaves (NDArray, DeviceArray, or a traced function's Tracer results) replaced by ClusterArrays. */
+export type ClusterTree<T> = T extends NDArray | DeviceArray | Tracer ? ClusterArray : T extends readonly unknown[] ? { [K in keyof T]: ClusterTree<T[K]> } : T extends object ? { [K in keyof T]: ClusterTree<T[K]> } : T;
 
 export interface ClusterOptions {
   /**

@@ -122,7 +122,7 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
       const hist: Record<string, number[]>[] = [];
       let p = p0;
       for (let i = 0; i < STEPS; i++) {
-        p = (await step(p, x, y)) as unknown as Params<ClusterArray>;
+        p = (await step(p, x, y)) as Params<ClusterArray>;
         const fetched: Record<string, number[]> = {};
         for (const [k, v] of Object.entries(p) as [string, ClusterArray][]) {
           assert.ok(v.sharding.equals(rep), `step ${i}: ${k} stays replicated`);
