@@ -15,6 +15,7 @@ import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
 import { shardSection } from "./sections/shard.js";
+import { clusterSection } from "./sections/cluster.js";
 
 export interface Row {
   name: string;
@@ -37,6 +38,7 @@ try {
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
     ["shard", shardSection],
+    ["cluster", clusterSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

@@ -178,5 +178,30 @@ describe("docker: the sidecar image and the Compose dev stack", function () {
         await run("down", "-v", "--remove-orphans", "-t", "2");
       }
     });
+
+    it("the \"cluster\" profile: two sidecar containers form one jax.distributed job that examples/cluster.ts drives over TCP + CURVE", async function () {
+      this.timeout(900_000);
+      const compose = (await sh("docker", ["compose", "version"], { timeoutMs: 30_000 })).code === 0 ? ["docker", "compose"] : (await sh("docker-compose", ["version"], { timeoutMs: 30_000 })).code === 0 ? ["docker-compose"] : null;
+      if (!compose) {
+        console.log("!!!!!!!!!! docker compose cluster test SKIPPED: neither `docker compose` nor `docker-compose` is installed !!!!!!!!!!");
+        this.skip();
+      }
+      const project = `jaxbridge-cluster-${process.pid}`;
+      const env = { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase, COMPOSE_PROJECT_NAME: project };
+      const run = (...args: string[]): Promise<Run> => sh(compose![0]!, [...compose!.slice(1), "-p", project, "-f", "docker-compose.yml", "--profile", "cluster", ...args], { env });
+      try {
+        must(await run("build", "-q"), "compose build");
+        must(await run("up", "-d", "cluster-app"), "compose up -d cluster-app");
+        const app = must(await run("ps", "-aq", "cluster-app"), "compose ps").trim();
+        assert.ok(app, "compose created no cluster-app container");
+        const exit = must(await sh("docker", ["wait", app], { timeoutMs: 300_000 }), "docker wait cluster-app").trim();
+        const logs = must(await run("logs", "--no-color", "cluster-app"), "compose logs cluster-app");
+        assert.equal(exit, "0", `the app exited ${exit}:\n${logs}`);
+        assert.ok(logs.includes("cluster: 2 processes, devices 0@p0, 1@p0, 2048@p1, 2049@p1"), logs);
+        assert.ok(logs.includes("w = [2.000, -3.000], b = 0.500"), logs);
+      } finally {
+        await run("down", "-v", "--remove-orphans", "-t", "2");
+      }
+    });
   });
 });
