@@ -399,6 +399,7 @@ export class Cluster {
     return new Promise<T[]>((resolve, reject) => {
       const results: T[] = new Array(members.length);
       const errors: (unknown | undefined)[] = new Array(members.length);
+      const answered: boolean[] = members.map(() => false);
       let left = members.length;
       let graceTimer: NodeJS.Timeout | undefined;
       let done = false;
@@ -429,15 +430,21 @@ export class Cluster {
         p.then(
           (v) => {
             results[i] = v;
+            answered[i] = true;
             if (--left === 0) finish();
           },
           (e: unknown) => {
             errors[i] = e ?? new Error("rejected");
+            answered[i] = true;
             if (gen !== this.#generation) return;
             if (e instanceof SidecarDiedError) return this.#fail(i, `lost its sidecar: ${firstLine(e)}`);
             if (--left === 0) return finish();
-            // Others are still running this operation: if they do not fail alike soon, the job is out of step (or a peer hangs in a collective).
-            graceTimer ??= setTimeout(() => this.#fail(i, `failed ${op} (${(e as Error)?.name}: ${firstLine(e)}) while other processes have not answered within ${this.#faultGraceMs} ms: the job is out of step`, false), this.#faultGraceMs);
+            // Others are still running this operation: if they do not answer soon, the job is out of step, and the
+            // suspect is a silent process (dead without our noticing, or hung in a collective), not the one that spoke.
+            graceTimer ??= setTimeout(() => {
+              const silent = answered.indexOf(false);
+              this.#fail(silent, `has not answered ${op} within ${this.#faultGraceMs} ms of process ${i} failing it (${(e as Error)?.name}: ${firstLine(e)})`, false);
+            }, this.#faultGraceMs);
           },
         );
       });
