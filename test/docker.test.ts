@@ -82,6 +82,21 @@ async function base(env: string, local: string, official: string): Promise<strin
 }
 
 
+/**
+ * A Compose project of its own for one test: `run(...args)` runs Compose
+ * (`docker compose`, else v1's `docker-compose`) on docker-compose.yml with
+ * `extra` first. Skips the test where neither is installed.
+ */
+async function composeProject(test: Mocha.Context, name: string, extra: string[], env: Record<string, string>): Promise<(...args: string[]) => Promise<Run>> {
+  const compose = (await sh("docker", ["compose", "version"], { timeoutMs: 30_000 })).code === 0 ? ["docker", "compose"] : (await sh("docker-compose", ["version"], { timeoutMs: 30_000 })).code === 0 ? ["docker-compose"] : null;
+  if (!compose) {
+    console.log("!!!!!!!!!! docker compose test SKIPPED: neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose) !!!!!!!!!!");
+    test.skip();
+  }
+  const project = `${name}-${process.pid}`;
+  return (...args) => sh(compose![0]!, [...compose!.slice(1), "-p", project, "-f", "docker-compose.yml", ...extra, ...args], { env: { ...env, COMPOSE_PROJECT_NAME: project } });
+}
+
 describe("docker: the sidecar image and the Compose dev stack", function () {
   this.timeout(900_000);
   let pythonBase = "";
@@ -148,14 +163,7 @@ describe("docker: the sidecar image and the Compose dev stack", function () {
   describe("the Compose dev stack", () => {
     it("`compose up` runs the app's quickstart against the sidecar over TCP + CURVE", async function () {
       this.timeout(900_000);
-      const compose = (await sh("docker", ["compose", "version"], { timeoutMs: 30_000 })).code === 0 ? ["docker", "compose"] : (await sh("docker-compose", ["version"], { timeoutMs: 30_000 })).code === 0 ? ["docker-compose"] : null;
-      if (!compose) {
-        console.log("!!!!!!!!!! docker compose test SKIPPED: neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose) !!!!!!!!!!");
-        this.skip();
-      }
-      const project = `jaxbridge-test-${process.pid}`;
-      const env = { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase, JAXBRIDGE_PORT: String(await freePort()), COMPOSE_PROJECT_NAME: project };
-      const run = (...args: string[]): Promise<Run> => sh(compose![0]!, [...compose!.slice(1), "-p", project, "-f", "docker-compose.yml", ...args], { env });
+      const run = await composeProject(this, "jaxbridge-test", [], { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase, JAXBRIDGE_PORT: String(await freePort()) });
       try {
         must(await run("build", "-q"), "compose build");
         must(await run("up", "-d"), "compose up -d");
@@ -181,14 +189,7 @@ describe("docker: the sidecar image and the Compose dev stack", function () {
 
     it("the \"cluster\" profile: two sidecar containers form one jax.distributed job that examples/cluster.ts drives over TCP + CURVE", async function () {
       this.timeout(900_000);
-      const compose = (await sh("docker", ["compose", "version"], { timeoutMs: 30_000 })).code === 0 ? ["docker", "compose"] : (await sh("docker-compose", ["version"], { timeoutMs: 30_000 })).code === 0 ? ["docker-compose"] : null;
-      if (!compose) {
-        console.log("!!!!!!!!!! docker compose cluster test SKIPPED: neither `docker compose` nor `docker-compose` is installed !!!!!!!!!!");
-        this.skip();
-      }
-      const project = `jaxbridge-cluster-${process.pid}`;
-      const env = { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase, COMPOSE_PROJECT_NAME: project };
-      const run = (...args: string[]): Promise<Run> => sh(compose![0]!, [...compose!.slice(1), "-p", project, "-f", "docker-compose.yml", "--profile", "cluster", ...args], { env });
+      const run = await composeProject(this, "jaxbridge-cluster", ["--profile", "cluster"], { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase });
       try {
         must(await run("build", "-q"), "compose build");
         must(await run("up", "-d", "cluster-app"), "compose up -d cluster-app");
