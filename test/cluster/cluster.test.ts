@@ -176,7 +176,7 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
     assert.deepEqual(await c.get(y), array([1, 2, 3, 4], "float32", [4]));
   });
 
-  it("a process killed mid-step rejects the pending step at once, naming it; the other is stopped; new work is refused", async () => {
+  it("a process killed mid-step rejects the pending step and the queued work at once, naming it; the other is stopped; new work is refused", async () => {
     const mesh = c.makeMesh([4], ["b"]);
     const x = (await c.devicePut(array([1, 2, 3, 4], "float32", [4]), new NamedSharding(mesh, P("b")))) as ClusterArray;
     // Thousands of cross-process ppermutes (~1-2 ms each over loopback gloo): the step is still running when process 1 is killed.
@@ -191,6 +191,9 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
         throw e;
       },
     );
+    // Queued behind the step: it must not run after a death, and rejects with the same error.
+    const queued = c.devicePut(array([1], "float32", [1]), new NamedSharding(mesh, P()));
+    queued.catch(() => undefined);
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(settled, false, `the step was still running when the process was killed (it settled with ${String(early)})`);
     const [p0, p1] = c.processes.map((s) => s.sidecar!);
@@ -204,6 +207,7 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
     assert.match(err.message, new RegExp(`process 1 of 2 \\(pid ${p1!.pid}\\) was killed by SIGKILL`));
     assert.match(await p0!.exitDescription, /killed/, "the survivor is stopped too");
     assert.equal(c.broken, err);
+    await assert.rejects(queued, (e: unknown) => e === err);
     await assert.rejects(c.devicePut(array([1], "float32", [1]), new NamedSharding(mesh, P())), (e: unknown) => e === err);
     await assert.rejects(spin(x), (e: unknown) => e === err);
   });
