@@ -16,6 +16,7 @@ import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
 import { shardSection } from "./sections/shard.js";
 import { clusterSection } from "./sections/cluster.js";
+import { trainingSection } from "./sections/training.js";
 
 export interface Row {
   name: string;
@@ -39,6 +40,7 @@ try {
     ["pycall", pycallSection],
     ["shard", shardSection],
     ["cluster", clusterSection],
+    ["training", trainingSection],
   ];
   for (const [name, run] of sections) {
     if (only.length && !only.includes(name)) continue;

@@ -23,6 +23,7 @@ sys.modules["jaxbridge_sidecar"] = _pkg
 import zmq  # noqa: E402
 
 from jaxbridge_sidecar import auth, protocol  # noqa: E402
+from jaxbridge_sidecar.limits import Limits  # noqa: E402
 from jaxbridge_sidecar.sample import handshake_sample, same  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def main() -> int:
         if not sock.poll(timeout_ms):
             print(f"unhealthy: no reply to hello from {endpoint} within {timeout_ms} ms", file=sys.stderr)
             return 1
-        env = protocol.decode(sock.recv_multipart(), 1 << 40)
+        env = protocol.decode(sock.recv_multipart(), Limits(max_message_bytes=1 << 40))
         if not env.get("ok"):
             print(f"unhealthy: hello failed: {env.get('error')}", file=sys.stderr)
             return 1

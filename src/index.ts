@@ -17,6 +17,7 @@ export { setPrintOptions, getPrintOptions, resetPrintOptions, withPrintOptions, 
 
 // Errors: every one the bridge raises.
 export { JaxBridgeError, BridgeInputError, SidecarError, SidecarDiedError, ProtocolError, DeadlineError, AbortedError, type RemoteCause } from "./values/errors.js";
+export { SessionClosedError, AuthError, SidecarRestartedError } from "./values/errors.js";
 export { TraceError, TracerConversionError } from "./trace/errors.js";
 export { SerializationError, FingerprintMismatchError } from "./io/eqx-file.js";
 
@@ -58,9 +59,16 @@ export { Tracer } from "./trace/tracer.js";
 export { jit, programStats, type Jitted, type JitOptions } from "./trace/jit.js";
 export { pyCall, pyMethod } from "./trace/pycall.js";
 
+// JAX's transformations, and equinox's filtered ones.
+export { grad, valueAndGrad, jvp, vjp, linearize, jacfwd, jacrev, hessian, vmap, checkpoint, checkpointPolicies, checkpointName, customJvp, customVjp } from "./trace/lib/transforms.js";
+export { filterGrad, filterValueAndGrad, filterVmap, filterJit, isInexactArray, ifArray } from "./equinox/filters.js";
+
 // lerax's utilities.
 export { filterCond, filterScan, unstackPytree, polyakAverage, leraxCacheStats, type ScanCallOptions } from "./lerax/utils.js";
 export { callbackWrapper, callbackWithNumpyWrapper, callbackWithListWrapper, printCallback, type CallbackOptions } from "./lerax/callbacks.js";
+
+// Optimizers and schedules, as optax has them.
+export * as optax from "./optim/index.js";
 
 // Files and tables: .eqx checkpoints, Arrow, NPY.
 export { Serializable } from "./io/serializable.js";

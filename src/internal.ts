@@ -79,6 +79,44 @@ export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js"
 export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions, type FlatNames } from "./trace/lib/control.js";
 export { installArrayMethods, type ArrayMethods, type ShardMapOptions } from "./trace/lib/index.js";
 
+// Transformations on flat lists, and the types of the pytree ones.
+export {
+  gradFlat,
+  jacFlat,
+  jvpFlat,
+  vjpFlat,
+  linearizeFlat,
+  vmapFlat,
+  checkpointFlat,
+  customJvpFlat,
+  customVjpFlat,
+  CHECKPOINT_POLICIES,
+  type FlatAuxFn,
+  type FlatFn,
+  type GradFlatOptions,
+  type JacKind,
+  type VmapFlatOptions,
+  type CheckpointPolicyName,
+} from "./trace/lib/transforms-flat.js";
+export { flowsTo, type Flow } from "./trace/dependence.js";
+export type {
+  GradOptions,
+  JacOptions,
+  AuxOptions,
+  VmapOptions,
+  AxisSpec,
+  CheckpointOptions,
+  CheckpointPolicy,
+  CustomJvp,
+  CustomVjp,
+  VjpResult,
+  LinearizeResult,
+  Lift,
+  Both,
+  Picked,
+} from "./trace/lib/transforms.js";
+export type { FilterGradOptions, FilterVmapOptions, FilterGradOf } from "./equinox/filters.js";
+
 // lerax's utilities: the types of their staged results.
 export type { FilterScanOptions } from "./lerax/filter.js";
 export type {

@@ -16,7 +16,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { GenericContainer, type StartedTestContainer, Wait, getContainerRuntimeClient } from "testcontainers";
-import { SidecarDiedError } from "../src/values/errors.js";
+import { AuthError } from "../src/values/errors.js";
 import { PACKAGE_ROOT } from "../src/wire/python-env.js";
 import { connect } from "../src/session/session.js";
 import { conformance } from "./conformance/index.js";
@@ -152,8 +152,8 @@ describe("docker: the sidecar image and the Compose dev stack", function () {
 
     it("refuses a client without an authorized key, at the handshake", async () => {
       const t0 = Date.now();
-      await assert.rejects(connect({ url, curve: { ...keys!.stranger, serverPublicKey: keys!.client.serverPublicKey }, handshakeTimeoutMs: 20_000 }), (e: unknown) => e instanceof SidecarDiedError && /handshake:error:auth/.test((e as Error).message));
-      await assert.rejects(connect({ url, handshakeTimeoutMs: 20_000 }), (e: unknown) => e instanceof SidecarDiedError);
+      await assert.rejects(connect({ url, curve: { ...keys!.stranger, serverPublicKey: keys!.client.serverPublicKey }, handshakeTimeoutMs: 20_000 }), (e: unknown) => e instanceof AuthError && /handshake:error:auth/.test((e as Error).message));
+      await assert.rejects(connect({ url, handshakeTimeoutMs: 20_000 }), (e: unknown) => e instanceof AuthError);
       assert.ok(Date.now() - t0 < 10_000);
     });
 

@@ -3,7 +3,9 @@
  * each on its own embedded sidecar. The RL rollout's numbers are checked
  * against the same rollout written in Python with lerax.utils.filter_scan
  * (test/trace/support/rl_rollout.py): same seed, same initial parameters,
- * same operations in the same order, so every number must be equal.
+ * same operations in the same order, so every number must be equal. The DQN
+ * (dqn-cartpole.ts) is checked the same way against test/examples/
+ * dqn_cartpole.py, written with equinox and optax.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -33,6 +35,13 @@ interface Report {
   state: number[];
   episodes: number;
   longest: number;
+}
+
+interface DqnReport {
+  history: number[];
+  solvedChunk: number | null;
+  losses: (number | null)[];
+  leaves: string[];
 }
 
 describe("examples", function () {
@@ -78,6 +87,75 @@ describe("examples", function () {
       }
       assert.notDeepEqual(o.critic, o.target, "the target critic lags the online one");
     });
+  });
+
+  it("dqn-cartpole.ts (reduced budget, 3 chunks): solves seed 0, and every loss, the evaluations, the network, target and Adam state equal the same DQN in Python with equinox and optax", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jaxbridge-dqn-"));
+    try {
+      const ts = await run(process.execPath, ["--import", "tsx", "examples/dqn-cartpole.ts", "--chunks", "3", "--json", "--dir", dir], { JAXBRIDGE_URL: "" });
+      assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
+      const lines = ts.stdout.trim().split("\n");
+      assert.match(lines[0]!, /^dqn-cartpole: DQN \(double, Huber, adam 0\.001, Polyak tau 0\.01\) on 4 CartPoles, seed 0, budget 3 chunks x 1000 env steps, on \w+ \(JAX [\d.]+\)$/);
+      for (const c of [1, 2, 3]) {
+        assert.ok(lines.some((l) => new RegExp(`^chunk ${c}: ${c}000 env steps, \\d+ training episodes ended \\(mean return [\\d.]+\\), evaluation mean return [\\d.]+ over 100 episodes$`).test(l)), ts.stdout);
+      }
+      assert.ok(lines.some((l) => /^solved at chunk 3: 3000 env steps, 500 updates, mean return [\d.]+ >= 195/.test(l)), ts.stdout);
+      const checkpoint = join(dir, "checkpoint.eqx");
+      assert.ok(lines.includes(`checkpoint ${checkpoint}: reloaded, 37 arrays; its evaluation is identical`), ts.stdout);
+      const ours = JSON.parse(lines[lines.length - 1]!) as DqnReport;
+
+      const py = await run(sidecarPython(), [join("test", "examples", "dqn_cartpole.py"), "--chunks", "3", "--checkpoint", checkpoint], { JAX_PLATFORMS: "cpu" });
+      assert.equal(py.code, 0, `the Python DQN exited ${py.code}:\n${py.stderr}`);
+      const theirs = JSON.parse(py.stdout.trim().split("\n").pop()!) as DqnReport & { checkpointEqual: boolean };
+      assert.equal(ours.losses.length, 750);
+      // Updates start at scan step 250: the first 100 updates' losses, then every one.
+      assert.deepEqual(ours.losses.slice(250, 350), theirs.losses.slice(250, 350), "the first 100 updates");
+      assert.deepEqual(ours.losses, theirs.losses);
+      assert.equal(ours.losses.filter((l) => l !== null).length, 500);
+      assert.deepEqual(ours.history, theirs.history);
+      assert.equal(ours.solvedChunk, 3);
+      assert.equal(theirs.solvedChunk, 3);
+      assert.ok(ours.history[2]! >= 195);
+      assert.equal(ours.leaves.length, 25, "Adam's count, mu and nu (13), the network (6) and the target (6)");
+      ours.leaves.forEach((l, i) => assert.equal(l, theirs.leaves[i], `leaf ${i} of {optState, q, target} after 500 updates`));
+      assert.ok(theirs.checkpointEqual, "equinox loads the TypeScript checkpoint into the Python run's final state, bit for bit");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("digits.ts: an MLP on scikit-learn's digits reaches >= 95 % test accuracy in seconds; scikit-learn's load_digits and numpy confirm the accuracy", async () => {
+    const ts = await run(process.execPath, ["--import", "tsx", "examples/digits.ts", "--json"], { JAXBRIDGE_URL: "" });
+    assert.equal(ts.code, 0, `the example exited ${ts.code}:\n${ts.stdout}\n${ts.stderr}`);
+    const lines = ts.stdout.trim().split("\n");
+    assert.match(lines[0]!, /^digits: MLP 64-128-10 on scikit-learn's digits \(1797 images; 1438 train, 359 test\), adam 0\.003, batch 64, on \w+ \(JAX [\d.]+\)$/);
+    assert.ok(lines.some((l) => /^test accuracy [\d.]+% \(\d+\/359\) after 20 epochs x 22 steps in [\d.]+ s/.test(l)), ts.stdout);
+    const ours = JSON.parse(lines[lines.length - 1]!) as { accuracy: number; correct: number; seconds: number; testIndices: number[]; params: { shape: number[]; b64: string }[] };
+    assert.ok(ours.accuracy >= 0.95, `test accuracy ${ours.accuracy}`);
+    assert.equal(new Set(ours.testIndices).size, 359);
+    // The trained network, applied by numpy (float64) to the test images as load_digits gives them.
+    // XLA computes the logits in float32: a prediction may flip only where two logits nearly tie.
+    const py = await run(
+      sidecarPython(),
+      [
+        "-c",
+        `import json, sys, base64, numpy as np
+from sklearn.datasets import load_digits
+r = json.load(sys.stdin)
+d = load_digits()
+x = d.data[r["testIndices"]] / 16.0
+p = [np.frombuffer(base64.b64decode(a["b64"]), np.float32).reshape(a["shape"]).astype(np.float64) for a in r["params"]]
+h = np.maximum(x @ p[0].T + p[1], 0)
+logits = h @ p[2].T + p[3]
+print(json.dumps(int((logits.argmax(1) == d.target[r["testIndices"]]).sum())))`,
+      ],
+      { JAX_PLATFORMS: "cpu" },
+      lines[lines.length - 1]!,
+    );
+    assert.equal(py.code, 0, py.stderr);
+    const correct = JSON.parse(py.stdout.trim()) as number;
+    assert.ok(Math.abs(correct - ours.correct) <= 1, `numpy counts ${correct} correct, the example ${ours.correct}`);
+    assert.ok(correct / 359 >= 0.95, `numpy's accuracy ${correct / 359}`);
   });
 
   it("progress.ts trains with a per-step callback driving a progress bar, reports every step, and exits 0 on its own", async () => {

@@ -37,7 +37,8 @@ const body = (c: Carry) => {
   return [{ ...c, h }, jnp.sum(h)] as const;
 };
 
-function det(shape: number[], scale: number, seed: number): NDArray {
+/** A float32 array of deterministic values in ±scale (an LCG from `seed`). */
+export function det(shape: number[], scale: number, seed: number): NDArray {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   let s = seed >>> 0;

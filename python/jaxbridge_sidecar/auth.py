@@ -37,23 +37,30 @@ from typing import Any
 import zmq
 from zmq.utils import z85
 
+from .limits import DEFAULT_MAX_RECV_FRAME_BYTES  # noqa: F401 - the serve default, re-exported
+
 log = logging.getLogger("jaxbridge.sidecar.auth")
 
 ZAP_DOMAIN = "jaxbridge"
 
-# The largest frame the sidecar's tcp:// socket accepts (ZMQ_MAXMSGSIZE; libzmq
-# applies it per frame, as soon as it reads a frame's header, before it
-# allocates anything). Array bytes travel in frames of at most 16 MiB
-# (protocol.MAX_FRAME_BYTES), so only the envelope (msgpack: a program body,
-# plain lists of numbers) can come near this; 64 MiB leaves it four times the
-# array frame. A peer that declares a larger frame is disconnected at once,
-# authenticated or not. Before the CURVE handshake completes a peer can only
-# send handshake commands, so an unauthenticated peer can make the sidecar
-# hold at most this much for it, and only until the handshake fails or times
-# out (HANDSHAKE_IVL below).
-DEFAULT_MAX_RECV_FRAME_BYTES = 64 * 1024 * 1024
+# The largest frame the sidecar's socket accepts, on every transport
+# (ZMQ_MAXMSGSIZE, limits.DEFAULT_MAX_RECV_FRAME_BYTES; libzmq applies it per
+# frame, as soon as it reads a frame's header, before it allocates anything).
+# Array bytes travel in frames of at most 16 MiB (protocol.MAX_FRAME_BYTES),
+# so only the envelope (msgpack: a program body, plain lists of numbers) can
+# come near it; 64 MiB leaves it four times the array frame. A peer that
+# declares a larger frame is disconnected at once, authenticated or not.
+# Before the CURVE handshake completes a peer can only send handshake
+# commands, so an unauthenticated peer can make the sidecar hold at most this
+# much for it, and only until the handshake fails or times out (HANDSHAKE_IVL
+# below). A whole message is handed over by libzmq only once complete: its
+# total and its frame count are checked right then, before anything is
+# decoded or allocated for it (protocol.decode).
 # An unauthenticated connection that has not finished its handshake by then is dropped.
 TCP_HANDSHAKE_MS = 10_000
+# ZMTP heartbeats on network endpoints: a peer silent this long is disconnected.
+HEARTBEAT_MS = 5_000
+HEARTBEAT_TIMEOUT_MS = 30_000
 
 _SECRET_BANNER = """#   ****  Generated on {0} by jaxbridge-sidecar keygen  ****
 #   ZeroMQ CURVE **Secret** Certificate
@@ -222,9 +229,12 @@ def endpoint_host(endpoint: str) -> str | None:
 
 
 def is_loopback_endpoint(endpoint: str) -> bool:
-    """True for ipc:// and inproc:// and for tcp:// on a loopback address, `localhost` or the `lo` interface."""
-    if endpoint.startswith(("ipc://", "inproc://")):
+    """True for inproc://, for ipc:// in a private folder (see `private_ipc`) and
+    for tcp:// on a loopback address, `localhost` or the `lo` interface."""
+    if endpoint.startswith("inproc://"):
         return True
+    if endpoint.startswith("ipc://"):
+        return private_ipc(endpoint) is None
     host = endpoint_host(endpoint)
     if host is None or host in ("", "*"):
         return False
@@ -243,6 +253,27 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     return bool(addrs) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addrs)
 
 
+def private_ipc(endpoint: str) -> str | None:
+    """Why an ipc:// endpoint is not private to this user, or None when it is:
+    its folder must exist, belong to this user and be writable by no one else
+    (other users can then neither replace the socket nor, with the default
+    umask, connect to it). Linux abstract sockets (`ipc://@name`) have no
+    permissions at all: anyone on the machine can connect."""
+    path = endpoint[len("ipc://") :]
+    if path.startswith("@"):
+        return "an abstract socket (ipc://@...) can be reached by every user of this machine"
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return f"its folder {folder} does not exist"
+    if st.st_uid != os.getuid():
+        return f"its folder {folder} belongs to another user"
+    if st.st_mode & 0o022:
+        return f"its folder {folder} is writable by other users (mode {st.st_mode & 0o777:o})"
+    return None
+
+
 def _interfaces() -> list[tuple[int, str]]:
     try:
         return socket.if_nameindex()
@@ -254,6 +285,12 @@ def check_bind(endpoint: str, curve: CurveServerKeys | None) -> None:
     """Refuse a bind that others could reach unless CURVE with client keys is on."""
     if curve is not None or is_loopback_endpoint(endpoint):
         return
+    if endpoint.startswith("ipc://"):
+        raise AuthConfigError(
+            f"refusing to bind {endpoint} without CURVE: {private_ipc(endpoint)}. "
+            "Bind an ipc:// socket in a folder only you can write (mkdir -m 700), or turn on CURVE (`keygen`, then "
+            "--curve-secret-key and --authorized-keys)"
+        )
     raise AuthConfigError(
         f"refusing to bind {endpoint} without CURVE: anyone who can reach it could run code on this machine. "
         "Either bind loopback (tcp://127.0.0.1:PORT, reached through an SSH tunnel), or turn on CURVE: "
@@ -283,14 +320,18 @@ def secure_socket(sock: zmq.Socket[Any], endpoint: str, curve: CurveServerKeys |
     """Apply the binding rule and the receive limit, and turn on CURVE with a ZAP handler when keys are given.
     Call before bind. Returns the authenticator (stop it after the socket closes) or None."""
     check_bind(endpoint, curve)
+    # Every peer gets the frame limit, on ipc:// as on tcp://: no transport
+    # lets a peer make the sidecar buffer an unbounded frame.
+    if max_recv_frame_bytes and max_recv_frame_bytes > 0:
+        sock.setsockopt(zmq.MAXMSGSIZE, max_recv_frame_bytes)
     if not endpoint.startswith(("ipc://", "inproc://")):
         # Peers on a network (loopback included: other users of this machine)
-        # get the frame limit and a handshake deadline. The embedded sidecar's
-        # ipc:// socket sits in a 0700 folder of its only client, which keeps
-        # its MessageTooLarge error reply for oversized frames.
-        if max_recv_frame_bytes and max_recv_frame_bytes > 0:
-            sock.setsockopt(zmq.MAXMSGSIZE, max_recv_frame_bytes)
+        # get a handshake deadline, and heartbeats so that a peer whose host
+        # vanished is noticed (a disconnect; sessions.py keeps its session
+        # for the disconnect grace).
         sock.setsockopt(zmq.HANDSHAKE_IVL, TCP_HANDSHAKE_MS)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     if curve is None:
         return None
     if not zmq.has("curve"):

@@ -66,16 +66,20 @@ def _fail(message: str) -> int:
     return 2
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _check_serve(args: argparse.Namespace) -> tuple[object | None, list[str]] | int:
+    """The checks `serve` makes before JAX starts (a refusal fails at once with
+    the reason): CURVE keys, the binding rule for the endpoint and the bench
+    echo, the allowed namespaces. Returns (curve keys, extra namespaces) or an exit status."""
     from . import auth
 
-    # Keys and the binding rule are checked before JAX starts a backend, so a
-    # refused bind fails at once with the reason.
     if bool(args.curve_secret_key) != bool(args.authorized_keys):
         return _fail("CURVE needs both --curve-secret-key (this sidecar's .key_secret) and --authorized-keys (the clients' public keys)")
     try:
         curve = auth.load_server_keys(args.curve_secret_key, args.authorized_keys) if args.curve_secret_key else None
         auth.check_bind(args.endpoint, curve)
+        if args.bench_echo:
+            # The echo socket has no CURVE of its own: it must be private whatever the main endpoint has.
+            auth.check_bind(args.bench_echo, None)
     except auth.AuthConfigError as e:
         return _fail(str(e))
     allow = [*(args.allow or ()), *(n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip())]
@@ -87,19 +91,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     distributed = _distributed(args)
     if isinstance(distributed, str):
         return _fail(distributed)
-    _configure_jax(not args.no_x64, args.num_cpu_devices, distributed)
+    return curve, allow
+
+
+def cmd_serve(args: argparse.Namespace, argv: list[str]) -> int:
+    checked = _check_serve(args)
+    if isinstance(checked, int):
+        return checked
+    curve, allow = checked
+    # A sidecar with a parent to die with (the embedded one) is supervised by that
+    # parent; otherwise `serve` supervises itself (supervisor.py) unless told not to.
+    if not args.no_supervisor and args.parent_pid is None:
+        from .supervisor import supervise
+
+        return supervise(_serve_args(argv))
+    try:
+        return _serve(args, curve, allow)
+    finally:
+        if args.remove_on_exit:
+            _remove_private_dir(args.remove_on_exit)
+
+
+def _serve(args: argparse.Namespace, curve: object, allow: list[str]) -> int:
+    from . import auth
+
+    distributed = _distributed(args)
+    _configure_jax(not args.no_x64, args.num_cpu_devices, distributed if isinstance(distributed, dict) else None)
     from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES
     from .server import Server, ServerConfig, die_with_parent
 
-    die_with_parent(args.parent_pid)
+    parent = args.parent_pid if args.parent_pid is not None else args.supervised_by
+    die_with_parent(parent)
+    lease = args.session_lease_seconds
+    if lease is None:
+        # The embedded sidecar's only client is its parent: it needs no lease.
+        lease = None if args.parent_pid is not None else DEFAULT_SESSION_LEASE_SECONDS
     config = ServerConfig(
         endpoint=args.endpoint,
-        parent_pid=args.parent_pid,
+        parent_pid=parent,
         namespaces=tuple(DEFAULT_NAMESPACES) + tuple(allow),
         names=DEFAULT_NAMES,
         max_message_bytes=args.max_message_bytes,
-        curve=curve,
+        curve=curve,  # type: ignore[arg-type]
         max_recv_frame_bytes=args.max_recv_frame_bytes,
+        max_frames=args.max_frames,
+        max_depth=args.max_depth,
+        max_array_bytes=args.max_array_bytes,
+        max_sessions=args.max_sessions,
+        session_lease_seconds=lease if lease and lease > 0 else None,
+        disconnect_grace_seconds=args.disconnect_grace_seconds,
+        max_run_seconds=args.max_run_seconds if args.max_run_seconds and args.max_run_seconds > 0 else None,
+        previous_instance=args.previous_instance,
+        restart_cause=args.restart_cause,
     )
     server = Server(config)
     signal.signal(signal.SIGTERM, server.stop)
@@ -116,13 +159,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     jax.devices()  # initialise the backend before we say we are ready
     if curve:
-        print(f"jaxbridge-sidecar: CURVE on, public key {curve.public_key.decode()}, {len(curve.authorized)} authorized client key(s)", file=sys.stderr, flush=True)
-    print(f"JAXBRIDGE READY {bound}", flush=True)
+        print(f"jaxbridge-sidecar: CURVE on, public key {curve.public_key.decode()}, {len(curve.authorized)} authorized client key(s)", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+    print(f"JAXBRIDGE READY {bound} instance={server.instance}", flush=True)
     try:
         server.serve_forever()
     finally:
         server.close_auth()
+    if server.busy():
+        # A computation still runs in XLA on another thread: exit without the
+        # interpreter's teardown, which would abort under it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if args.remove_on_exit:
+            _remove_private_dir(args.remove_on_exit)
+        os._exit(0)
     return 0
+
+
+# Sessions of a shared sidecar that send nothing (not even a heartbeat) for this long are ended.
+DEFAULT_SESSION_LEASE_SECONDS = 600.0
+
+
+def _serve_args(argv: list[str]) -> list[str]:
+    """The command line after `serve`, for the supervisor to pass to its child."""
+    return argv[argv.index("serve") + 1 :] if "serve" in argv else []
+
+
+def _remove_private_dir(path: str) -> None:
+    """The embedded sidecar's socket folder: removed when we exit, also when the
+    parent that made it was SIGKILLed and cannot. Only a folder named like the
+    ones the TypeScript client makes (jaxbridge-*) is removed."""
+    import shutil
+
+    if os.path.basename(os.path.normpath(path)).startswith("jaxbridge-") and os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -185,7 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--num-processes", type=int, metavar="N", help="processes in the job (with --coordinator)")
     s.add_argument("--process-id", type=int, metavar="I", help="this process's index in the job, 0 to N-1 (process 0 runs the coordination service)")
     s.add_argument("--heartbeat-timeout", type=int, metavar="SECONDS", help="with --coordinator: seconds without a peer's heartbeat before the job is declared dead and every process aborts (JAX's default 100)")
-    s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3)
+    s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3, help="largest request accepted, all frames together (default 4 GiB)")
+    s.add_argument("--max-frames", type=int, default=65536, help="most frames in one request (default 65536)")
+    s.add_argument("--max-depth", type=int, default=64, help="deepest nesting of containers and module nodes in a request (default 64)")
+    s.add_argument("--max-array-bytes", type=int, default=None, help="largest array a call or program may create (default: physical memory)")
+    s.add_argument("--max-sessions", type=int, default=256, help="most client sessions at once (default 256)")
+    s.add_argument("--session-lease-seconds", type=float, default=None, help=f"end a session that sent nothing, not even a heartbeat, for this long (default {DEFAULT_SESSION_LEASE_SECONDS:g}; none for the embedded sidecar; 0: never)")
+    s.add_argument("--disconnect-grace-seconds", type=float, default=60.0, help="end a session whose peer disconnected and did not come back within this (default 60)")
+    s.add_argument("--max-run-seconds", type=float, default=None, help="declare a request running longer hung: the sidecar exits and its supervisor restarts it (default: off)")
+    s.add_argument("--no-supervisor", action="store_true", help="serve in this process: no restart after a crash or a hung run (implied by --parent-pid)")
+    s.add_argument("--supervised-by", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--previous-instance", default=None, help=argparse.SUPPRESS)
+    s.add_argument("--restart-cause", default=None, help=argparse.SUPPRESS)
+    s.add_argument("--remove-on-exit", metavar="DIR", default=None, help=argparse.SUPPRESS)
     s.add_argument("--curve-secret-key", metavar="FILE", help="this sidecar's key pair (a .key_secret certificate from `keygen`): turns on CURVE; needed to bind anything but loopback")
     s.add_argument("--authorized-keys", metavar="FILE_OR_DIR", action="append", help="client public keys allowed to connect: a folder of *.key certificates, one certificate, or a file of Z85 keys one per line (repeatable)")
     s.add_argument("--max-recv-frame-bytes", type=int, default=64 * 1024 * 1024, help="on tcp://, disconnect a peer that sends a larger frame (ZMQ_MAXMSGSIZE; default 64 MiB; array frames are at most 16 MiB)")
@@ -201,5 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     d.set_defaults(fn=cmd_doctor)
     o = sub.add_parser("ops", help="print the protocol version, the ops this sidecar serves (name and family), its own error kinds and its default allow-list, as JSON")
     o.set_defaults(fn=cmd_ops)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
+    if args.fn is cmd_serve:
+        return cmd_serve(args, argv)
     return args.fn(args)

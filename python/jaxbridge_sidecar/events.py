@@ -156,6 +156,39 @@ class RunTable:
             run.emit(callback, [np.asarray(a) for a in arrays])
 
 
+class SessionRuns:
+    """The runs one session has open, by the call (request id) that started
+    them: acks name the call, and call ids are only unique per session."""
+
+    def __init__(self, table: RunTable):
+        self._table = table
+        self._by_call: dict[Any, RunEvents] = {}
+
+    def open(self, call_id: Any, ident: Any, post: Callable[[tuple], None]) -> RunEvents:
+        run = self._table.open(call_id, ident, post)
+        self._by_call[call_id] = run
+        return run
+
+    def close(self, run: RunEvents) -> None:
+        self._table.close(run)
+        if self._by_call.get(run.call_id) is run:
+            del self._by_call[run.call_id]
+
+    def find(self, call_id: Any) -> RunEvents | None:
+        return self._by_call.get(call_id)
+
+    def abort_all(self) -> None:
+        """The session ended: its runs drop their events and never wait for an ack again."""
+        for run in list(self._by_call.values()):
+            run.abort()
+
+    def __iter__(self) -> Iterator[RunEvents]:
+        return iter(list(self._by_call.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_call)
+
+
 class Mailbox:
     """Worker and callback threads → the I/O thread: a queue and a PAIR wake-up."""
 

@@ -4,11 +4,16 @@ and for opaque Python objects (PyRefs) it keeps as static leaves.
 Arrays and objects share one id space, so one batched `free` serves both.
 Objects are deduplicated by identity and reference-counted: the client holds
 one PyRef per id and releases every extra copy it is sent, which keeps a
-free racing with a reply that names the same object correct."""
+free racing with a reply that names the same object correct.
+
+Each session has its own table (sessions.py). Ids the sidecar assigns are
+random in [2**32, 2**53): unguessable, exact as JavaScript numbers, and
+disjoint from the ids a client may choose for itself, which are below 2**32."""
 
 from __future__ import annotations
 
-import itertools
+import random
+import secrets
 from typing import Any, Callable, Iterable
 
 import jax
@@ -16,6 +21,11 @@ import numpy as np
 
 from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
 from .sharding import layout
+
+
+# Server-assigned ids: [SERVER_ID_MIN, SERVER_ID_MAX). Client-chosen ids: [1, SERVER_ID_MIN).
+SERVER_ID_MIN = 2**32
+SERVER_ID_MAX = 2**53
 
 
 class HandleTable:
@@ -26,10 +36,19 @@ class HandleTable:
         self._objects: dict[int, Any] = {}
         self._object_ids: dict[int, int] = {}
         self._object_counts: dict[int, int] = {}
-        self._ids = itertools.count(1)
+        # Seeded from the system's randomness, one generator per table (per
+        # session): another session cannot guess these ids, and drawing one
+        # costs no system call (os.urandom per id did, measurably).
+        self._rng = random.Random(secrets.randbits(128))
+
+    def _new_id(self) -> int:
+        while True:
+            hid = SERVER_ID_MIN + self._rng.getrandbits(52)  # [2**32, 2**32 + 2**52): inside the range
+            if hid not in self._arrays and hid not in self._objects:
+                return hid
 
     def add(self, arr: jax.Array) -> HandleOut:
-        hid = next(self._ids)
+        hid = self._new_id()
         self._arrays[hid] = arr
         self._array_refs[id(arr)] = self._array_refs.get(id(arr), 0) + 1
         return describe(hid, arr)
@@ -60,12 +79,12 @@ class HandleTable:
         except KeyError:
             if hid in self._objects:
                 raise WireError("UnknownHandle", f"handle {hid} names a Python object, not an array") from None
-            raise WireError("UnknownHandle", f"handle {hid} is not in the sidecar's table (freed, or from another sidecar)") from None
+            raise WireError("UnknownHandle", f"handle {hid} is not in this session's table (freed, or from another session or sidecar)") from None
 
     def add_object(self, obj: Any) -> PyRefOut:
         hid = self._object_ids.get(id(obj))
         if hid is None:
-            hid = next(self._ids)
+            hid = self._new_id()
             self._objects[hid] = obj
             self._object_ids[id(obj)] = hid
             self._object_counts[hid] = 0
@@ -77,7 +96,7 @@ class HandleTable:
         try:
             return self._objects[hid]
         except KeyError:
-            raise WireError("UnknownHandle", f"object reference {hid} is not in the sidecar's table (released, or from another sidecar)") from None
+            raise WireError("UnknownHandle", f"object reference {hid} is not in this session's table (released, or from another session or sidecar)") from None
 
     def free(self, ids: Iterable[Any]) -> tuple[int, list[Any]]:
         freed, unknown = 0, []
@@ -107,6 +126,14 @@ class HandleTable:
             else:
                 unknown.append(hid)
         return freed, unknown
+
+    def clear(self) -> int:
+        """Free everything (the session ended); returns how many ids were held."""
+        ids = [*self._arrays, *self._objects]
+        for hid in list(self._objects):
+            self._object_counts[hid] = 1
+        self.free(ids)
+        return len(ids)
 
     def __len__(self) -> int:
         return len(self._arrays)

@@ -1,4 +1,4 @@
-"""The wire, version 1. `docs/protocol.md` is authoritative; this module is its
+"""The wire, version 2. `docs/protocol.md` is authoritative; this module is its
 Python half and the only place that packs or unpacks messages."""
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import ml_dtypes
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
+from . import limits
+from .limits import Limits
+
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 EXT_ARRAY = 1
 EXT_HANDLE = 2
@@ -31,7 +34,7 @@ _NAMES = {dt: name for name, dt in _DTYPES.items()}
 # Every error type the sidecar itself sends (the `type` of an error reply that
 # is not a Python exception's). docs/protocol.md lists exactly these, checked
 # by test/wire/protocol-doc.test.ts through `python -m jaxbridge_sidecar ops`;
-# tests/test_error_kinds.py checks that every WireError kind in the sources is
+# tests/test_documented_tables.py checks that every WireError kind in the sources is
 # one of them and each of them is raised somewhere. `NotAllowed` is raised as
 # allowlist.NotAllowed and named so by the server.
 ERROR_KINDS = (
@@ -41,11 +44,13 @@ ERROR_KINDS = (
     "DTypeError",
     "UnknownHandle",
     "MessageTooLarge",
+    "LimitExceeded",
     "NotAllowed",
     "UnknownProgram",
     "ProgramHashMismatch",
     "ProgramError",
     "ArgumentError",
+    "ReplyLost",
 )
 
 
@@ -125,8 +130,35 @@ class ModuleOut:
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise WireError("FrameError", f"array shape must be a list of non-negative integers, got {shape!r}")
+        raise WireError("FrameError", f"array shape must be a list of non-negative integers, got {_short(shape)}")
+    if len(shape) > limits.MAX_RANK:
+        raise WireError("FrameError", f"array shape has {len(shape)} axes; at most {limits.MAX_RANK} are allowed")
     return tuple(shape)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def shape_bytes(shape: tuple[int, ...], itemsize: int) -> int:
+    """The bytes an array of this shape takes, as an exact (unbounded) integer: never wraps."""
+    n = itemsize
+    for d in shape:
+        n *= d
+    return n
+
+
+def frame_ranges(numbers: list[int], show: int = 3) -> str:
+    """`[2, 3, 4, 9]` as "2..4, 9": a short list however many frames there are."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    text = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in runs[:show])
+    return text + (f" and {len(runs) - show} more runs" if len(runs) > show else "")
 
 
 # XLA's CPU client aliases a host buffer aligned to 64 bytes instead of copying
@@ -149,75 +181,120 @@ def _address(buf: memoryview) -> int:
     return np.frombuffer(buf, dtype=np.uint8).ctypes.data if len(buf) else 0
 
 
-def decode(frames: list[Any], max_message_bytes: int) -> dict[str, Any]:
+class _PendingModule:
+    """A module ext payload not unpacked yet: decode() expands these after the
+    envelope, from an explicit stack, so nesting never recurses in C."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+def decode(frames: list[Any], lim: Limits) -> dict[str, Any]:
     """Unpack a request. Arrays become numpy arrays (viewing their frame where
-    possible), handles become `HandleRef`. Raises WireError on anything malformed."""
+    possible), handles become `HandleRef`. Raises WireError on anything
+    malformed, and on anything over `lim`, before allocating for it."""
     if not frames:
         raise WireError("ProtocolError", "empty message")
-    total = sum(len(memoryview(f)) for f in frames)
-    if total > max_message_bytes:
-        raise WireError("MessageTooLarge", f"message of {total} bytes exceeds the sidecar's limit of {max_message_bytes} bytes")
+    nframes = len(frames) - 1
+    if nframes > lim.max_frames:
+        raise WireError("LimitExceeded", limits.exceeded("the message's frame count", str(nframes), "max_frames", str(lim.max_frames)))
+    total = 0
+    for f in frames:
+        total += len(f)
+    if total > lim.max_message_bytes:
+        raise WireError("MessageTooLarge", limits.exceeded("the message", limits.fmt_bytes(total), "max_message_bytes", limits.fmt_bytes(lim.max_message_bytes)))
     payload = [memoryview(f) for f in frames[1:]]
-    used = [False] * len(payload)
+    used = bytearray(nframes)
+    modules = [False]
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == EXT_MODULE:
-            try:
-                body = msgpack.unpackb(data, raw=False, ext_hook=ext_hook, strict_map_key=True)
-            except WireError:
-                raise
-            except Exception as e:
-                raise WireError("ProtocolError", f"module ext payload is not msgpack: {e}") from None
-            if not isinstance(body, list) or len(body) != 2 or not isinstance(body[0], str) or not isinstance(body[1], dict):
-                raise WireError("ProtocolError", "module ext payload must be [structure_key, {field: value}]")
-            return ModuleIn(body[0], body[1])
+            modules[0] = True
+            return _PendingModule(data)
         try:
             fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except Exception as e:
             raise WireError("ProtocolError", f"ext {code} payload is not msgpack: {e}") from None
         if code in (EXT_HANDLE, EXT_PYREF):
-            if not isinstance(fields, list) or not fields or not isinstance(fields[0], int):
-                raise WireError("ProtocolError", f"ext {code} payload must be [id, ...], got {fields!r}")
+            if not isinstance(fields, list) or not fields or not isinstance(fields[0], int) or isinstance(fields[0], bool):
+                raise WireError("ProtocolError", f"ext {code} payload must be [id, ...], got {_short(fields)}")
             return HandleRef(fields[0]) if code == EXT_HANDLE else PyRefIn(fields[0])
         if code != EXT_ARRAY:
             raise WireError("ProtocolError", f"unknown ext code {code}")
         if not isinstance(fields, list) or len(fields) != 4:
-            raise WireError("ProtocolError", f"array ext payload must be [dtype, shape, first_frame, frame_count], got {fields!r}")
+            raise WireError("ProtocolError", f"array ext payload must be [dtype, shape, first_frame, frame_count], got {_short(fields)}")
         dtype_s, shape_l, first, count = fields
         dtype = dtype_from_name(dtype_s)
         shape = _check_shape(shape_l)
-        if not (isinstance(first, int) and isinstance(count, int)) or count < 0 or first < 1 or first - 1 + count > len(payload):
-            raise WireError("FrameError", f"array refers to frames {first}..{first + count - 1 if isinstance(first, int) and isinstance(count, int) else '?'}, but the message has frames 1..{len(payload)}")
-        parts = payload[first - 1 : first - 1 + count]
-        for i in range(first - 1, first - 1 + count):
+        if not (isinstance(first, int) and isinstance(count, int)) or count < 0 or first < 1 or first - 1 + count > nframes:
+            span = f"{first}..{first + count - 1}" if isinstance(first, int) and isinstance(count, int) else _short([first, count])
+            raise WireError("FrameError", f"array refers to frames {span}, but the message has frames 1..{nframes}")
+        want = shape_bytes(shape, dtype.itemsize)
+        if want > total:
+            raise WireError("FrameError", f"array of dtype {dtype_s} and shape {_short(list(shape))} needs {want} bytes, more than the whole message ({total} bytes)")
+        at = first - 1
+        got = 0
+        for i in range(at, at + count):
             if used[i]:
                 raise WireError("FrameError", f"frame {i + 1} is claimed by two arrays")
-            used[i] = True
-        want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        got = sum(len(p) for p in parts)
+            used[i] = 1
+            got += len(payload[i])
         if got != want:
             raise WireError("FrameError", f"array of dtype {dtype_s} and shape {list(shape)} needs {want} bytes, its frames hold {got}")
+        parts = payload[at : at + count]
         if count == 1 and (want < ALIGNED_COPY_MIN_BYTES or _address(parts[0]) % HOST_ALIGNMENT == 0):
             return np.frombuffer(parts[0], dtype=dtype).reshape(shape)
         flat = aligned_bytes(want)
-        at = 0
+        pos = 0
         for p in parts:
-            flat[at : at + len(p)] = np.frombuffer(p, dtype=np.uint8)
-            at += len(p)
+            flat[pos : pos + len(p)] = np.frombuffer(p, dtype=np.uint8)
+            pos += len(p)
         return flat.view(dtype).reshape(shape)
 
-    try:
-        env = msgpack.unpackb(frames[0], raw=False, ext_hook=ext_hook, strict_map_key=True)
-    except WireError:
-        raise
-    except Exception as e:
-        raise WireError("ProtocolError", f"envelope is not valid msgpack: {e}") from None
+    def unpack(data: Any, what: str) -> Any:
+        try:
+            return msgpack.unpackb(data, raw=False, ext_hook=ext_hook, strict_map_key=True)
+        except WireError:
+            raise
+        except msgpack.StackError:
+            raise WireError("LimitExceeded", limits.exceeded(f"the {what}'s nesting", "over msgpack's 1024 levels", "max_depth", str(lim.max_depth))) from None
+        except Exception as e:
+            raise WireError("ProtocolError", f"{what} is not valid msgpack: {_short(str(e), 200)}") from None
+
+    env = unpack(frames[0], "envelope")
     if not isinstance(env, dict):
         raise WireError("ProtocolError", f"envelope must be a map, got {type(env).__name__}")
-    if not all(used):
+    if modules[0] or len(frames[0]) > lim.max_depth:
+        _expand(env, lim.max_depth, lambda data: unpack(data, "module ext payload"))
+    if nframes and not all(used):
         unused = [i + 1 for i, u in enumerate(used) if not u]
-        raise WireError("FrameError", f"frames {unused} are not described by the envelope")
+        raise WireError("FrameError", f"{len(unused)} of the message's {nframes} frames are not described by the envelope (frames {frame_ranges(unused)})")
     return env
+
+
+def _expand(root: dict[str, Any], max_depth: int, unpack: Callable[[bytes], Any]) -> None:
+    """Check that `root` nests at most `max_depth` levels and unpack its module
+    nodes in place, from an explicit stack: neither a deep value nor deeply
+    nested modules recurse (a module node and its fields count as one level).
+    It runs on most requests, so it compares types, not isinstance."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > max_depth:
+            raise WireError("LimitExceeded", limits.exceeded("a value's nesting", f"deeper than {max_depth} levels", "max_depth", str(max_depth)))
+        for k, v in node.items() if type(node) is dict else enumerate(node):
+            t = type(v)
+            if t is dict or t is list:
+                push((v, depth + 1))
+            elif t is _PendingModule:
+                body = unpack(v.data)
+                if type(body) is not list or len(body) != 2 or type(body[0]) is not str or type(body[1]) is not dict:
+                    raise WireError("ProtocolError", "module ext payload must be [structure_key, {field: value}]")
+                node[k] = ModuleIn(body[0], body[1])
+                push((body[1], depth + 1))
 
 
 def peek(frames: list[Any], key: str) -> Any:

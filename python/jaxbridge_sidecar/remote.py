@@ -85,14 +85,32 @@ def export(table: HandleTable, structures: StructureTable, value: Any, fetch: bo
     return go(value, True)
 
 
+def _up_to(structure: Any, value: Any) -> list[Any]:
+    """The subtrees of `value` at the leaves of `structure` (None where a leaf was is kept). Lists
+    and tuples match each other: the wire carries tuples as lists."""
+    data = structure.node_data()
+    if data is not None and data[0] in (list, tuple) and isinstance(value, (list, tuple)):
+        subs = structure.children()
+        if len(subs) != len(value):
+            raise ValueError(f"{structure} has {len(subs)} children, the value {len(value)}")
+        return [x for sub, v in zip(subs, value) for x in _up_to(sub, v)]
+    return structure.flatten_up_to(value)
+
+
 def rebuild_module(treedef: Any, children: list[Any], error: Callable[[str], Exception] = ValueError) -> Any:
     """A module from the values of its fields, in the structure it left the
     sidecar with. Children are flattened by default, as when the structure
     was taken, so children exported as PyRefs (custom nodes) expand here
-    exactly as they did there."""
+    exactly as they did there. None may stand where the structure has a
+    leaf (equinox's gradients of a module have None there)."""
     leaves = jax.tree.leaves(children)
     if len(leaves) != treedef.num_leaves:
-        raise error(f"module {treedef} expects {treedef.num_leaves} leaves, the client sent {len(leaves)}: its structure was changed in TypeScript")
+        # A field may hold None where the structure has a leaf, as equinox's gradients do (eqx.filter_grad
+        # gives None for an activation function): read the children up to the structure's leaves.
+        try:
+            leaves = [x for sub, child in zip(treedef.children(), children, strict=True) for x in _up_to(sub, child)]
+        except (ValueError, TypeError):
+            raise error(f"module {treedef} expects {treedef.num_leaves} leaves, the client sent {len(leaves)}: its structure was changed in TypeScript") from None
     return jax.tree.unflatten(treedef, leaves)
 
 

@@ -28,9 +28,11 @@ from jaxbridge_sidecar.server import Server, ServerConfig
 class Client:
     """A bare DEALER speaking the wire by hand, so tests check bytes, not our own client."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, routing_id: bytes | None = None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A routing id of our own, as the TypeScript client sets one: the sidecar names sessions by it.
+        self.sock.setsockopt(zmq.ROUTING_ID, routing_id or b"t" + uuid.uuid4().bytes)
         self.sock.connect(endpoint)
         self.next_id = 1
 
@@ -85,6 +87,21 @@ def _reply_ext(frames: list[Any]):
     return hook
 
 
+def session_of(server: Server, client: "Client | None" = None) -> Any:
+    """The sidecar's session of `client` (by default: its only session)."""
+    sessions = list(server.sessions)
+    if client is not None:
+        rid = client.sock.getsockopt(zmq.ROUTING_ID)
+        sessions = [s for s in sessions if s.key[1] == rid]
+    assert len(sessions) == 1, f"expected one session, the sidecar has {len(sessions)}"
+    return sessions[0]
+
+
+def handles_of(server: Server, client: "Client | None" = None) -> Any:
+    """The handle table of the sidecar's session of `client` (by default: its only session)."""
+    return session_of(server, client).handles
+
+
 @contextlib.contextmanager
 def running_sidecar(tmp_path: Path, **config: Any) -> Iterator[tuple[Server, Client]]:
     """A real sidecar served from a thread on a private ipc:// socket, and a bare client for it."""
@@ -100,6 +117,39 @@ def running_sidecar(tmp_path: Path, **config: Any) -> Iterator[tuple[Server, Cli
         client.close()
         server.stop()
         t.join(5)
+
+
+@contextlib.contextmanager
+def sidecar_process(tmp_path: Path, *args: str, supervised: bool = False) -> Iterator[tuple[Any, Client, str]]:
+    """A sidecar in a process of its own (`serve`), for requests that could
+    crash or hang it: yields (process, client, endpoint)."""
+    import subprocess
+    import sys
+
+    run = tmp_path / f"run-{uuid.uuid4().hex[:6]}"
+    run.mkdir(mode=0o700)
+    endpoint = f"ipc://{run}/s.sock"
+    cmd = [sys.executable, "-m", "jaxbridge_sidecar", "serve", "--endpoint", endpoint, *(() if supervised else ("--no-supervisor",)), *args]
+    err = open(run / "stderr", "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=Path(__file__).parents[1])
+    proc.stderr_path = run / "stderr"  # type: ignore[attr-defined]
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "JAXBRIDGE READY" not in line:
+        proc.kill()
+        raise RuntimeError(f"sidecar did not start: {line}{(run / 'stderr').read_text()}")
+    client = Client(endpoint)
+    try:
+        yield proc, client, endpoint
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        err.close()
 
 
 @pytest.fixture()

@@ -69,3 +69,14 @@ def mlp_program() -> bytes:
 
 def expected(x, w):
     return np.asarray(jax.jit(lambda x, w: jnp.tanh(x @ w) + 0.5)(x, w))
+
+
+def endless_program() -> bytes:
+    """f32[] -> while (x >= x) { x + 1 }: a run that never ends (for hung-run tests)."""
+    cond = Builder(aval("float32"))
+    (t,) = cond.eq("ge", [0, 0], {}, [aval("bool")])
+    body = Builder(aval("float32"))
+    (n,) = body.eq("add", [0, f32(1.0)], {}, [aval("float32")])
+    b = Builder(aval("float32"))
+    (out,) = b.eq("while", [0], {"cond": cond.sub([t]), "body": body.sub([n]), "cond_nconsts": 0, "body_nconsts": 0}, [aval("float32")])
+    return b.bytes([out])

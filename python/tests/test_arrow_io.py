@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 
+from conftest import handles_of
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -36,7 +37,7 @@ def test_columns_without_metadata_read_by_their_arrow_types(sidecar):
     t = pa.table({"obs": fsl(pa.array(h.reshape(-1)), [2]), "n": pa.array(np.arange(3, dtype=np.uint16))})
     res = client.decoded("put_arrow", stream=stream_bytes(t))["result"]
     assert (res["obs"].dtype, res["obs"].shape, res["n"].dtype) == ("float16", (3, 2), "uint16")
-    assert np.asarray(server.handles.get(res["obs"].id)).tobytes() == h.tobytes()
+    assert np.asarray(handles_of(server).get(res["obs"].id)).tobytes() == h.tobytes()
 
 
 def test_several_record_batches_and_sliced_bool_chunks(sidecar):
@@ -51,8 +52,8 @@ def test_several_record_batches_and_sliced_bool_chunks(sidecar):
         for b in batches:
             w.write_batch(b)
     res = client.decoded("put_arrow", stream=np.frombuffer(sink.getvalue(), np.uint8))["result"]
-    assert np.array_equal(np.asarray(server.handles.get(res["b"].id)), bits)
-    assert np.array_equal(np.asarray(server.handles.get(res["v"].id)), vals)
+    assert np.array_equal(np.asarray(handles_of(server).get(res["b"].id)), bits)
+    assert np.array_equal(np.asarray(handles_of(server).get(res["v"].id)), vals)
 
 
 def test_single_chunk_columns_view_the_stream_buffer():

@@ -100,11 +100,56 @@ def test_authorized_keys_from_a_folder_a_certificate_or_a_list(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "endpoint",
-    ["tcp://127.0.0.1:5555", "tcp://127.0.0.2:5555", "tcp://[::1]:5555", "tcp://localhost:5555", "tcp://lo:5555", "tcp://127.0.0.1:*", "ipc:///tmp/x.sock", "inproc://x"],
+    ["tcp://127.0.0.1:5555", "tcp://127.0.0.2:5555", "tcp://[::1]:5555", "tcp://localhost:5555", "tcp://lo:5555", "tcp://127.0.0.1:*", "inproc://x"],
 )
 def test_loopback_and_ipc_binds_need_no_keys(endpoint: str) -> None:
     assert auth.is_loopback_endpoint(endpoint)
     auth.check_bind(endpoint, None)
+
+
+def test_an_ipc_socket_in_a_folder_only_we_can_write_needs_no_keys(tmp_path: Path) -> None:
+    private = tmp_path / "run"
+    private.mkdir(mode=0o700)
+    auth.check_bind(f"ipc://{private}/s.sock", None)
+    (tmp_path / "shared").mkdir()
+    os.chmod(tmp_path / "shared", 0o755)
+    auth.check_bind(f"ipc://{tmp_path}/shared/s.sock", None)
+
+
+@pytest.mark.parametrize("where", ["/tmp", "@abstract", "world", "missing"])
+def test_ipc_sockets_others_could_reach_are_refused_without_curve(tmp_path: Path, where: str) -> None:
+    if where == "world":
+        d = tmp_path / "open"
+        d.mkdir()
+        os.chmod(d, 0o1777)
+        endpoint, reason = f"ipc://{d}/s.sock", "writable by other users"
+    elif where == "missing":
+        endpoint, reason = f"ipc://{tmp_path}/nope/s.sock", "does not exist"
+    elif where == "@abstract":
+        endpoint, reason = "ipc://@jaxbridge-test", "abstract socket"
+    else:
+        endpoint, reason = "ipc:///tmp/jaxbridge-test.sock", "writable by other users"
+    assert not auth.is_loopback_endpoint(endpoint)
+    with pytest.raises(auth.AuthConfigError, match=f"refusing to bind .* without CURVE: .*{reason}"):
+        auth.check_bind(endpoint, None)
+    keys = auth.load_server_keys(*_server_and_client_files(tmp_path))
+    auth.check_bind(endpoint, keys)
+
+
+def _server_and_client_files(tmp_path: Path) -> tuple[Path, Path]:
+    _p, sec, _ = auth.write_key_pair(tmp_path / "k", "server")
+    pub, _s, _ = auth.write_key_pair(tmp_path / "k", "client")
+    return sec, pub
+
+
+def test_the_bench_echo_obeys_the_binding_rule(tmp_path: Path) -> None:
+    private = tmp_path / "run"
+    private.mkdir(mode=0o700)
+    r = subprocess.run(
+        [sys.executable, "-m", "jaxbridge_sidecar", "serve", "--endpoint", f"ipc://{private}/s.sock", "--bench-echo", "tcp://0.0.0.0:0"],
+        capture_output=True, text=True, timeout=60, cwd=PYTHON_DIR,
+    )
+    assert r.returncode == 2 and "refusing to bind tcp://0.0.0.0:0 without CURVE" in r.stderr
 
 
 @pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://[::]:5555", "tcp://8.8.8.8:5555", "tcp://10.1.2.3:5555", "ws://127.0.0.1:5555"])
@@ -320,14 +365,14 @@ def test_frames_over_the_limit_disconnect_even_an_authorized_peer_and_the_sideca
         c.close()
 
 
-def test_the_frame_limit_and_handshake_deadline_apply_to_network_endpoints_only(tmp_path: Path) -> None:
+def test_the_frame_limit_applies_to_every_endpoint_and_the_handshake_deadline_to_network_ones(tmp_path: Path) -> None:
     ctx = zmq.Context.instance()
-    for endpoint, limited in (("tcp://127.0.0.1:*", True), (f"ipc://{tmp_path}/s.sock", False)):
+    for endpoint, network in (("tcp://127.0.0.1:*", True), (f"ipc://{tmp_path}/s.sock", False)):
         sock = ctx.socket(zmq.ROUTER)
         try:
             assert auth.secure_socket(sock, endpoint, None, 1234) is None
-            assert sock.getsockopt(zmq.MAXMSGSIZE) == (1234 if limited else -1)
-            assert sock.getsockopt(zmq.HANDSHAKE_IVL) == (auth.TCP_HANDSHAKE_MS if limited else 30000)
+            assert sock.getsockopt(zmq.MAXMSGSIZE) == 1234
+            assert sock.getsockopt(zmq.HANDSHAKE_IVL) == (auth.TCP_HANDSHAKE_MS if network else 30000)
         finally:
             sock.close(0)
 

@@ -4,6 +4,7 @@ the error, and objects are deduplicated and reference-counted."""
 from __future__ import annotations
 
 import jax
+from conftest import handles_of
 import numpy as np
 import pytest
 
@@ -26,10 +27,10 @@ def test_pyrefs_are_deduplicated_and_reference_counted(eqx_sidecar):
     ra, rb = a.fields["activation"], b.fields["activation"]
     assert ra.id == rb.id
     client.decoded("free", handles=[ra.id])
-    assert server.handles.get_object(rb.id) is jax.nn.relu
+    assert handles_of(server).get_object(rb.id) is jax.nn.relu
     client.decoded("free", handles=[rb.id])
     with pytest.raises(protocol.WireError):
-        server.handles.get_object(rb.id)
+        handles_of(server).get_object(rb.id)
 
 
 def test_place_puts_handles_where_array_leaves_were_and_adds_nothing_when_a_placement_fails():

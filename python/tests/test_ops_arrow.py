@@ -4,6 +4,7 @@ returns a stream pyarrow reads back, and bad requests are refused."""
 from __future__ import annotations
 
 import ml_dtypes
+from conftest import handles_of
 import numpy as np
 import pyarrow as pa
 
@@ -23,7 +24,7 @@ def test_put_arrow_places_each_column_and_get_arrow_returns_the_same_bytes(sidec
     for name, a in want.items():
         h = handles[name]
         assert h.shape == a.shape and h.dtype == arrow_io.dtype_name(a.dtype), name
-        dev = np.asarray(server.handles.get(h.id))
+        dev = np.asarray(handles_of(server).get(h.id))
         assert dev.dtype == a.dtype and dev.tobytes() == a.tobytes(), name
     env = client.decoded("get_arrow", columns={name: HandleRef(h.id) for name, h in handles.items()})
     assert env["ok"], env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -23,17 +24,28 @@ def test_the_bench_op_is_absent_by_default(sidecar):
     assert not env["ok"] and env["error"]["type"] == "UnknownOp"
 
 
-def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkeypatch):
-    pytest.importorskip("lerax")
+@contextmanager
+def bench_sidecar(tmp_path: Path, monkeypatch):
+    """A sidecar with the bench ops enabled, serving on a thread; yields (server, client)."""
     monkeypatch.setenv(bench.BENCH_ENV, "1")
     endpoint = f"ipc://{tmp_path}/b-{uuid.uuid4().hex[:8]}.sock"
     server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
-    assert "bench_lerax_scan" in server.ops
     server.bind()
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     client = Client(endpoint)
     try:
+        yield server, client
+    finally:
+        client.close()
+        server.stop()
+        t.join(5)
+
+
+def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkeypatch):
+    pytest.importorskip("lerax")
+    with bench_sidecar(tmp_path, monkeypatch) as (server, client):
+        assert "bench_lerax_scan" in server.ops
         rng = np.random.default_rng(0)
         carry = {"h": rng.standard_normal(4).astype(np.float32), "w1": rng.standard_normal((4, 4)).astype(np.float32), "b1": np.zeros(4, np.float32), "w2": rng.standard_normal((4, 4)).astype(np.float32), "b2": np.zeros(4, np.float32)}
         env = client.decoded("bench_lerax_scan", carry=carry, steps=7, repeats=2, mode="jit")
@@ -49,23 +61,43 @@ def test_the_bench_op_runs_lerax_filter_scan_when_enabled(tmp_path: Path, monkey
         assert np.allclose(res["h"], h, rtol=1e-6) and np.allclose(res["ys"], np.stack(ys), rtol=1e-6)
         bad = client.decoded("bench_lerax_scan", carry=carry, steps=0, repeats=1)
         assert bad["error"]["type"] == "ArgumentError"
-    finally:
-        client.close()
-        server.stop()
-        t.join(5)
+
+
+def test_the_train_step_bench_op_runs_optax_adam_in_a_scan_and_as_calls(tmp_path: Path, monkeypatch):
+    pytest.importorskip("optax")
+    with bench_sidecar(tmp_path, monkeypatch) as (server, client):
+        assert "bench_train_step" in server.ops
+        rng = np.random.default_rng(1)
+        sizes = [5, 8, 8, 3]
+        params = {}
+        for i in range(3):
+            params[f"w{i + 1}"] = (rng.standard_normal((sizes[i], sizes[i + 1])) / np.sqrt(sizes[i])).astype(np.float32)
+            params[f"b{i + 1}"] = np.zeros(sizes[i + 1], np.float32)
+        x = rng.standard_normal((6, 5)).astype(np.float32)
+        y = rng.integers(0, 3, 6).astype(np.int32)
+        scan = client.decoded("bench_train_step", params=params, x=x, y=y, steps=4, repeats=2, mode="scan")
+        calls = client.decoded("bench_train_step", params=params, x=x, y=y, steps=4, repeats=1, mode="calls")
+        assert scan["ok"] and calls["ok"], (scan, calls)
+        assert len(scan["result"]["seconds"]) == 2 and len(calls["result"]["seconds"]) == 4
+        # Four Adam steps on the cross-entropy, checked against optax run here.
+        opt, step = bench.train_step_fns()
+        p = {k: jnp.asarray(v) for k, v in params.items()}
+        c = (p, opt.init(p))
+        for _ in range(4):
+            c, loss = step(c, jnp.asarray(x), jnp.asarray(y))
+        for got in (scan["result"], calls["result"]):
+            for k in params:
+                assert np.allclose(got["params"][k], c[0][k], rtol=1e-5, atol=1e-6)
+            assert got["losses"].shape == (4,) and np.isclose(got["losses"][-1], loss, rtol=1e-5)
+        assert not np.allclose(scan["result"]["params"]["w1"], params["w1"]), "the parameters moved"
+        bad = client.decoded("bench_train_step", params={"w1": params["w1"]}, x=x, y=y, steps=1, repeats=1)
+        assert bad["error"]["type"] == "ArgumentError"
 
 
 def test_bench_psum_times_the_psum_of_a_sharded_array_over_its_mesh(tmp_path: Path, monkeypatch):
     from jaxbridge_sidecar.protocol import HandleRef
 
-    monkeypatch.setenv(bench.BENCH_ENV, "1")
-    endpoint = f"ipc://{tmp_path}/b-{uuid.uuid4().hex[:8]}.sock"
-    server = Server(ServerConfig(endpoint=endpoint, max_message_bytes=64 * 1024 * 1024))
-    server.bind()
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    client = Client(endpoint)
-    try:
+    with bench_sidecar(tmp_path, monkeypatch) as (_server, client):
         a = np.arange(8, dtype=np.float32)
         mesh = {"axis_names": ["x"], "axis_sizes": [4], "axis_types": ["Auto"], "device_ids": [0, 1, 2, 3]}
         h = client.decoded("device_put", value=[a], sharding={"mesh": mesh, "spec": [["x"]]})["result"][0]
@@ -74,7 +106,3 @@ def test_bench_psum_times_the_psum_of_a_sharded_array_over_its_mesh(tmp_path: Pa
         assert len(env["result"]["seconds"]) == 3 and np.array_equal(env["result"]["out"], a.reshape(4, 2).sum(0))
         one = client.decoded("put", value=[a])["result"][0]
         assert client.decoded("bench_psum", x=HandleRef(one.id), repeats=3)["error"]["type"] == "ArgumentError"
-    finally:
-        client.close()
-        server.stop()
-        t.join(5)

@@ -4,6 +4,7 @@ device unless fetched, other results as PyRefs."""
 from __future__ import annotations
 
 import jax.numpy as jnp
+from conftest import handles_of
 import numpy as np
 
 from jaxbridge_sidecar import protocol
@@ -29,9 +30,9 @@ def test_results_that_are_not_arrays_or_plain_values_come_back_as_pyrefs(sidecar
     env = client.decoded("call", fn="jax.tree.structure", args=[[1, 2]], kwargs={})
     ref = env["result"]
     assert isinstance(ref, protocol.PyRefOut) and ref.type.endswith("PyTreeDef") and "PyTreeDef" in ref.repr
-    assert server.handles.object_count == 1
+    assert handles_of(server).object_count == 1
     client.decoded("free", handles=[ref.id])
-    assert server.handles.object_count == 0
+    assert handles_of(server).object_count == 0
 
 
 def test_import_is_limited_to_the_allow_list(eqx_sidecar):

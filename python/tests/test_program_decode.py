@@ -14,6 +14,7 @@ from jaxbridge_sidecar.program import decode_literal, decode_program, program_ha
 from jaxbridge_sidecar.program.ir import IR_VERSION
 from jaxbridge_sidecar.protocol import WireError
 
+from jaxbridge_sidecar.program.ir import IR_VERSION
 from programs_support import Builder, aval, canon, f32
 
 
@@ -59,7 +60,8 @@ def test_a_refused_primitive_inside_a_nested_body_is_found_before_anything_runs(
         (lambda p: p["eqns"][1].update(inputs=[0, {"lit": "300", "dtype": "int8"}]), "out of range for int8"),
         (lambda p: p["eqns"][1].update(inputs=[0]), "takes 2 inputs, got 1"),
         (lambda p: p.update(outputs=[9]), "variable 9 is used before"),
-        (lambda p: p.update(version=1), "IR version 1"),
+        (lambda p: p.update(version=1), "IR version 1; this sidecar reads version 2"),
+        (lambda p: p.update(version=3), "IR version 3"),
         (lambda p: p.pop("x64"), "needs `x64`"),
         (lambda p: p.update(hack="x"), "unknown program fields ['hack']"),
         (lambda p: p["inputs"].append({"dtype": "float32", "shape": [-1]}), "non-negative integers"),
@@ -102,4 +104,4 @@ def test_program_hash_is_sha256_of_the_bytes():
     import hashlib
 
     assert program_hash(data) == hashlib.sha256(data).hexdigest()
-    assert json.loads(data)["version"] == IR_VERSION
+    assert json.loads(data)["version"] == IR_VERSION == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from conftest import handles_of
 import numpy as np
 import pytest
 
@@ -65,7 +66,7 @@ def test_a_cached_program_keeps_its_objects_after_the_client_releases_them(eqx_s
     refs = [m.fields["activation"].id, m.fields["final_activation"].id]
     client.decoded("free", handles=refs)
     with pytest.raises(WireError):
-        server.handles.get_object(refs[0])
+        handles_of(server).get_object(refs[0])
     again = client.decoded("run", hash=program_hash(body), args=args, fetch=True)
     assert again["ok"], again
     np.testing.assert_array_equal(again["result"]["outputs"][0], first)

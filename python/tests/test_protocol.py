@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from jaxbridge_sidecar import protocol
+from jaxbridge_sidecar.limits import Limits
+
+BIG = Limits(max_message_bytes=1 << 40)
 from jaxbridge_sidecar.protocol import WireError
 
 ALL = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32", "float64", "complex64", "complex128"]
@@ -23,7 +26,7 @@ def _random(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.
 
 def _roundtrip(value):
     frames = protocol.encode({"id": 1, "op": "get", "value": value})
-    return protocol.decode([bytes(f) for f in frames], 1 << 40)["value"]
+    return protocol.decode([bytes(f) for f in frames], BIG)["value"]
 
 
 @pytest.mark.parametrize("dtype", ALL)
@@ -43,7 +46,7 @@ def test_large_arrays_split_into_16_mib_frames():
     arr = np.arange(10 * 1024 * 1024, dtype=np.float32)  # 40 MiB
     frames = protocol.encode({"id": 1, "op": "get", "value": arr})
     assert [len(memoryview(f)) for f in frames[1:]] == [16 << 20, 16 << 20, 8 << 20]
-    back = protocol.decode([bytes(f) for f in frames], 1 << 40)["value"]
+    back = protocol.decode([bytes(f) for f in frames], BIG)["value"]
     assert np.array_equal(back, arr)
 
 
@@ -62,7 +65,7 @@ def test_large_arrays_decode_64_byte_aligned_so_device_put_copies_nothing(offset
         at = (offset - base) % 64
         raw[at : at + len(memoryview(f))] = bytes(f)
         moved.append(memoryview(raw)[at : at + len(memoryview(f))])
-    back = protocol.decode(moved, 1 << 40)["value"]
+    back = protocol.decode(moved, BIG)["value"]
     assert np.array_equal(back, arr)
     assert back.ctypes.data % protocol.HOST_ALIGNMENT == 0
     on_device = jax.device_put(back)
@@ -74,7 +77,7 @@ def test_large_arrays_decode_64_byte_aligned_so_device_put_copies_nothing(offset
 def test_small_arrays_are_views_of_their_frame():
     frames = protocol.encode({"id": 1, "op": "put", "value": np.arange(16, dtype=np.int32)})
     data = [bytes(f) for f in frames]
-    back = protocol.decode(data, 1 << 40)["value"]
+    back = protocol.decode(data, BIG)["value"]
     assert back.base is not None and not back.flags.writeable, "a view of the (read-only) frame, not a copy"
 
 
@@ -95,25 +98,25 @@ def _array_ext(dtype, shape, first, count):
 def test_bad_arrays_are_refused(fields, frames, kind):
     env = msgpack.packb({"id": 1, "op": "put", "value": [_array_ext(*fields)]})
     with pytest.raises(WireError) as e:
-        protocol.decode([env, *frames], 1 << 40)
+        protocol.decode([env, *frames], BIG)
     assert e.value.kind == kind
 
 
 def test_a_frame_claimed_twice_is_refused():
     env = msgpack.packb({"id": 1, "op": "put", "value": [_array_ext("int8", [1], 1, 1), _array_ext("int8", [1], 1, 1)]})
     with pytest.raises(WireError, match="claimed by two"):
-        protocol.decode([env, b"\x01"], 1 << 40)
+        protocol.decode([env, b"\x01"], BIG)
 
 
 def test_oversized_messages_are_refused_before_decoding():
     with pytest.raises(WireError) as e:
-        protocol.decode([b"\x80", b"\0" * 100], 50)
+        protocol.decode([b"\x80", b"\0" * 100], Limits(max_message_bytes=50))
     assert e.value.kind == "MessageTooLarge"
 
 
 def test_envelope_must_be_a_map():
     with pytest.raises(WireError) as e:
-        protocol.decode([msgpack.packb([1, 2])], 1 << 20)
+        protocol.decode([msgpack.packb([1, 2])], Limits(max_message_bytes=1 << 20))
     assert e.value.kind == "ProtocolError"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from conftest import handles_of, session_of
 import numpy as np
 
 from jaxbridge_sidecar.protocol import ModuleOut, PyRefOut
@@ -33,8 +34,8 @@ def test_sending_a_module_back_rebuilds_it_with_the_same_arrays(eqx_sidecar):
     m = _mlp(client)
     x = np.array([1.0, -2.0, 0.5], np.float32)
     got = client.decoded("call_method", target=_back(m), name="__call__", args=[x], kwargs={}, fetch=True)["result"]
-    rebuilt = server.materialize(_back(m))
-    w = server.handles.get(m.fields["layers"][0].fields["weight"].id)
+    rebuilt = session_of(server).host.materialize(_back(m))
+    w = handles_of(server).get(m.fields["layers"][0].fields["weight"].id)
     assert rebuilt.layers[0].weight is w, "arrays are reused, not copied"
     assert isinstance(rebuilt.layers, tuple)
     ref = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(0))
@@ -51,3 +52,19 @@ def test_a_module_with_a_changed_structure_is_refused(eqx_sidecar):
     assert not env["ok"] and "structure was changed" in env["error"]["message"]
     env, _ = client.request("ping")
     assert env["ok"]
+
+
+def test_none_where_the_structure_has_a_leaf_rebuilds_equinox_s_gradient_structure(eqx_sidecar):
+    # eqx.filter_grad of an MLP has None for its activation functions; such a tree comes back from
+    # TypeScript with null there, and is rebuilt as the same MLP with None in those fields.
+    server, client = eqx_sidecar
+    m = _mlp(client)
+    back = _back(m)
+    back.fields["activation"] = None
+    back.fields["final_activation"] = None
+    rebuilt = server.materialize(back)
+    ref = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(0))
+    grads = eqx.filter_grad(lambda mm: jnp.sum(mm(jnp.ones(3))))(ref)
+    assert jax.tree.structure(rebuilt) == jax.tree.structure(grads)
+    assert rebuilt.activation is None and isinstance(rebuilt.layers, tuple)
+    assert eqx.tree_equal(eqx.filter(rebuilt, eqx.is_array), eqx.filter(ref, eqx.is_array))

@@ -115,6 +115,14 @@ export class CallEvents {
     this.sink.sendAck(this.call, seq);
   }
 
+  /** Fail the call with `err` (a batch that could not be decoded): later callbacks are skipped, batches still acked. */
+  fail(err: unknown): void {
+    if (!this.failed) {
+      this.failed = true;
+      this.err = err;
+    }
+  }
+
   /** Resolves when every batch received so far was delivered (never rejects). */
   async drained(): Promise<void> {
     let n = -1;

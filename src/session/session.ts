@@ -6,9 +6,9 @@
 import { DeviceArray, type HandleOwner } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { describe } from "../values/describe.js";
-import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError } from "../values/errors.js";
+import { BridgeInputError, JaxBridgeError, ProtocolError, SidecarDiedError, SidecarRestartedError } from "../values/errors.js";
 import { remoteError } from "../wire/remote-error.js";
-import { type Frame, HandleRef, PROTOCOL_VERSION, decode, encode, handshakeSample, peekId, sameValue } from "../wire/protocol.js";
+import { type Frame, HandleRef, PROTOCOL_VERSION, classify, decode, encode, handshakeSample, peekId, sameValue, wireId } from "../wire/protocol.js";
 import { CallEvents, type CallbackStats, type EventSink, type HostCallback } from "./callback-events.js";
 import { AbortedError, DeadlineError } from "../values/errors.js";
 import { type CurveClientKeys, type RequestOptions, Transport } from "../wire/transport.js";
@@ -46,6 +46,17 @@ export interface ConnectOptions extends SpawnOptions {
   maxInFlight?: number;
   /** How long the handshake may take (ms, default 30000; the embedded start has its own limit). */
   handshakeTimeoutMs?: number;
+  /**
+   * How long the sidecar may be out of reach before this session gives up on
+   * it (ms; default 30000 for tcp://, 120000 for ipc://): a dropped connection
+   * that comes back sooner resumes the session with its arrays intact, and
+   * calls in flight complete (docs/protocol.md, "Sessions").
+   */
+  reconnectGraceMs?: number;
+  /** ZMTP heartbeat interval, and how often a silent sidecar is pinged while calls wait (ms, default 1000; 0 disables both). */
+  heartbeatMs?: number;
+  /** After a message that names no request, how long well-formed replies still settle their calls before the session fails with ProtocolError (ms, default 2000). */
+  protocolGraceMs?: number;
   /** Deadline applied to calls that give none (ms; default none). */
   defaultTimeoutMs?: number;
   signal?: AbortSignal;
@@ -64,6 +75,8 @@ export interface CallOptions extends RequestOptions {
 export class Kwargs {
   constructor(readonly values: Record<string, unknown>) {}
 }
+/** How this client names itself in `hello`. */
+const CLIENT = "jaxbridge-ts 0.1.0";
 /** Puts at least this large send queued frees in a message of their own first (see put). */
 const LARGE_PUT_BYTES = 1 << 20;
 
@@ -145,7 +158,14 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
   }
   // A remote sidecar's CURVE keys: given, or from JAXBRIDGE_CURVE_SERVER_KEY / JAXBRIDGE_CURVE_CLIENT_KEY.
   const curve = opts.curve ?? (sidecar === undefined ? curveFromEnv() : undefined);
-  const transport = new Transport({ url, ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}), ...(curve ? { curve } : {}) });
+  const transport = new Transport({
+    url,
+    ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}),
+    ...(curve ? { curve } : {}),
+    ...(opts.reconnectGraceMs !== undefined ? { reconnectGraceMs: opts.reconnectGraceMs } : {}),
+    ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+    ...(opts.protocolGraceMs !== undefined ? { protocolGraceMs: opts.protocolGraceMs } : {}),
+  });
   const session = new Session(transport, sidecar, opts.defaultTimeoutMs);
   try {
     await session.handshake({ timeoutMs: opts.handshakeTimeoutMs ?? 30_000, signal: opts.signal });
@@ -177,6 +197,10 @@ export class Session implements HandleOwner, EventSink {
   private closing: Promise<void> | undefined;
   private frees: number[] = [];
   private freeScheduled = false;
+  /** When this session last sent a request (the sidecar's idle lease counts from it). */
+  private lastSent = Date.now();
+  private keepalive: NodeJS.Timeout | undefined;
+  private pinging = false;
 
   constructor(transport: Transport, sidecar: EmbeddedSidecar | undefined, defaultTimeoutMs?: number) {
     this.transport = transport;
@@ -186,8 +210,11 @@ export class Session implements HandleOwner, EventSink {
     transport.onAbandoned = (frames) => this.freeAbandoned(frames);
     transport.onEvent = (frames) => this.onEvent(frames);
     transport.onDeath = (err) => {
+      if (this.keepalive) clearInterval(this.keepalive);
       for (const kill of [...this.liveCalls]) kill(err);
     };
+    transport.onResume = () => this.resume();
+    transport.onHeartbeat = () => this.heartbeat();
     if (sidecar) {
       void sidecar.exitDescription.then((how) => {
         const tail = sidecar.stderr.trim().split("\n").slice(-15).join("\n");
@@ -237,6 +264,7 @@ export class Session implements HandleOwner, EventSink {
   }
 
   private async send<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions): Promise<Reply<O>> {
+    this.lastSent = Date.now();
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     if (opts.callbacks !== undefined && opts.callbacks.length > 0) return (await this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs)) as Reply<O>;
     const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
@@ -247,7 +275,7 @@ export class Session implements HandleOwner, EventSink {
   private build(id: number, op: Op, fields: object): Frame[] {
     // Queued frees ride along with the next request instead of costing a message of their own.
     if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
-    const free = this.frees;
+    const free = this.frees.map(wireId);
     this.frees = [];
     return encode({ id, op, ...fields, free });
   }
@@ -324,7 +352,20 @@ export class Session implements HandleOwner, EventSink {
     try {
       env = decode(frames, this).envelope;
     } catch (e) {
-      this.warnOnce("undecodable-event", `jaxbridge: an event from the sidecar could not be decoded (${(e as Error).message}); dropped`);
+      // The call it names, if readable, fails with the reason; otherwise nothing can be matched to it.
+      const what = frames.length ? classify(frames[0]!) : null;
+      const route = what?.kind === "event" && what.call !== null ? this.eventRoutes.get(what.call) : undefined;
+      const err = new ProtocolError(`an event from the sidecar could not be decoded: ${(e as Error).message}`);
+      if (route) route.fail(err);
+      else this.warnOnce("undecodable-event", `jaxbridge: ${err.message}; dropped`);
+      return;
+    }
+    if (env.event === "restarting") {
+      // The sidecar gives up on a hung run and exits; its supervisor starts a fresh one.
+      const reason = String(env.cause ?? "unknown");
+      this.transport.fail(
+        new SidecarRestartedError(`the sidecar at ${this.url} is restarting (${reason}); its arrays are gone: connect() again`, { address: this.url, reason, previousInstance: this.instance }),
+      );
       return;
     }
     if (env.event !== "callbacks") {
@@ -395,12 +436,53 @@ export class Session implements HandleOwner, EventSink {
 
   async handshake(opts: RequestOptions = {}): Promise<SidecarInfo> {
     const sample = handshakeSample();
-    const info = await this.request("hello", { protocol: PROTOCOL_VERSION, client: "jaxbridge-ts 0.1.0", sample }, opts);
+    const info = await this.request("hello", { protocol: PROTOCOL_VERSION, client: CLIENT, sample }, opts);
     if (info.protocol !== PROTOCOL_VERSION) throw new ProtocolError(`the sidecar speaks protocol ${info.protocol}, this client ${PROTOCOL_VERSION}`);
     if (!sameValue(info.sample, sample)) throw new ProtocolError("the handshake sample came back different: the two sides disagree on the wire format");
     const { sample: _echo, ...rest } = info;
     this._info = rest;
+    const lease = rest.lease_seconds;
+    if (typeof lease === "number" && lease > 0) {
+      // Renew the sidecar's idle lease when the program sends nothing for a while.
+      const every = Math.max(1000, (lease * 1000) / 4);
+      this.keepalive = setInterval(() => {
+        if (Date.now() - this.lastSent >= every) this.heartbeat();
+      }, every);
+      this.keepalive.unref();
+    }
     return rest;
+  }
+
+  /**
+   * The connection came back after a drop (the transport calls this before it
+   * resends anything): the same sidecar instance, still holding this session?
+   */
+  private async resume(): Promise<void> {
+    const before = this.instance;
+    const frames = await this.transport.requestNow((id) => encode({ id, op: "hello", protocol: PROTOCOL_VERSION, client: CLIENT, sample: handshakeSample(), resume: before }), { timeoutMs: 30_000 });
+    const info = this.unpackReply(frames, "hello") as Reply<"hello">;
+    if (info.instance !== before) {
+      const restarted = info.restarted;
+      const reason = restarted && restarted.instance === before ? restarted.cause : undefined;
+      throw new SidecarRestartedError(
+        `the sidecar at ${this.url} was restarted (instance ${before} is now ${info.instance}${reason ? `: ${reason}` : ""}); its arrays are gone: connect() again`,
+        { address: this.url, ...(reason ? { reason } : {}), previousInstance: before, instance: info.instance },
+      );
+    }
+    if (!info.resumed) {
+      throw new SidecarDiedError(`the sidecar at ${this.url} no longer holds this session (it ended it while the connection was down: past its disconnect grace or idle lease); connect() again`, this.url);
+    }
+  }
+
+  /** A ping, at most one at a time: the sidecar answers at once, even while it computes. */
+  private heartbeat(): void {
+    if (this.pinging || this.closed) return;
+    this.pinging = true;
+    this.lastSent = Date.now();
+    this.transport
+      .requestNow((id) => encode({ id, op: "ping" }))
+      .catch(() => {})
+      .finally(() => (this.pinging = false));
   }
 
   /** Place the array leaves of a pytree on the device; static leaves stay here. */
@@ -522,7 +604,9 @@ export class Session implements HandleOwner, EventSink {
   /** Load equinox leaf bytes into a skeleton held in the sidecar (e.g. a freshly built remote module). */
   async deserialiseLeaves<T = unknown>(like: unknown, leaves: Uint8Array, opts: RequestOptions = {}): Promise<T> {
     this.checkWireValue(like, "like");
-    return (await this.request("deserialise_leaves", { like, leaves, fetch: false }, opts)) as T;
+    // As an array value: its bytes travel as frames of at most 16 MiB, under every frame limit.
+    const bytes = new NDArray(new Uint8Array(leaves.buffer, leaves.byteOffset, leaves.byteLength), [leaves.byteLength], "uint8");
+    return (await this.request("deserialise_leaves", { like, leaves: bytes, fetch: false }, opts)) as T;
   }
 
   /** Names one level below a dotted path that this sidecar lets `call` reach ("" for the roots), for completion. */
@@ -559,7 +643,7 @@ export class Session implements HandleOwner, EventSink {
     const handles = this.frees;
     this.frees = [];
     try {
-      await this.request("free", { handles }, opts);
+      await this.request("free", { handles: handles.map(wireId) }, opts);
     } catch {
       // The sidecar is gone, and its memory with it.
     }
@@ -608,10 +692,10 @@ export class Session implements HandleOwner, EventSink {
   }
 
   /**
-   * Close the connection and stop the embedded sidecar. Pending calls reject
-   * with SidecarDiedError. Always settles within a few seconds, whatever the
-   * sidecar is doing (busy, stopped, already dead); a second call returns
-   * the same promise.
+   * Close the connection and stop the embedded sidecar. Calls still in flight
+   * reject with SessionClosedError. Always settles within a few seconds,
+   * whatever the sidecar is doing (busy, stopped, already dead); a second
+   * call returns the same promise.
    */
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
@@ -619,11 +703,15 @@ export class Session implements HandleOwner, EventSink {
   }
 
   private async closeOnce(): Promise<void> {
-    // A remote sidecar keeps its memory after we leave: free what we hold,
-    // but do not wait long behind a running computation. An embedded
+    // A shared sidecar would keep what this session holds until its lease or
+    // disconnect grace ran out: `close` frees it all at once (answered at once
+    // even behind a running computation; bounded anyway). An embedded
     // sidecar's handles die with it.
-    if (this.sidecar === undefined) await this.flushFrees({ timeoutMs: 3000 }).catch(() => {});
+    if (!this.closed && this.sidecar === undefined && !this.transport.reconnecting) {
+      await this.transport.requestNow((id) => encode({ id, op: "close" }), { timeoutMs: 2000 }).catch(() => {});
+    }
     this._closed = true;
+    if (this.keepalive) clearInterval(this.keepalive);
     this.transport.close();
     if (defaultSession === this) defaultSession = null;
     await this.sidecar?.stop();

@@ -30,13 +30,14 @@ export const TRACER_AS_VALUE = (what: string, desc: string): string =>
   `loop with filterScan, and read values after the call with await result.toHost().`;
 
 /**
- * The first stack frame outside the tracer (src/trace), i.e. the user's code
+ * The first stack frame outside the tracer (src/trace) and the libraries on it
+ * (src/equinox, src/lerax, src/optim), i.e. the user's code
  * that called the op. Computed only when an error is thrown.
  */
 export function userSite(): string | undefined {
   const stack = new Error().stack?.split("\n").slice(1) ?? [];
   for (const line of stack) {
-    if (/[\\/]src[\\/](trace|lerax)[\\/]/.test(line)) continue;
+    if (/[\\/]src[\\/](trace|lerax|equinox|optim)[\\/]/.test(line)) continue;
     if (/\(node:|at node:|node_modules[\\/]|\(<anonymous>\)|at <anonymous>/.test(line)) continue;
     return line.trim();
   }

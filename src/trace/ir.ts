@@ -13,7 +13,7 @@ import type { DType } from "../values/dtype.js";
 import type { WireSharding } from "../values/sharding.js";
 import { showLiteral } from "./dtypes.js";
 
-/** 2: shard_map, the collectives, sharding constraints and jit's shardings (and, from the grad branch, the transformations). */
+/** 2: the transformations (grad, vmap, ...), shard_map, the collectives, sharding constraints and jit's shardings. */
 export const IR_VERSION = 2;
 
 /** The type of a value: dtype and shape (weakness is a tracing concern and never reaches the IR). */

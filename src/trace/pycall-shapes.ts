@@ -12,6 +12,7 @@
 
 import type { Session } from "../session/session.js";
 import type { PyCallRequest, PyCallShapes } from "../wire/ops.js";
+import { wireTemplate } from "../wire/protocol.js";
 import { traceError } from "./errors.js";
 
 /**
@@ -42,7 +43,8 @@ export async function resolvePyShapes(host: Session, need: PyShapesNeeded, opts:
       `the remote object belongs to sidecar ${need.instance || "(closed)"}, but this call runs on sidecar ${host.instance || "(closed)"}; a remote object only exists in the sidecar that made it`,
     );
   }
-  const got = await host.request("pycall_shapes", need.request, opts);
+  const { request } = need;
+  const got = await host.request("pycall_shapes", { ...request, target: wireTemplate(request.target), args: request.args.map(wireTemplate) }, opts);
   if (shapes.size >= SHAPES_LIMIT) shapes.delete(shapes.keys().next().value as string);
   shapes.set(need.key, got);
 }

@@ -95,6 +95,47 @@ export class SidecarDiedError extends JaxBridgeError {
   }
 }
 
+// --- rel (issue 13): sessions, keys, restarts ---------------------------------
+
+/** The call was in flight when its session was closed with `close()`: nothing died, it will not complete. */
+export class SessionClosedError extends JaxBridgeError {
+  override name = "SessionClosedError";
+  readonly code = "ESESSIONCLOSED";
+}
+
+/** The sidecar refused this client's CURVE keys (or this client has the wrong key for the sidecar). */
+export class AuthError extends JaxBridgeError {
+  override name = "AuthError";
+  readonly code = "EAUTH";
+  readonly address: string | undefined;
+  constructor(message: string, address?: string) {
+    super(message);
+    this.address = address;
+  }
+}
+
+/**
+ * The sidecar was restarted (by `jaxbridge serve`'s supervisor, after a crash
+ * or a run past `--max-run-seconds`): its arrays and objects are gone, so
+ * this session is over. `cause` says why the old one ended, when known.
+ */
+export class SidecarRestartedError extends SidecarDiedError {
+  override name = "SidecarRestartedError";
+  /** Why the old sidecar ended, when known (`request 12 (run) of session ab12 ran past --max-run-seconds=30`). */
+  readonly reason: string | undefined;
+  /** The instance this session was connected to, and the one now serving (if known). */
+  readonly previousInstance: string | undefined;
+  readonly instance: string | undefined;
+  constructor(message: string, opts: { address?: string; reason?: string; previousInstance?: string; instance?: string } = {}) {
+    super(message, opts.address);
+    this.reason = opts.reason;
+    this.previousInstance = opts.previousInstance;
+    this.instance = opts.instance;
+  }
+}
+
+// --- end rel ----------------------------------------------------------------------
+
 /** The wire carried something this side cannot decode. */
 export class ProtocolError extends JaxBridgeError {
   override name = "ProtocolError";

@@ -48,6 +48,23 @@ export interface SidecarInfo {
   pid: number;
   max_message_bytes: number;
   max_frame_bytes: number;
+  /** What the sidecar accepts (docs/protocol.md, "Limits"), with the `serve` options that raise each. */
+  limits: SidecarLimits;
+  /** Seconds a silent session is kept (the client pings to renew it); null: forever. */
+  lease_seconds: number | null;
+  /** The instance this sidecar replaced under its supervisor, and why that one ended. */
+  restarted: { instance: string; cause: string } | null;
+  /** With `resume` in the request: whether this session was found as it was left. */
+  resumed: boolean;
+}
+
+/** The sizes a sidecar accepts (`hello`'s `limits`). */
+export interface SidecarLimits {
+  max_message_bytes: number;
+  max_frames: number;
+  max_depth: number;
+  max_recv_frame_bytes: number;
+  max_array_bytes: number;
 }
 
 /** A name one level below a dotted path that `call` could reach (`list_attrs`, `import`). */
@@ -56,18 +73,23 @@ export interface AttrEntry {
   kind: "module" | "function" | "class" | "value";
 }
 
-/** The sidecar's own counters (`stats`). */
+/** The sidecar's counters (`stats`): this session's holdings, the whole sidecar's traffic. */
 export interface SidecarStats {
-  /** Arrays held. */
+  /** Arrays this session holds. */
   handles: number;
-  /** Python objects held (PyRefs). */
+  /** Python objects this session holds (PyRefs). */
   objects: number;
-  /** Bytes of the arrays held. */
+  /** Bytes of this session's arrays. */
   bytes: number;
+  /** Requests the sidecar served (all sessions). */
   requests: number;
-  /** Callback event batches and events sent. */
+  /** Callback event batches and events sent (all sessions). */
   event_batches: number;
   events: number;
+  /** Sessions open on the sidecar. */
+  sessions: number;
+  /** The sidecar process's resident memory, in bytes (0 where unknown). */
+  rss: number;
 }
 
 /** The sidecar's program cache counters (`program_stats`): lowerings, cache hits, JAX traces. */
@@ -103,7 +125,7 @@ export interface ArrayType {
 export type TemplateNode =
   | null
   | "array"
-  | { readonly ref: number }
+  | { readonly ref: number | bigint }
   | { readonly list: readonly TemplateNode[] }
   | { readonly dict: readonly (readonly [string, TemplateNode])[] }
   | { readonly module: string; readonly fields: readonly (readonly [string, TemplateNode])[] };
@@ -135,11 +157,11 @@ type Value = unknown;
 
 /** Every op: `request` is the envelope's fields besides `id`, `op` and `free`; `reply` the `result` of an `ok` reply. */
 export interface Ops {
-  hello: { request: { protocol: number; client: string; sample: Record<string, unknown> }; reply: SidecarInfo & { sample: unknown } };
+  hello: { request: { protocol: number; client: string; sample: Record<string, unknown>; resume?: string }; reply: SidecarInfo & { sample: unknown } };
   ping: { request: Record<string, never>; reply: "pong" };
   put: { request: { value: (NDArray | DeviceArray)[]; device?: number }; reply: DeviceArray[] };
   get: { request: { value: HandleRef[] }; reply: NDArray[] };
-  free: { request: { handles: number[] }; reply: { freed: number; unknown: number[] } };
+  free: { request: { handles: (number | bigint)[] }; reply: { freed: number; unknown: number[] } };
   call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean }; reply: unknown };
   put_arrow: { request: { stream: NDArray; device?: number }; reply: Record<string, DeviceArray> };
   get_arrow: { request: { columns: Record<string, DeviceArray> }; reply: { stream: NDArray } };
@@ -152,10 +174,12 @@ export interface Ops {
   pycall_shapes: { request: PyCallRequest; reply: PyCallShapes };
   fingerprint: { request: { value: Value }; reply: Uint8Array };
   serialise_leaves: { request: { value: Value }; reply: { fingerprint: Uint8Array; leaves: Uint8Array } };
-  deserialise_leaves: { request: { like: Value; leaves: Uint8Array; fetch: boolean }; reply: unknown };
+  deserialise_leaves: { request: { like: Value; leaves: NDArray; fetch: boolean }; reply: unknown };
   /** One-way: the sidecar sends no reply. */
   ack: { request: { call: number; batch: number }; reply: never };
   device_put: { request: { value: (NDArray | DeviceArray)[]; sharding?: WireSharding; mesh?: MeshSpec; spec?: SpecList; global_shape?: number[] }; reply: DeviceArray[] };
+  /** End this session: the sidecar frees everything it holds (answered at once). */
+  close: { request: Record<string, never>; reply: { handles: number; objects: number } };
 }
 
 export type Op = keyof Ops;
@@ -184,6 +208,7 @@ const EVERY_OP: { readonly [O in Op]: true } = {
   deserialise_leaves: true,
   ack: true,
   device_put: true,
+  close: true,
 };
 
 /** Every op of the table, in the order docs/protocol.md lists them. */

@@ -1,5 +1,5 @@
 /**
- * The wire, version 1: the TypeScript half of docs/protocol.md, and the only
+ * The wire, version 2: the TypeScript half of docs/protocol.md, and the only
  * module that packs or unpacks messages. Arrays travel as trailing frames
  * described by msgpack extension types, never inside msgpack.
  */
@@ -11,13 +11,14 @@ import type { WireLayout } from "../values/sharding.js";
 import { ProtocolError } from "../values/errors.js";
 import { PyRef, RemoteModule, makeRemoteModule } from "../values/remote.js";
 import { Module } from "../values/module.js";
+import type { TemplateNode } from "./ops.js";
 
 /** What decoding a reply needs from the session: handles, and PyRefs deduplicated per id. */
 export interface WireOwner extends HandleOwner {
   adoptPyRef(id: number, pythonType: string, repr: string): PyRef;
 }
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Arrays larger than this are split over several frames (measured: bigger frames move at half speed). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const EXT_ARRAY = 1;
@@ -26,6 +27,28 @@ export const EXT_PYREF = 3;
 export const EXT_MODULE = 4;
 
 export type Frame = Buffer;
+
+/**
+ * A handle id as msgpack must carry it: an integer. msgpackr writes a number
+ * beyond 32 bits as a float64, and the sidecar's ids are up to 2**53
+ * (docs/protocol.md, "Sessions"), so those go as BigInt (uint64).
+ */
+export function wireId(id: number): number | bigint {
+  return id >= 0x100000000 ? BigInt(id) : id;
+}
+
+/**
+ * A call template (`pycall_shapes`) as msgpack must carry it: its object ids
+ * through wireId. Programs carry the same templates as canonical JSON, where
+ * an id is an exact integer already.
+ */
+export function wireTemplate(node: TemplateNode): TemplateNode {
+  if (node === null || typeof node !== "object") return node;
+  if ("ref" in node) return { ref: wireId(Number(node.ref)) };
+  if ("list" in node) return { list: node.list.map(wireTemplate) };
+  if ("dict" in node) return { dict: node.dict.map(([k, v]) => [k, wireTemplate(v)] as const) };
+  return { module: node.module, fields: node.fields.map(([k, v]) => [k, wireTemplate(v)] as const) };
+}
 
 /** A handle named in a request without a DeviceArray object (the session's own bookkeeping). */
 export class HandleRef {
@@ -76,7 +99,7 @@ addExtension({
   Class: HandleRef,
   type: EXT_HANDLE,
   pack(h: HandleRef): Buffer {
-    return inner.pack([h.id]);
+    return inner.pack([wireId(h.id)]);
   },
 });
 
@@ -84,7 +107,7 @@ addExtension({
   Class: DeviceArray,
   type: EXT_HANDLE,
   pack(a: DeviceArray): Buffer {
-    return inner.pack([a.handle]);
+    return inner.pack([wireId(a.handle)]);
   },
   unpack(payload: Buffer): DeviceArray | null {
     if (peeking) return null;
@@ -104,7 +127,7 @@ addExtension({
   Class: PyRef,
   type: EXT_PYREF,
   pack(r: PyRef): Buffer {
-    return inner.pack([r.id]);
+    return inner.pack([wireId(r.id)]);
   },
   unpack(payload: Buffer): PyRef | null {
     if (peeking) return null;
@@ -197,8 +220,14 @@ export function decode(frames: readonly Frame[], owner: WireOwner | null): Decod
   inOwner = owner;
   inHandles = [];
   try {
-    const env = unpackr.unpack(frames[0]!) as unknown;
-    if (typeof env !== "object" || env === null || Array.isArray(env)) throw new ProtocolError(`envelope must be a map, got ${typeof env}`);
+    let env: unknown;
+    try {
+      env = unpackr.unpack(frames[0]!) as unknown;
+    } catch (e) {
+      if (e instanceof ProtocolError) throw e;
+      throw new ProtocolError(`a message from the sidecar is not valid msgpack: ${(e as Error).message ?? String(e)}`);
+    }
+    if (typeof env !== "object" || env === null || Array.isArray(env)) throw new ProtocolError(`envelope must be a map, got ${env === null ? "nil" : Array.isArray(env) ? "a list" : typeof env}`);
     const unused = inUsed.flatMap((u, i) => (u ? [] : [i + 1]));
     if (unused.length) throw new ProtocolError(`frames ${unused.join(", ")} are not described by the envelope`);
     return { envelope: env as Record<string, unknown>, handles: inHandles };
@@ -220,6 +249,72 @@ export function peekId(frame: Frame): number | null {
   } finally {
     peeking = false;
   }
+}
+
+/**
+ * What a message from the sidecar is, read from its envelope alone (arrays
+ * and handles are not decoded): a reply to request `id`; an event (with the
+ * call it names, if any); or something that names no request, which the
+ * transport does not trust (`why`, and the sidecar's error when it is an
+ * error reply to a request whose id it could not read).
+ */
+export type MessageKind =
+  | { kind: "reply"; id: number }
+  | { kind: "event"; event: string; call: number | null }
+  | { kind: "unattributable"; why: string; error?: { type: string; message: string } };
+
+export function classify(frame: Frame): MessageKind {
+  peeking = true;
+  let env: unknown;
+  try {
+    env = unpackr.unpack(frame);
+  } catch (e) {
+    return { kind: "unattributable", why: `a message that is not msgpack (${(e as Error).message})` };
+  } finally {
+    peeking = false;
+  }
+  if (typeof env !== "object" || env === null || Array.isArray(env)) return { kind: "unattributable", why: `a message whose envelope is a ${env === null ? "nil" : Array.isArray(env) ? "list" : typeof env}, not a map` };
+  const e = env as Record<string, unknown>;
+  if (typeof e.id === "number" && Number.isSafeInteger(e.id)) return { kind: "reply", id: e.id };
+  if (typeof e.event === "string" && !("id" in e)) return { kind: "event", event: e.event, call: typeof e.call === "number" ? e.call : null };
+  if (e.ok === false && typeof e.error === "object" && e.error !== null) {
+    const err = e.error as { type?: unknown; message?: unknown };
+    return { kind: "unattributable", why: "an error reply to a request whose id the sidecar could not read", error: { type: String(err.type), message: String(err.message) } };
+  }
+  return { kind: "unattributable", why: `a message with neither a request id nor an event (keys: ${Object.keys(e).slice(0, 8).join(", ") || "none"})` };
+}
+
+const RESENT = Buffer.concat([Buffer.from([0xa6]), Buffer.from("resent"), Buffer.from([0xc3])]);
+
+/**
+ * The same request envelope with `resent: true` added (one more map entry,
+ * written after the others): what the transport sends again after a
+ * reconnect, so the sidecar answers it from its memory if it ran it already.
+ */
+export function markResent(frame: Frame): Frame {
+  const b0 = frame[0]!;
+  let head: Buffer;
+  let body: Buffer;
+  if (b0 >= 0x80 && b0 < 0x8f) {
+    head = Buffer.from([b0 + 1]);
+    body = frame.subarray(1);
+  } else if (b0 === 0x8f) {
+    head = Buffer.from([0xde, 0x00, 0x10]);
+    body = frame.subarray(1);
+  } else if (b0 === 0xde && frame.readUInt16BE(1) < 0xffff) {
+    head = Buffer.alloc(3);
+    head[0] = 0xde;
+    head.writeUInt16BE(frame.readUInt16BE(1) + 1, 1);
+    body = frame.subarray(3);
+  } else if (b0 === 0xdf) {
+    head = Buffer.alloc(5);
+    head[0] = 0xdf;
+    head.writeUInt32BE(frame.readUInt32BE(1) + 1, 1);
+    body = frame.subarray(5);
+  } else {
+    throw new ProtocolError(`cannot mark an envelope that is not a msgpack map (first byte 0x${b0.toString(16)})`);
+  }
+  return Buffer.concat([head, body, RESENT]);
 }
 
 /** The handshake sample; python/jaxbridge_sidecar/sample.py builds the same value. */

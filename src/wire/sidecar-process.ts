@@ -76,7 +76,9 @@ export class EmbeddedSidecar {
     const dir = mkdtempSync(join(tmpdir(), "jaxbridge-"));
     // mkdtemp creates the folder 0700, so only this user can reach the socket.
     const url = `ipc://${join(dir, "sidecar.sock")}`;
-    const args = ["-m", "jaxbridge_sidecar", "serve", "--endpoint", url, "--parent-pid", String(process.pid)];
+    // --parent-pid: we are its supervisor (it dies with us); --remove-on-exit: it
+    // removes this folder when it exits, also when we were SIGKILLed and cannot.
+    const args = ["-m", "jaxbridge_sidecar", "serve", "--endpoint", url, "--parent-pid", String(process.pid), "--remove-on-exit", dir];
     for (const ns of opts.allow ?? []) args.push("--allow", ns);
     if (opts.x64 === false) args.push("--no-x64");
     if (opts.numCpuDevices !== undefined) {

@@ -63,10 +63,10 @@ function sidecarGone(out: string): boolean {
 describe("Session.close() under CPU load", function () {
   this.timeout(120_000);
   const cases: [string, string, string | null][] = [
-    ["busy", "a long scan running (not awaited), closed 1.5 s later", "SidecarDiedError"],
-    ["stopped", "the sidecar SIGSTOPped with a call pending", "SidecarDiedError"],
+    ["busy", "a long scan running (not awaited), closed 1.5 s later", "SessionClosedError"],
+    ["stopped", "the sidecar SIGSTOPped with a call pending", "SessionClosedError"],
     ["dead", "the sidecar already SIGKILLed", null],
-    ["twice", "closed twice at once, then once more, with a long scan running", "SidecarDiedError"],
+    ["twice", "closed twice at once, then once more, with a long scan running", "SessionClosedError"],
   ];
   for (const [which, what, pendingError] of cases) {
     it(`${what}: close() settles and the process exits 0 on its own`, async () => {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Dealer } from "zeromq";
 import { encode } from "../../src/wire/protocol.js";
-import { BridgeInputError, SidecarDiedError } from "../../src/values/errors.js";
+import { AuthError, BridgeInputError, SidecarDiedError } from "../../src/values/errors.js";
 import { type NDArray, array } from "../../src/values/ndarray.js";
 import { CURVE_ENV, curveFromEnv, generateKeyPair, isZ85Key, loadCurveKeys, loadKeyPair, loadPublicKey, parseCertificate, writeKeyPair } from "../../src/wire/keys.js";
 import { PACKAGE_ROOT, sidecarPython } from "../../src/wire/python-env.js";
@@ -53,7 +53,7 @@ describe("remote sidecar on loopback TCP with CURVE", function () {
     async function refused(opts: Parameters<typeof connect>[0], pattern: RegExp): Promise<void> {
       const before = (await good!.stats()).requests;
       const t0 = Date.now();
-      await assert.rejects(connect({ ...opts, handshakeTimeoutMs: 20_000 }), (e: unknown) => e instanceof SidecarDiedError && pattern.test((e as Error).message));
+      await assert.rejects(connect({ ...opts, handshakeTimeoutMs: 20_000 }), (e: unknown) => e instanceof AuthError && pattern.test((e as Error).message));
       const ms = Date.now() - t0;
       assert.ok(ms < 5000, `refused after ${ms} ms: the client should learn at the handshake, not at its deadline`);
       assert.equal((await good!.stats()).requests, before + 1, "only our own stats call reached the sidecar");

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
 import { array, NDArray, type DType, DeviceArray, BridgeInputError, SidecarDiedError, AbortedError, DeadlineError } from "../../src/index.js";
 import { connect, type Session } from "../../src/session/session.js";
 import { useSession } from "../support/session.js";
@@ -109,14 +111,18 @@ describe("session lifetime", () => {
 
   it("the embedded sidecar exits by itself when its Node parent is SIGKILLed", async function () {
     this.timeout(180_000);
-    const script = `import { connect } from "./src/session/session.ts"; const jb = await connect(); console.log("PID " + jb.info.pid); setInterval(() => {}, 1000);`;
+    const script = `import { connect } from "./src/session/session.ts"; const jb = await connect(); console.log("PID " + jb.info.pid + " URL " + jb.url); setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let url = "";
     const pid = await new Promise<number>((resolve, reject) => {
       let out = "";
       child.stdout.on("data", (d: Buffer) => {
         out += d.toString();
-        const m = /PID (\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
+        const m = /PID (\d+) URL (\S+)/.exec(out);
+        if (m) {
+          url = m[2]!;
+          resolve(Number(m[1]));
+        }
       });
       child.on("exit", () => reject(new Error(`child exited early: ${out}`)));
     });
@@ -133,6 +139,10 @@ describe("session lifetime", () => {
     const t0 = Date.now();
     while (alive(pid) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 50));
     assert.ok(!alive(pid), "sidecar still running 5 s after its parent was killed");
+    // Its private socket folder goes with it: the parent that made it could not remove it.
+    const dir = dirname(url.replace(/^ipc:\/\//, ""));
+    assert.match(dir, /jaxbridge-/);
+    assert.ok(!existsSync(dir), `${dir} was left behind`);
   });
 
   it("connects to a sidecar started elsewhere over tcp", async function () {

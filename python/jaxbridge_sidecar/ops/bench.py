@@ -1,4 +1,5 @@
-"""Benchmark-only ops: `bench_lerax_scan`, `bench_module_scan` and `bench_psum`, the
+"""Benchmark-only ops: `bench_lerax_scan`, `bench_module_scan`,
+`bench_train_step` and `bench_psum`, the
 Python side of `npm run bench`, timed inside the sidecar process. A sidecar
 serves them only when started with JAXBRIDGE_BENCH_OPS=1 in its
 environment (see `enabled`), never by default, and `python -m
@@ -82,6 +83,77 @@ def bench_module_scan(host: Host, env: dict[str, Any]) -> Any:
     return {"seconds": seconds, "ys": host.export(ys, True)}
 
 
+TRAIN_PARAMS = ("w1", "b1", "w2", "b2", "w3", "b3")
+
+
+def train_step_fns():
+    """The training step `bench/sections/training.ts` writes in TypeScript, op for op: an MLP
+    with two hidden ReLU layers (weights [in, out]), softmax cross-entropy on one-hot labels,
+    `jax.value_and_grad`, `optax.adam(1e-3)`, `optax.apply_updates`. Returns (opt, step)."""
+    import optax
+
+    opt = optax.adam(1e-3)
+
+    def apply(p: dict[str, Any], x: Any) -> Any:
+        h = jax.nn.relu(jnp.add(jnp.matmul(x, p["w1"]), p["b1"]))
+        h = jax.nn.relu(jnp.add(jnp.matmul(h, p["w2"]), p["b2"]))
+        return jnp.add(jnp.matmul(h, p["w3"]), p["b3"])
+
+    def loss(p: dict[str, Any], x: Any, y: Any) -> Any:
+        logits = apply(p, x)
+        return jnp.mean(optax.softmax_cross_entropy(logits, jax.nn.one_hot(y, logits.shape[-1], dtype=jnp.float32)))
+
+    def step(c: tuple[Any, Any], x: Any, y: Any) -> tuple[tuple[Any, Any], Any]:
+        p, s = c
+        value, grads = jax.value_and_grad(loss)(p, x, y)
+        updates, s = opt.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s), value
+
+    return opt, step
+
+
+def bench_train_step(host: Host, env: dict[str, Any]) -> Any:
+    """The training step of `train_step_fns`, jitted: `mode` "scan" times `steps` steps inside
+    one lax.scan, "calls" times `steps` separate calls of the jitted step (each awaited), both
+    compile excluded. Returns the seconds per repeat (per call for "calls") and the final
+    parameters and losses."""
+    params = host.materialize(env.get("params"))
+    x = host.materialize(env.get("x"))
+    y = host.materialize(env.get("y"))
+    steps, repeats, mode = env.get("steps"), env.get("repeats"), env.get("mode", "scan")
+    if not isinstance(params, dict) or set(params) != set(TRAIN_PARAMS):
+        raise WireError("ArgumentError", f"bench_train_step needs `params` as {{{', '.join(TRAIN_PARAMS)}}}")
+    if not isinstance(steps, int) or not 0 < steps <= MAX_BENCH_STEPS or not isinstance(repeats, int) or not 0 < repeats <= MAX_BENCH_REPEATS:
+        raise WireError("ArgumentError", f"bench_train_step needs 0 < steps <= {MAX_BENCH_STEPS} and 0 < repeats <= {MAX_BENCH_REPEATS}")
+    if mode not in ("scan", "calls"):
+        raise WireError("ArgumentError", "bench_train_step `mode` is 'scan' or 'calls'")
+    opt, step = train_step_fns()
+    p0 = {k: jnp.asarray(v) for k, v in params.items()}
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    init = (p0, opt.init(p0))
+    seconds: list[float] = []
+    if mode == "scan":
+        fn = jax.jit(lambda c, x, y: jax.lax.scan(lambda c, _: step(c, x, y), c, None, length=steps))
+        jax.block_until_ready(fn(init, x, y))  # compile: excluded
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            (final, _), losses = jax.block_until_ready(fn(init, x, y))
+            seconds.append(time.perf_counter() - t0)
+    else:
+        one = jax.jit(step)
+        jax.block_until_ready(one(init, x, y))  # compile: excluded
+        for _ in range(repeats):
+            c, out = init, []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                c, value = jax.block_until_ready(one(c, x, y))
+                seconds.append(time.perf_counter() - t0)
+                out.append(value)
+            final, losses = c[0], jnp.stack(out)
+    return {"seconds": seconds, **host.export({"params": final, "losses": losses}, True)}
+
+
+
 def bench_psum(host: Host, env: dict[str, Any]) -> Any:
     """`jax.jit(jax.shard_map(lax.psum))` of a sharded array over its own mesh's
     first axis, timed call by call: the native side of bench/sections/shard.ts."""
@@ -105,4 +177,4 @@ def bench_psum(host: Host, env: dict[str, Any]) -> Any:
     return {"seconds": seconds, "out": host.export(out, True)}
 
 
-OPS: dict[str, Op] = {"bench_lerax_scan": bench_lerax_scan, "bench_module_scan": bench_module_scan, "bench_psum": bench_psum}
+OPS: dict[str, Op] = {"bench_lerax_scan": bench_lerax_scan, "bench_module_scan": bench_module_scan, "bench_train_step": bench_train_step, "bench_psum": bench_psum}

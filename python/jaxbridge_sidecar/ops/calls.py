@@ -9,27 +9,28 @@ from typing import Any
 
 import jax
 
-from ..allowlist import NotAllowed, check_method_name
+from ..allowlist import check_method_name
 from ..protocol import WireError
 from .host import Host, Op
 
 
 def call(host: Host, env: dict[str, Any]) -> Any:
-    fn = host.allow.resolve(env.get("fn"))
+    name = env.get("fn")
+    fn = host.allow.resolve(name)
     args = env.get("args") or []
     kwargs = env.get("kwargs") or {}
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise WireError("ProtocolError", "call needs `args` as a list and `kwargs` as a map")
-    out = fn(*host.materialize(args), **host.materialize(kwargs))
+    args, kwargs = host.materialize(args), host.materialize(kwargs)
+    host.allow.check_creation(name, fn, args, kwargs)
+    out = fn(*args, **kwargs)
     out = jax.block_until_ready(out)
     return host.export(out, bool(env.get("fetch")))
 
 
 def import_module(host: Host, env: dict[str, Any]) -> Any:
     """Check a module may be imported (it is inside the allow-list) and list what it offers."""
-    name = env.get("module")
-    if not isinstance(name, str) or not host.allow.in_namespace(name):
-        raise NotAllowed(f"module {name!r} is not in the sidecar's allow-list ({host.allow.describe()}); start the sidecar with `--allow {name}`")
+    name = host.allow.check_module_name(env.get("module"))
     importlib.import_module(name)
     return host.allow.list_attrs(name)
 

@@ -1,6 +1,8 @@
 """What an op may use of the sidecar that serves it, and the op signature.
 
-An op is `fn(host, env) -> result`: `env` is the decoded request envelope,
+An op is `fn(host, env) -> result`: `host` is the sidecar as the requesting
+session sees it (its own handles, objects and runs; the shared program
+cache and allow-list), `env` is the decoded request envelope,
 the result becomes the reply's `result` (arrays in it travel as trailing
 frames, see protocol.Encoder). An op that must not reply now returns
 `NO_REPLY`: `ack` never gets a reply; a run with callbacks gets its reply
@@ -12,23 +14,47 @@ from typing import Any, Callable, Protocol
 
 import jax
 
-from ..events import RunEvents, RunTable
-from ..program.cache import ProgramCache
+from ..events import RunEvents, SessionRuns
+from ..limits import Limits
+from ..program.cache import SessionPrograms
 from ..program.pycall import Objects
 
 NO_REPLY: Any = object()
 
 
 class Host(Objects, Protocol):
-    """The sidecar as its ops see it. `handles`, `structures` and `allow`
-    (from `Objects`) are the client's arrays and objects, the module
+    """The sidecar as one session's ops see it. `handles`, `structures` and
+    `allow` (from `Objects`) are the session's arrays and objects, the module
     structures they came with, and the allow-list every name passes."""
 
     @property
-    def programs(self) -> ProgramCache: ...
+    def programs(self) -> SessionPrograms: ...
 
     @property
-    def runs(self) -> RunTable: ...
+    def runs(self) -> SessionRuns:
+        """The session's runs with callbacks, by the call that started them (acks find them here)."""
+        ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def lease_seconds(self) -> float | None:
+        """How long the session may stay silent before the sidecar ends it (None: forever)."""
+        ...
+
+    @property
+    def restarted(self) -> dict[str, str] | None:
+        """The instance this sidecar replaced under its supervisor, and why it ended ({instance, cause})."""
+        ...
+
+    def resumed(self, instance: Any) -> bool:
+        """Whether a client that was connected to `instance` finds its session here as it left it."""
+        ...
+
+    def end_session(self, reason: str) -> None:
+        """End this session once the current request has replied: everything it holds is freed."""
+        ...
 
     @property
     def instance(self) -> str:
@@ -58,7 +84,7 @@ class Host(Objects, Protocol):
         ...
 
     def counters(self) -> dict[str, int]:
-        """Traffic so far: `requests`, `event_batches`, `events`."""
+        """The whole sidecar's: `requests`, `event_batches`, `events` so far, `sessions` open, `rss` bytes."""
         ...
 
 

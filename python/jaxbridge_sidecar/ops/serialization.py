@@ -8,6 +8,7 @@ import io
 from typing import Any
 
 import equinox as eqx
+import numpy as np
 
 from .. import remote
 from ..protocol import WireError
@@ -30,8 +31,10 @@ def deserialise_leaves(host: Host, env: dict[str, Any]) -> Any:
     """Load equinox leaf bytes into the skeleton `like` (equinox checks each leaf's shape and dtype)."""
     like = host.materialize(env.get("like"))
     data = env.get("leaves")
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1:
+        data = data.tobytes()
     if not isinstance(data, bytes):
-        raise WireError("ProtocolError", "deserialise_leaves needs `leaves` as bytes")
+        raise WireError("ProtocolError", "deserialise_leaves needs `leaves` as a uint8 array (or bytes)")
     buf = io.BytesIO(data)
     tree = eqx.tree_deserialise_leaves(buf, like)
     if buf.tell() != len(data):

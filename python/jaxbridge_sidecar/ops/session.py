@@ -1,4 +1,5 @@
-"""The session's own ops: `hello` (the handshake), `ping` and `stats`."""
+"""The session's own ops: `hello` (the handshake, and the resumption of a
+session after a reconnect), `ping`, `stats` and `close`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def hello(host: Host, env: dict[str, Any]) -> dict[str, Any]:
         "pid": os.getpid(),
         "max_message_bytes": host.max_message_bytes,
         "max_frame_bytes": protocol.MAX_FRAME_BYTES,
+        "limits": host.limits.describe(),
+        "lease_seconds": host.lease_seconds,
+        "restarted": host.restarted,
+        "resumed": host.resumed(env.get("resume")),
         "sample": sample,
     }
 
@@ -46,7 +51,15 @@ def ping(host: Host, env: dict[str, Any]) -> str:
 
 
 def stats(host: Host, env: dict[str, Any]) -> dict[str, int]:
+    """This session's arrays, objects and their bytes; the sidecar's traffic, sessions and memory."""
     return {"handles": len(host.handles), "objects": host.handles.object_count, "bytes": host.handles.nbytes(), **host.counters()}
+
+
+def close(host: Host, env: dict[str, Any]) -> dict[str, int]:
+    """End this session: everything it holds is freed once this reply is sent."""
+    held = {"handles": len(host.handles), "objects": host.handles.object_count}
+    host.end_session("closed by its client")
+    return held
 
 
 def _jaxlib_version() -> str:
@@ -58,4 +71,4 @@ def _jaxlib_version() -> str:
         return "unknown"
 
 
-OPS: dict[str, Op] = {"hello": hello, "ping": ping, "stats": stats}
+OPS: dict[str, Op] = {"hello": hello, "ping": ping, "stats": stats, "close": close}

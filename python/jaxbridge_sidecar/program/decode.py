@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 from jax import lax
 
+from .. import limits, protocol
 from ..allowlist import NotAllowed, check_method_name
 from ..protocol import WireError, dtype_from_name, dtype_name
 from ..sharding import mesh_from_wire, sharding_from_wire, spec_from_wire
 from . import pycall
-from .ir import IR_VERSION, Aval, Eqn, Lit, Program, ProgramError, Sub
-from .rules import RULES
+from .ir import IR_VERSION, Aval, Eqn, Lit, Program, ProgramError, Sub, output_avals
+from .rules import CHECKPOINT_POLICIES, RULES, inexact_dtype
 
 MAX_PROGRAM_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 64
@@ -94,7 +95,7 @@ def _ints(x: Any, where: str, name: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None, decoded: dict[str, Any]) -> Any:
+def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None, links: dict[int, dict[str, Any]], decoded: dict[str, Any]) -> Any:
     """Validate and convert one parameter value. `objects` resolves what a
     `pycall` names (PyRefs, module structures); without it, pycall is refused.
     `decoded` holds the equation's parameters decoded so far (PartitionSpecs
@@ -149,17 +150,33 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, object
             raise ProgramError(f"{where}: scatter dimension_numbers must have exactly the fields {fields}")
         return lax.ScatterDimensionNumbers(**{f: _ints(value[f], where, f) for f in fields})
     if kind == "program":
-        return _decode_sub(value, f"{where}.{name}", depth + 1, objects)
+        return _decode_sub(value, f"{where}.{name}", depth + 1, objects, links)
     if kind == "programs":
         if not isinstance(value, list) or not value:
             raise ProgramError(f"{where}: parameter {name} must be a non-empty list of programs")
-        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1, objects) for i, v in enumerate(value))
+        return tuple(_decode_sub(v, f"{where}.{name}[{i}]", depth + 1, objects, links) for i, v in enumerate(value))
     if kind == "pycall":
         if objects is None:
             raise NotAllowed(f"{where}: pycall names Python objects, which only a running sidecar can resolve")
         if not isinstance(value, dict) or set(value) != {"object", "args"}:
             raise ProgramError(f"{where}: parameter {name} is {{object, args}}: the target template and the argument templates")
         return pycall.Target(objects, value["object"], value["args"], f"{where}.{name}")
+    if kind == "axes":
+        if not isinstance(value, list) or not all(v is None or (_is_int(v) and v >= 0) for v in value):
+            raise ProgramError(f"{where}: parameter {name} must be a list of non-negative integers and nulls, got {value!r}")
+        return tuple(value)
+    if kind == "name":
+        return _name(value, where, name)
+    if kind == "name?":
+        return None if value is None else _name(value, where, name)
+    if kind == "names":
+        if not isinstance(value, list):
+            raise ProgramError(f"{where}: parameter {name} must be a list of names, got {value!r}")
+        return tuple(_name(v, where, name) for v in value)
+    if kind == "policy":
+        if value is not None and value not in CHECKPOINT_POLICIES:
+            raise ProgramError(f"{where}: parameter {name} must be null or one of jax.checkpoint_policies {list(CHECKPOINT_POLICIES)}, got {value!r}")
+        return value
     if kind == "method":
         return check_method_name(value, where)
     if kind == "pyout":
@@ -185,11 +202,169 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, object
     raise AssertionError(kind)
 
 
+MAX_NAME = 128
+
+
+def _name(value: Any, where: str, name: str) -> str:
+    """An axis or checkpoint name: a short printable ASCII string (it only ever names, never reaches Python)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME or not value.isascii() or not value.isprintable():
+        raise ProgramError(f"{where}: parameter {name} must be a printable ASCII name of 1 to {MAX_NAME} characters, got {value!r}")
+    return value
+
+
 def _int_enum_check(kind: str, value: Any, where: str, name: str) -> int:
     choices = [int(c) for c in kind[len("enum_int:") :].split("|")]
     if not _is_int(value) or value not in choices:
         raise ProgramError(f"{where}: parameter {name} must be one of {choices}, got {value!r}")
     return value
+
+
+# --- transformations: the counts their rules rely on ------------------------------------
+#
+# A transformation's inputs and outputs are laid out by its body's types
+# (rules.py: consts first, then arguments; tangents and cotangents only for
+# inexact values). Every count is checked here, before anything runs, so a
+# rule never indexes past its inputs.
+
+
+def _count(where: str, what: str, got: int, want: int) -> None:
+    if got != want:
+        raise ProgramError(f"{where}: {what}: expected {want}, got {got}")
+
+
+def _consts(p: dict[str, Any], where: str, key: str = "num_consts", body: str = "body") -> tuple[int, int]:
+    nc, n = p[key], len(p[body].inputs)
+    if nc > n:
+        raise ProgramError(f"{where}: {key} {nc} exceeds the {n} inputs of {body}")
+    return nc, n - nc
+
+
+def _inexact_count(avals: Any) -> int:
+    return sum(1 for a in avals if inexact_dtype(a.dtype))
+
+
+def _check_diff(prim: str) -> Any:
+    def check(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+        nc, n_args = _consts(p, where)
+        _count(where, "inputs (consts, then arguments, as the body takes them)", n_in, nc + n_args)
+        argnums = p["argnums"]
+        if not argnums or len(set(argnums)) != len(argnums) or any(a >= n_args for a in argnums):
+            raise ProgramError(f"{where}: argnums must be distinct indices among the {n_args} arguments, got {list(argnums)}")
+        main = len(p["body"].outputs) - p["num_aux"]
+        if main < 1 or (prim in ("grad", "value_and_grad") and main != 1):
+            raise ProgramError(f"{where}: the body has {len(p['body'].outputs)} outputs and num_aux {p['num_aux']}: {prim} needs {'exactly one' if prim in ('grad', 'value_and_grad') else 'at least one'} main output")
+        k = len(argnums)
+        want = {"grad": k, "value_and_grad": 1 + k, "jacfwd": main * k, "jacrev": main * k, "hessian": main * k * k}[prim]
+        _count(where, "outputs", n_out, want + p["num_aux"])
+
+    return check
+
+
+def _check_jvp(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    nc, n = _consts(p, where)
+    body = p["body"]
+    _count(where, "inputs (consts, primals, a tangent per inexact primal)", n_in, nc + n + _inexact_count(body.inputs[nc:]))
+    outs = output_avals(body)
+    main = len(outs) - p["num_aux"]
+    if main < 0:
+        raise ProgramError(f"{where}: num_aux {p['num_aux']} exceeds the body's {len(outs)} outputs")
+    _count(where, "outputs (primal outputs, a tangent per inexact one, aux)", n_out, len(outs) + _inexact_count(outs[:main]))
+
+
+def _check_forward(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    """vjp and linearize: the function applied (consts, then primals), its outputs and aux out."""
+    nc, n = _consts(p, where)
+    _count(where, "inputs (consts, then primals)", n_in, nc + n)
+    outs = len(p["body"].outputs)
+    if outs - p["num_aux"] < 1:
+        raise ProgramError(f"{where}: the body has {outs} outputs and num_aux {p['num_aux']}: it needs at least one output to differentiate")
+    _count(where, "outputs (the body's)", n_out, outs)
+
+
+# vjp_call and linearize_call apply the linear map their `link` names: the
+# vjp or linearize equation that made it, earlier in the program.
+_LINKED = {"vjp_call": "vjp", "linearize_call": "linearize"}
+_LINKS = ("vjp", "linearize", *_LINKED)
+
+
+def _check_link(prim: str, p: dict[str, Any], links: dict[int, dict[str, Any]], n_in: int, n_out: int, where: str) -> None:
+    if prim in ("vjp", "linearize"):
+        if p["link"] in links:
+            raise ProgramError(f"{where}: link {p['link']} is used by an earlier {links[p['link']]['prim']} equation")
+        links[p["link"]] = {"prim": prim, **p}
+        return
+    made = links.get(p["link"])
+    if made is None or made["prim"] != _LINKED[prim]:
+        raise ProgramError(f"{where}: link {p['link']} names no earlier {_LINKED[prim]} equation")
+    body, nc, na = made["body"], made["num_consts"], made["num_aux"]
+    outs = output_avals(body)
+    main, primals = outs[: len(outs) - na], body.inputs[nc:]
+    if prim == "vjp_call":
+        _count(where, "inputs (an output of the vjp equation, then a cotangent per inexact output)", n_in, 1 + _inexact_count(main))
+        _count(where, "outputs (a cotangent per inexact primal)", n_out, _inexact_count(primals))
+    else:
+        _count(where, "inputs (an output of the linearize equation, then a tangent per inexact primal)", n_in, 1 + _inexact_count(primals))
+        _count(where, "outputs (a tangent per inexact output)", n_out, _inexact_count(main))
+
+
+def _check_vmap(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    nc, n = _consts(p, where)
+    body = p["body"]
+    _count(where, "inputs (consts, then arguments)", n_in, nc + n)
+    _count(where, "in_axes (one per argument)", len(p["in_axes"]), n)
+    outs = output_avals(body)
+    _count(where, "out_axes (one per output)", len(p["out_axes"]), len(outs))
+    _count(where, "outputs", n_out, len(outs))
+    for i, (ax, a) in enumerate(zip(p["in_axes"], body.inputs[nc:])):
+        if ax is not None and ax > len(a.shape):
+            raise ProgramError(f"{where}: in_axes[{i}] is {ax}, but the argument has rank {len(a.shape) + 1}")
+    for i, (ax, a) in enumerate(zip(p["out_axes"], outs)):
+        if ax is not None and ax > len(a.shape):
+            raise ProgramError(f"{where}: out_axes[{i}] is {ax}, but the output has rank {len(a.shape) + 1}")
+
+
+def _check_checkpoint(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    _count(where, "inputs", n_in, len(p["body"].inputs))
+    _count(where, "outputs", n_out, len(p["body"].outputs))
+
+
+def _check_custom_jvp(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    a, n_args = _consts(p, where, "num_call_consts", "call")
+    b, n_jvp = _consts(p, where, "num_jvp_consts", "jvp")
+    args = p["call"].inputs[a:]
+    _count(where, "inputs (call consts, jvp consts, arguments)", n_in, a + b + n_args)
+    _count(where, "jvp inputs after its consts (primals, a tangent per inexact primal)", n_jvp, n_args + _inexact_count(args))
+    outs = output_avals(p["call"])
+    _count(where, "outputs", n_out, len(outs))
+    _count(where, "jvp outputs (primal outputs, a tangent per inexact one)", len(p["jvp"].outputs), len(outs) + _inexact_count(outs))
+
+
+def _check_custom_vjp(p: dict[str, Any], n_in: int, n_out: int, where: str) -> None:
+    a, n_args = _consts(p, where, "num_call_consts", "call")
+    b, n_fwd = _consts(p, where, "num_fwd_consts", "fwd")
+    c, n_bwd = _consts(p, where, "num_bwd_consts", "bwd")
+    args = p["call"].inputs[a:]
+    outs = output_avals(p["call"])
+    _count(where, "inputs (call, fwd and bwd consts, arguments)", n_in, a + b + c + n_args)
+    _count(where, "fwd inputs after its consts (the arguments)", n_fwd, n_args)
+    n_res = len(p["fwd"].outputs) - len(outs)
+    if n_res < 0:
+        raise ProgramError(f"{where}: fwd returns {len(p['fwd'].outputs)} values, fewer than the {len(outs)} outputs of call")
+    _count(where, "bwd inputs after its consts (residuals, a cotangent per inexact output)", n_bwd, n_res + _inexact_count(outs))
+    _count(where, "bwd outputs (a cotangent per inexact argument)", len(p["bwd"].outputs), _inexact_count(args))
+    _count(where, "outputs", n_out, len(outs))
+
+
+_STRUCTURE: dict[str, Any] = {
+    **{prim: _check_diff(prim) for prim in ("grad", "value_and_grad", "jacfwd", "jacrev", "hessian")},
+    "jvp": _check_jvp,
+    "linearize": _check_forward,
+    "vjp": _check_forward,
+    "vmap": _check_vmap,
+    "checkpoint": _check_checkpoint,
+    "custom_jvp_call": _check_custom_jvp,
+    "custom_vjp_call": _check_custom_vjp,
+}
 
 
 # --- programs ----------------------------------------------------------------------------
@@ -215,7 +390,7 @@ def _decode_operand(obj: Any, defined: int, where: str) -> int | Lit:
     return decode_literal(obj, where)
 
 
-def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None) -> Sub:
+def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None, links: dict[int, dict[str, Any]]) -> Sub:
     if depth > MAX_DEPTH:
         raise ProgramError(f"{where}: programs nest deeper than {MAX_DEPTH}")
     if not isinstance(obj, dict) or not {"inputs", "eqns", "outputs"} <= set(obj):
@@ -252,17 +427,25 @@ def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None
         params = {}
         for name, kind in rule.params.items():
             v = e["params"][name]
-            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects, params)
+            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects, links, params)
         outs = tuple(_decode_aval(a, f"{ew}.outputs[{i}]") for i, a in enumerate(e["outputs"]))
+        check = _STRUCTURE.get(prim)
+        if check is not None:
+            check(params, len(ins), len(outs), ew)
+        if prim in _LINKS:
+            _check_link(prim, params, links, len(ins), len(outs), ew)
         defined += len(outs)
         eqns.append(Eqn(prim, ins, params, outs))
     outputs = tuple(_decode_operand(o, defined, f"{where}.outputs[{i}]") for i, o in enumerate(obj["outputs"]))
     return Sub(inputs, tuple(eqns), outputs)
 
 
-def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.Objects | None = None) -> Program:
+def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.Objects | None = None, max_array_bytes: int | None = None) -> Program:
     """Parse and check a program's canonical JSON. Raises WireError('ProgramError') or NotAllowed.
-    `objects` is what a `pycall` equation may name; without it such programs are refused."""
+    `objects` is what a `pycall` equation may name; without it such programs are refused.
+    With `max_array_bytes`, a program any of whose values (inputs, equation
+    outputs, in sub-programs too) is larger is refused (`LimitExceeded`)
+    before JAX sees it: a huge `iota` crashes XLA rather than failing."""
     raw = bytes(data) if not isinstance(data, str) else data.encode()
     if len(raw) > MAX_PROGRAM_BYTES:
         raise ProgramError(f"program of {len(raw)} bytes exceeds the limit of {MAX_PROGRAM_BYTES}")
@@ -278,7 +461,9 @@ def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.O
         raise ProgramError(f"program IR version {obj.get('version')!r}; this sidecar reads version {IR_VERSION}")
     if not isinstance(obj.get("x64"), bool):
         raise ProgramError("program needs `x64`: the jax_enable_x64 mode it was traced for")
-    sub = _decode_sub(obj, "program", 0, objects)
+    sub = _decode_sub(obj, "program", 0, objects, {})
+    if max_array_bytes is not None:
+        check_sizes(sub, max_array_bytes)
     ins = _shardings(obj.get("in_shardings"), len(sub.inputs), "in_shardings", "inputs")
     outs = _shardings(obj.get("out_shardings"), len(sub.outputs), "out_shardings", "outputs")
     return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"], ins, outs)
@@ -294,6 +479,24 @@ def _shardings(value: Any, n: int, name: str, what: str) -> tuple[Any, ...] | No
         raise ProgramError(f"program.{name} must be a list of at most {n} shardings (one per {what[:-1]}, null for unspecified), got {value!r}")
     decoded = tuple(None if v is None else sharding_from_wire(v, f"program.{name}[{i}]", ProgramError) for i, v in enumerate(value))
     return decoded + (None,) * (n - len(decoded))
+
+
+def check_sizes(program: Sub, max_array_bytes: int) -> None:
+    """Refuse a program that names a value larger than `max_array_bytes`."""
+    stack: list[tuple[Sub, str]] = [(program, "program")]
+    while stack:
+        sub, where = stack.pop()
+        found = [(f"{where}.inputs[{i}]", a) for i, a in enumerate(sub.inputs)]
+        for k, e in enumerate(sub.eqns):
+            found += [(f"{where}.eqns[{k}] ({e.prim}).outputs[{i}]", a) for i, a in enumerate(e.outputs)]
+            for name, v in e.params.items():
+                for j, b in enumerate(v if isinstance(v, tuple) else (v,)):
+                    if isinstance(b, Sub):
+                        stack.append((b, f"{where}.eqns[{k}].{name}" + (f"[{j}]" if isinstance(v, tuple) else "")))
+        for at, aval in found:
+            n = protocol.shape_bytes(aval.shape, aval.dtype.itemsize)
+            if n > max_array_bytes:
+                raise WireError("LimitExceeded", limits.exceeded(f"{at}, {aval},", limits.fmt_bytes(n), "max_array_bytes", limits.fmt_bytes(max_array_bytes)))
 
 
 def _no_floats(text: str) -> Any:

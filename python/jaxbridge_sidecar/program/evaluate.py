@@ -29,6 +29,16 @@ class Evaluation:
     def __init__(self, runs: RunTable | None = None, token: Any = None):
         self.runs = runs
         self.token = token
+        self.links: dict[int, Any] = {}
+
+    def link(self, link: int, value: Any) -> None:
+        self.links[link] = value
+
+    def linked(self, link: int) -> Any:
+        # Set by the vjp/linearize equation this one follows (decode.py checked that it exists).
+        if link not in self.links:
+            raise ProgramError(f"link {link}: its vjp or linearize equation has not run before the equation that applies it")
+        return self.links[link]
 
     def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]:
         return evaluate(sub, args, self)

@@ -62,15 +62,27 @@ class Program(Sub):
     out_shardings: tuple[Any, ...] | None = None
 
 
-def has_callbacks(sub: Sub) -> bool:
-    """Whether a program (or any of its sub-programs) holds a `callback` equation."""
+def output_avals(sub: Sub) -> tuple[Aval, ...]:
+    """The types of a program's outputs: variables are numbered inputs first, then each equation's outputs."""
+    avals = list(sub.inputs)
     for e in sub.eqns:
-        if e.prim == "callback":
+        avals.extend(e.outputs)
+    return tuple(avals[o] if isinstance(o, int) else o.aval for o in sub.outputs)
+
+
+def has_primitive(sub: Sub, prim: str) -> bool:
+    """Whether a program (or any of its sub-programs) holds an equation of `prim`."""
+    for e in sub.eqns:
+        if e.prim == prim:
             return True
         for v in e.params.values():
-            if isinstance(v, Sub) and has_callbacks(v):
+            if isinstance(v, Sub) and has_primitive(v, prim):
                 return True
-            if isinstance(v, tuple) and any(isinstance(b, Sub) and has_callbacks(b) for b in v):
+            if isinstance(v, tuple) and any(isinstance(b, Sub) and has_primitive(b, prim) for b in v):
                 return True
     return False
 
+
+def has_callbacks(sub: Sub) -> bool:
+    """Whether a program (or any of its sub-programs) holds a `callback` equation."""
+    return has_primitive(sub, "callback")

@@ -12,7 +12,7 @@ from ..events import NO_RUN, RunTable
 from ..protocol import WireError, dtype_name
 from .decode import decode_program, program_hash
 from .evaluate import Evaluation, evaluate
-from .ir import Program, ProgramError, has_callbacks
+from .ir import Program, ProgramError, has_callbacks, has_primitive
 from .pycall import Objects
 
 
@@ -48,6 +48,9 @@ class Lowered:
         self.hash = hash_
         self.traces = 0
         self.has_callbacks = has_callbacks(program)
+        # A program that calls Python objects holds the objects of the session
+        # that sent it (pycall.py), so only that session may run it.
+        self.uses_objects = has_primitive(program, "pycall")
 
         if self.has_callbacks:
 
@@ -85,10 +88,10 @@ def _jit_shardings(program: Program, token: bool) -> dict[str, Any]:
     return out
 
 
-def lower(data: bytes | bytearray | memoryview | str, objects: Objects | None = None, runs: RunTable | None = None) -> Lowered:
+def lower(data: bytes | bytearray | memoryview | str, objects: Objects | None = None, runs: RunTable | None = None, max_array_bytes: int | None = None) -> Lowered:
     """Decode and wrap a program. `objects` is what a `pycall` equation may
     name (the sidecar's handles, structures and allow-list); without it such
     programs are refused. `runs` is where its callback events go; without it
-    they are dropped."""
+    they are dropped. `max_array_bytes` bounds every value it names."""
     raw = bytes(data) if not isinstance(data, str) else data.encode()
-    return Lowered(decode_program(raw, objects), program_hash(raw), runs)
+    return Lowered(decode_program(raw, objects, max_array_bytes), program_hash(raw), runs)

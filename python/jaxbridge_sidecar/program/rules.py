@@ -12,19 +12,26 @@ from typing import Any, Callable, Protocol
 import jax
 import numpy as np
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 from . import pycall
-from .ir import ProgramError, Sub
+from .ir import ProgramError, Sub, output_avals
 
 
 class Context(Protocol):
     """What a rule may ask of the evaluation it runs in: higher-order rules
-    evaluate their sub-programs through it, and `callback` sends its
-    arguments to the run that is executing the program."""
+    evaluate their sub-programs through it, `callback` sends its arguments
+    to the run that is executing the program, and `link` / `linked` keep
+    the linear map a vjp or linearize equation made for the equations that
+    apply it."""
 
     def evaluate(self, sub: Sub, args: list[Any]) -> list[Any]: ...
 
     def callback(self, callback: int, arrays: list[Any], *, ordered: bool, partitioned: bool) -> None: ...
+
+    def link(self, link: int, value: Any) -> None: ...
+
+    def linked(self, link: int) -> Any: ...
 
 
 # A rule is called as JAX calls its lowering rules: context first, then the
@@ -315,6 +322,257 @@ def _pycall(ctx, ins, p):
     if node != p["out"]:
         raise ProgramError(f"pycall: {target.cls.__qualname__}.{p['method']} returned {node}, the program declares {p['out']}")
     return outs
+
+
+# --- transformations: JAX's own grad, jvp, vjp, vmap, checkpoint, custom rules -------------
+#
+# Each equation holds the transformed function as a sub-program. Its first
+# `num_consts` inputs are the values the function closes over (the
+# captures of its TypeScript trace): the rule builds a Python closure over
+# them, exactly as a user would write the function in Python, so an
+# enclosing transformation differentiates or batches through them as JAX
+# does. Integer and bool values have float0 tangents and cotangents in JAX;
+# those never cross the wire: equations carry tangents and cotangents of
+# inexact values only, and the rules fill in float0 zeros where JAX needs
+# them (decode.py checks every count against the body's types).
+
+
+def inexact_dtype(dtype: Any) -> bool:
+    """Floating or complex, bfloat16 included (numpy's own issubdtype does not know it)."""
+    return bool(jax.numpy.issubdtype(dtype, jax.numpy.inexact))
+
+
+def _inexact(x: Any) -> bool:
+    return inexact_dtype(x.dtype)
+
+
+def _float0(x: Any) -> Any:
+    return np.zeros(np.shape(x), dtype=jax.dtypes.float0)
+
+
+def _with_float0(like: Any, given: list[Any]) -> tuple[Any, ...]:
+    """One tangent per value of `like`: the next of `given` for an inexact value, float0 zeros otherwise."""
+    it = iter(given)
+    return tuple(next(it) if _inexact(x) else _float0(x) for x in like)
+
+
+def _closure(ctx, body: Sub, consts: list[Any], num_aux: int = 0) -> Callable[..., Any]:
+    """The body as a Python function of its non-const inputs; with aux outputs it returns (outputs, aux) as has_aux wants."""
+
+    def fn(*args: Any) -> Any:
+        outs = tuple(ctx.evaluate(body, [*consts, *args]))
+        if num_aux:
+            return outs[: len(outs) - num_aux], outs[len(outs) - num_aux :]
+        return outs
+
+    return fn
+
+
+def _scalar_closure(ctx, body: Sub, consts: list[Any], num_aux: int) -> Callable[..., Any]:
+    """For grad: the body's single main output as a value, not a tuple."""
+    fn = _closure(ctx, body, consts, num_aux)
+    if num_aux:
+        return lambda *a: (lambda r: (r[0][0], r[1]))(fn(*a))
+    return lambda *a: fn(*a)[0]
+
+
+_DIFF = {"body": "program", "num_consts": "uint", "argnums": "ints", "num_aux": "uint", "holomorphic": "bool"}
+
+
+@_rule("grad", _DIFF, arity=(0, None))
+def _grad(ctx, ins, p):
+    nc, na = p["num_consts"], p["num_aux"]
+    fn = _scalar_closure(ctx, p["body"], ins[:nc], na)
+    out = jax.grad(fn, argnums=p["argnums"], has_aux=na > 0, holomorphic=p["holomorphic"])(*ins[nc:])
+    grads, aux = out if na else (out, ())
+    return [*grads, *aux]
+
+
+@_rule("value_and_grad", _DIFF, arity=(0, None))
+def _value_and_grad(ctx, ins, p):
+    nc, na = p["num_consts"], p["num_aux"]
+    fn = _scalar_closure(ctx, p["body"], ins[:nc], na)
+    value, grads = jax.value_and_grad(fn, argnums=p["argnums"], has_aux=na > 0, holomorphic=p["holomorphic"])(*ins[nc:])
+    value, aux = value if na else (value, ())
+    return [value, *aux, *grads]
+
+
+def _jac_rule(transform: Callable[..., Any], depth: int) -> Rule:
+    def rule(ctx, ins, p):
+        nc, na = p["num_consts"], p["num_aux"]
+        fn = _closure(ctx, p["body"], ins[:nc], na)
+        out = transform(fn, argnums=p["argnums"], has_aux=na > 0, holomorphic=p["holomorphic"])(*ins[nc:])
+        jac, aux = out if na else (out, ())
+        # Blocks nest [output][argnum] (hessian: [output][argnum][argnum]); flatten in that order.
+        flat = list(jac)
+        for _ in range(depth):
+            flat = [b for row in flat for b in row]
+        return [*flat, *aux]
+
+    return rule
+
+
+RULES["jacfwd"] = PrimRule(_jac_rule(jax.jacfwd, 1), dict(_DIFF), (0, None))
+RULES["jacrev"] = PrimRule(_jac_rule(jax.jacrev, 1), dict(_DIFF), (0, None))
+RULES["hessian"] = PrimRule(_jac_rule(jax.hessian, 2), dict(_DIFF), (0, None))
+
+
+def _primals_and_rest(ins: list[Any], p: dict[str, Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    nc = p["num_consts"]
+    n = len(p["body"].inputs) - nc
+    return ins[:nc], ins[nc : nc + n], ins[nc + n :]
+
+
+@_rule("jvp", {"body": "program", "num_consts": "uint", "num_aux": "uint"}, arity=(0, None))
+def _jvp(ctx, ins, p):
+    consts, primals, tangents = _primals_and_rest(ins, p)
+    na = p["num_aux"]
+    fn = _closure(ctx, p["body"], consts, na)
+    out = jax.jvp(fn, tuple(primals), _with_float0(primals, tangents), has_aux=na > 0)
+    outs, touts = out[0], out[1]
+    aux = out[2] if na else ()
+    return [*outs, *(t for t, o in zip(touts, outs) if _inexact(o)), *aux]
+
+
+# vjp and linearize apply JAX's transformation where the program calls them,
+# as jax.vjp / jax.linearize return at once; the linear map they return is
+# kept in the evaluation under the equation's `link`, and vjp_call /
+# linearize_call (given one output of that equation, so they come after it)
+# apply it, as calling the returned function does in Python. The forward
+# pass runs once.
+
+_FORWARD = {"body": "program", "num_consts": "uint", "num_aux": "uint", "link": "uint"}
+
+
+def _forward(transform: Callable[..., Any], ctx, ins, p) -> list[Any]:
+    consts, primals, _ = _primals_and_rest(ins, p)
+    na = p["num_aux"]
+    fn = _closure(ctx, p["body"], consts, na)
+    if transform is jax.vjp:
+        r = jax.vjp(fn, *primals, has_aux=na > 0)
+    else:
+        r = jax.linearize(fn, *primals, has_aux=na > 0)
+    outs, linear = r[0], r[1]
+    aux = r[2] if na else ()
+    ctx.link(p["link"], (linear, [_inexact(o) for o in outs], list(outs), list(primals)))
+    return [*outs, *aux]
+
+
+@_rule("vjp", _FORWARD, arity=(0, None))
+def _vjp(ctx, ins, p):
+    return _forward(jax.vjp, ctx, ins, p)
+
+
+@_rule("linearize", _FORWARD, arity=(0, None))
+def _linearize(ctx, ins, p):
+    return _forward(jax.linearize, ctx, ins, p)
+
+
+@_rule("vjp_call", {"link": "uint"}, arity=(1, None))
+def _vjp_call(ctx, ins, p):
+    f_vjp, _, outs, primals = ctx.linked(p["link"])
+    grads = f_vjp(_with_float0(outs, ins[1:]))
+    return [g for g, x in zip(grads, primals) if _inexact(x)]
+
+
+@_rule("linearize_call", {"link": "uint"}, arity=(1, None))
+def _linearize_call(ctx, ins, p):
+    f_jvp, inexact_outs, _, primals = ctx.linked(p["link"])
+    touts = f_jvp(*_with_float0(primals, ins[1:]))
+    return [t for t, ok in zip(touts, inexact_outs) if ok]
+
+
+@_rule("vmap", {"body": "program", "num_consts": "uint", "in_axes": "axes", "out_axes": "axes", "axis_size": "uint", "axis_name": "name?"}, arity=(0, None))
+def _vmap(ctx, ins, p):
+    nc = p["num_consts"]
+    fn = _closure(ctx, p["body"], ins[:nc])
+    out = jax.vmap(fn, in_axes=p["in_axes"], out_axes=p["out_axes"], axis_name=p["axis_name"], axis_size=p["axis_size"])(*ins[nc:])
+    return list(out)
+
+
+CHECKPOINT_POLICIES = (
+    "everything_saveable", "nothing_saveable", "dots_saveable", "checkpoint_dots",
+    "dots_with_no_batch_dims_saveable", "checkpoint_dots_with_no_batch_dims",
+    "save_only_these_names", "save_any_names_but_these", "save_anything_except_these_names",
+)
+_NAMED_POLICIES = ("save_only_these_names", "save_any_names_but_these", "save_anything_except_these_names")
+
+
+def _policy(name: str | None, names: tuple[str, ...]) -> Any:
+    if name is None:
+        if names:
+            raise ProgramError("checkpoint: policy_names given without a policy that takes names")
+        return None
+    make = getattr(jax.checkpoint_policies, name)
+    if name in _NAMED_POLICIES:
+        return make(*names)
+    if names:
+        raise ProgramError(f"checkpoint: policy {name} takes no names, got {list(names)}")
+    return make
+
+
+@_rule("checkpoint", {"body": "program", "prevent_cse": "bool", "policy": "policy", "policy_names": "names"}, arity=(0, None))
+def _checkpoint(ctx, ins, p):
+    fn = _closure(ctx, p["body"], [])
+    return list(jax.checkpoint(fn, prevent_cse=p["prevent_cse"], policy=_policy(p["policy"], p["policy_names"]))(*ins))
+
+
+@_rule("checkpoint_name", {"name": "name"})
+def _checkpoint_name(ctx, ins, p):
+    return [checkpoint_name(ins[0], p["name"])]
+
+
+@_rule("stop_gradient")
+def _stop_gradient(ctx, ins, p):
+    return [lax.stop_gradient(ins[0])]
+
+
+@_rule("custom_jvp_call", {"call": "program", "jvp": "program", "num_call_consts": "uint", "num_jvp_consts": "uint"}, arity=(0, None))
+def _custom_jvp_call(ctx, ins, p):
+    a, b = p["num_call_consts"], p["num_jvp_consts"]
+    call_consts, jvp_consts, args = ins[:a], ins[a : a + b], ins[a + b :]
+    call, jvp = p["call"], p["jvp"]
+    n_out = len(call.outputs)
+
+    @jax.custom_jvp
+    def f(*xs):
+        return tuple(ctx.evaluate(call, [*call_consts, *xs]))
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        tans = [t for t, x in zip(tangents, primals) if _inexact(x)]
+        outs = ctx.evaluate(jvp, [*jvp_consts, *primals, *tans])
+        po = tuple(outs[:n_out])
+        return po, _with_float0(po, list(outs[n_out:]))
+
+    return list(f(*args))
+
+
+@_rule("custom_vjp_call", {"call": "program", "fwd": "program", "bwd": "program", "num_call_consts": "uint", "num_fwd_consts": "uint", "num_bwd_consts": "uint"}, arity=(0, None))
+def _custom_vjp_call(ctx, ins, p):
+    a, b, c = p["num_call_consts"], p["num_fwd_consts"], p["num_bwd_consts"]
+    call_consts, fwd_consts, bwd_consts, args = ins[:a], ins[a : a + b], ins[a + b : a + b + c], ins[a + b + c :]
+    call, fwd, bwd = p["call"], p["fwd"], p["bwd"]
+    n_out = len(call.outputs)
+    inexact_args = [_inexact(x) for x in args]
+    inexact_outs = [inexact_dtype(a.dtype) for a in output_avals(call)]
+
+    @jax.custom_vjp
+    def f(*xs):
+        return tuple(ctx.evaluate(call, [*call_consts, *xs]))
+
+    def f_fwd(*xs):
+        outs = ctx.evaluate(fwd, [*fwd_consts, *xs])
+        return tuple(outs[:n_out]), tuple(outs[n_out:])
+
+    def f_bwd(res, cts):
+        given = [ct for ct, ok in zip(cts, inexact_outs) if ok]
+        grads = iter(ctx.evaluate(bwd, [*bwd_consts, *res, *given]))
+        # Integer and bool arguments get no cotangent (None, as JAX allows).
+        return tuple(next(grads) if ok else None for ok in inexact_args)
+
+    f.defvjp(f_fwd, f_bwd)
+    return list(f(*args))
 
 
 # --- sharding and collectives ----------------------------------------------------------------

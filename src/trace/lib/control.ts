@@ -28,15 +28,16 @@ import { sameShape } from "../shapes.js";
 export type Operand = Tracer | Concrete | JsScalar;
 export type BodyOut = Tracer | Concrete | JsScalar;
 
-interface Typed {
+/** A value's type as a body's input or output sees it. */
+export interface Typed {
   aval: Aval;
   weak: boolean;
 }
 
-const typeOf = (x: In): Typed => ({ aval: avalOf(x), weak: isWeak(x) });
+export const typeOf = (x: In): Typed => ({ aval: avalOf(x), weak: isWeak(x) });
 
 /** An operand as a tracer of the current trace (JS scalars become weakly typed scalars, as Python scalars do). */
-function operandTracer(op: string, x: Operand): Tracer {
+export function operandTracer(op: string, x: Operand): Tracer {
   if (isJsScalar(x)) {
     const t = scalarType(x, requireTrace(op).x64);
     return lax.broadcastInDim(lit(x, t.dtype, t.weak), [], []);
@@ -57,8 +58,12 @@ function outputIn(op: string, trace: Trace, x: BodyOut, what: string): In {
   }
 }
 
-/** A body being traced: call `fn` with fresh inputs; outputs are kept open so they can still be converted. */
-class Body {
+/**
+ * A body being traced: call `fn` with fresh inputs; outputs are kept open so
+ * they can still be converted. Shared with the transformations
+ * (transforms-flat.ts), whose bodies are traced the same way.
+ */
+export class Body {
   readonly trace: Trace;
   outs: In[] = [];
   constructor(parent: Trace, name: string) {
@@ -107,7 +112,7 @@ function differences(headline: string, diffs: readonly string[], revise: string)
   return `${headline}\n\n${body}\n\n${revise}`;
 }
 
-function checkList(op: string, xs: unknown, what: string): readonly BodyOut[] {
+export function checkList(op: string, xs: unknown, what: string): readonly BodyOut[] {
   if (!Array.isArray(xs)) throw traceError(op, `${what} must be a JS array of arrays, got ${describe(xs, "kind")}`);
   return xs as BodyOut[];
 }

@@ -12,6 +12,7 @@ import type { Concrete, In } from "../core.js";
 import { asTracer, avalOf, isConcrete, NESTED_HINT, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
+import { customJvpFlat } from "./transforms-flat.js";
 import { traceError } from "../errors.js";
 import {
   canonicalize,
@@ -116,10 +117,22 @@ export function promote(op: string, xs: readonly AnyArg[], mode: PromoteMode = "
 export function broadcastIns(op: string, xs: readonly In[], full = false): In[] {
   const shapes = xs.map((x) => avalOf(x).shape);
   const shape = broadcastShapes(op, shapes);
+  if (!full) {
+    // jnp's promote_shapes: operands of one rank (or scalars beside one rank) go to lax as they are,
+    // which broadcasts scalars and size-1 axes itself; otherwise each is brought to the result's rank
+    // (lax.broadcast_to_rank). Derivatives depend on it: JAX transposes what it was given.
+    const ranks = new Set(shapes.filter((s) => s.length > 0).map((s) => s.length));
+    if (shapes.every((s) => s.length === shapes[0]!.length) || ranks.size < 2) return [...xs];
+    return xs.map((x) => {
+      const s = avalOf(x).shape;
+      if (s.length === shape.length) return x;
+      const lead = shape.length - s.length;
+      return lax.broadcastInDim(x as Tracer, [...new Array<number>(lead).fill(1), ...s], s.map((_, i) => lead + i));
+    });
+  }
   return xs.map((x) => {
     const s = avalOf(x).shape;
     if (sameShape(s, shape)) return x;
-    if (s.length === 0 && !full) return x;
     return broadcastTo1(x, shape);
   });
 }
@@ -420,14 +433,43 @@ export function log10(x: ArrayLike): Tracer {
 }
 export const sqrt = unaryInexact("sqrt", (x) => lax.sqrt(x));
 
-/** `jnp.logaddexp`: `log(exp(x1) + exp(x2))` without overflow, as lax_other.logaddexp computes it. */
+/**
+ * `jnp.logaddexp`: `log(exp(x1) + exp(x2))` without overflow, as
+ * lax_other.logaddexp computes it, with its custom JVP (so derivatives are
+ * JAX's, infinities included).
+ */
 export function logaddexp(x: ArrayLike, y: ArrayLike): Tracer {
   return elementwise("logaddexp", [x, y], "inexact", (a, b) => {
     if (kindOf(avalOf(a).dtype) !== "f") throw traceError("logaddexp", `needs real floating inputs, got ${avalOf(a).dtype}`);
-    const amax = lax.max(a, b);
-    const delta = lax.sub(a, b);
-    return lax.selectN(lax.ne(delta, delta), lax.add(amax, lax.log1p(lax.exp(lax.neg(lax.abs(delta))))), lax.add(a, b));
+    return logaddexpCustom(a, b);
   });
+}
+
+const LOGADDEXP = {};
+
+function logaddexpCustom(a: In, b: In): Tracer {
+  return customJvpFlat(
+    ([p, q]) => [logaddexpImpl(p!, q!)],
+    ([p, q], [tp, tq]) => {
+      const out = logaddexpCustom(p!, q!);
+      // lax_other._logaddexp_jvp: t1 * exp(x1 - out) + t2 * exp(x2 - out), infinities replaced by zeros.
+      const term = (x: Tracer, t: Tracer | null): Tracer => lax.mul(t ?? zerosLike(x), lax.exp(lax.sub(replaceInf(x), replaceInf(out))));
+      return [[out], [lax.add(term(p!, tp!), term(q!, tq!))]];
+    },
+    [a as Tracer, b as Tracer],
+    { op: "logaddexp", key: LOGADDEXP },
+  )[0]!;
+}
+
+function logaddexpImpl(a: Tracer, b: Tracer): Tracer {
+  const amax = lax.max(a, b);
+  const delta = lax.sub(a, b);
+  return lax.selectN(lax.ne(delta, delta), lax.add(amax, lax.log1p(lax.exp(lax.neg(lax.abs(delta))))), lax.add(a, b));
+}
+
+/** lax_other._replace_inf: +inf becomes 0. */
+function replaceInf(x: Tracer): Tracer {
+  return lax.selectN(lax.eq(x, lit(Infinity, x.dtype)), x, lax.broadcastInDim(lit(0, x.dtype), x.shape, []));
 }
 
 /** `jax.nn.logsumexp` / `jax.scipy.special.logsumexp(x, axis, keepdims)`. */
@@ -437,10 +479,12 @@ export function logsumexp(x: ArrayLike, opts: AxisArg = {}): Tracer {
   const a = ins[0] instanceof Tracer ? ins[0] : lax.broadcastInDim(ins[0]!, [], []);
   const dims = normAxes(op, opts.axis, a.ndim);
   let amax = maxInitial(a, { axis: dims, keepdims: opts.keepdims ?? false }, -Infinity);
-  amax = lax.selectN(lax.isFinite(amax), fullLike(amax, 0), amax);
+  amax = lax.stopGradient(lax.selectN(lax.isFinite(amax), fullLike(amax, 0), amax));
   const amaxDims = opts.keepdims ? amax : lax.expandDims(amax, dims);
-  const expA = lax.exp(lax.sub(a, broadcastTo(amaxDims, a.shape)));
-  const sumexp = sum(expA, { axis: dims, keepdims: opts.keepdims ?? false });
+  // lax broadcasts the size-1 axes (as jax.scipy.special.logsumexp relies on); for real inputs |sumexp| as JAX takes it.
+  const expA = lax.exp(lax.sub(a, amaxDims));
+  let sumexp = sum(expA, { axis: dims, keepdims: opts.keepdims ?? false });
+  if (kindOf(sumexp.dtype) !== "c") sumexp = lax.abs(sumexp);
   return lax.add(lax.log(sumexp), amax);
 }
 export const rsqrt = unaryInexact("rsqrt", (x) => lax.rsqrt(x));
@@ -754,7 +798,7 @@ export function variance(x: ArrayLike, opts: AxisArg & { ddof?: number } = {}): 
   const axes = normAxes(op, opts.axis, a.ndim);
   const ac = convertTo(op, a, comp, false);
   const m = mean(ac, { axis: opts.axis ?? null, dtype: comp, keepdims: true });
-  const centered = lax.sub(ac, broadcastTo(m, ac.shape));
+  const centered = lax.sub(ac, m);
   const sq = kindOf(comp) === "c" ? lax.real(lax.mul(centered, lax.conj(centered))) : lax.square(centered);
   const n = shapeProd(axes.map((i) => a.shape[i]!));
   const normalizer = n - (opts.ddof ?? 0);

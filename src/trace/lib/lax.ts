@@ -10,7 +10,8 @@ import type { DType } from "../../values/dtype.js";
 import { isDType } from "../../values/dtype.js";
 import type { Aval, ParamValue, SubProgram } from "../ir.js";
 import { showAval } from "../ir.js";
-import { asTracer, avalOf, bind, bind1, type Concrete, type In, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
+import { asTracer, avalOf, bind, bind1, type Concrete, type In, isConcrete as isConcreteArray, isLitOperand, isWeak, lit, type LitOperand, requireTrace } from "../core.js";
+import { treeMap } from "../../values/tree.js";
 import { Tracer } from "../tracer.js";
 import { traceError } from "../errors.js";
 import { bitsToFloat, canonicalize, isJsScalar, type JsScalar, kindOf, type Kind, scalarType } from "../dtypes.js";
@@ -617,9 +618,17 @@ export function scatter(prim: ScatterPrim, x: Tracer | Concrete, indices: Tracer
 
 // --- misc -------------------------------------------------------------------------------------------------------
 
-/** `lax.stop_gradient`: the identity here (programs are not differentiated). */
-export function stopGradient(x: Tracer | Concrete): Tracer {
-  return asTracer("stop_gradient", x);
+/**
+ * `lax.stop_gradient(x)`: `x`, with a zero derivative for every
+ * transformation (grad, jvp, ...). Takes an array or a pytree of arrays
+ * (other leaves are returned as they are).
+ */
+export function stopGradient<T>(x: T): T extends Tracer | Concrete ? Tracer : T {
+  if (x instanceof Tracer || isConcreteArray(x)) {
+    const t = asTracer("stop_gradient", x as Tracer | Concrete);
+    return bind1("stop_gradient", [t], {}, { dtype: t.dtype, shape: t.shape, weak: t.weak }) as never;
+  }
+  return treeMap((l: unknown) => (l instanceof Tracer || isConcreteArray(l) ? stopGradient(l) : l), x) as never;
 }
 
 /** `lax.sort` along one dimension of one operand. */

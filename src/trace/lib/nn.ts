@@ -10,6 +10,7 @@ import { lit, requireTrace, type LitOperand } from "../core.js";
 import { Tracer } from "../tracer.js";
 import * as lax from "./lax.js";
 import * as jnp from "./jnp.js";
+import { customJvpFlat } from "./transforms-flat.js";
 import type { ArrayLike, AxisArg } from "./jnp.js";
 import { defaultFloat, kindOf } from "../dtypes.js";
 import { normAxes } from "../shapes.js";
@@ -21,11 +22,31 @@ function f(v: number): LitOperand {
 
 type Arg = ArrayLike;
 
+const RELU = {};
+const RELU6 = {};
+
+/**
+ * `jax.nn.relu`, a custom_jvp in JAX so that its derivative at 0 is 0
+ * (`max`'s own would be 0.5): here too, with JAX's rule
+ * (`relu.defjvps(lambda g, ans, x: lax.select(x > 0, g, lax.full_like(g, 0)))`).
+ */
 export function relu(x: Arg): Tracer {
-  return jnp.maximum(x, 0);
+  return customJvpFlat(
+    ([t]) => [jnp.maximum(t!, 0)],
+    ([t], [g]) => [[relu(t!)], [lax.selectN(jnp.greater(t!, 0), jnp.fullLike(g!, 0), g!)]],
+    [jnp.asarray(x)],
+    { op: "relu", key: RELU },
+  )[0]!;
 }
+
+/** `jax.nn.relu6`, with JAX's custom JVP (zero derivative at 0 and 6). */
 export function relu6(x: Arg): Tracer {
-  return jnp.minimum(jnp.maximum(x, 0), f(6));
+  return customJvpFlat(
+    ([t]) => [jnp.minimum(jnp.maximum(t!, 0), f(6))],
+    ([t], [g]) => [[relu6(t!)], [lax.selectN(jnp.logicalAnd(jnp.greater(t!, 0), jnp.less(t!, 6)), jnp.fullLike(g!, 0), g!)]],
+    [jnp.asarray(x)],
+    { op: "relu6", key: RELU6 },
+  )[0]!;
 }
 export function sigmoid(x: Arg): Tracer {
   return lax.logistic(jnp.asarray(x));
@@ -105,7 +126,7 @@ export function softmax(x: Arg, opts: { axis?: number | readonly number[] } = {}
   const t = jnp.asarray(x);
   const axis = opts.axis ?? -1;
   const xMax = jnp.maxInitial(t, { axis, keepdims: true }, -Infinity);
-  const un = jnp.exp(jnp.subtract(t, xMax));
+  const un = jnp.exp(jnp.subtract(t, lax.stopGradient(xMax)));
   return jnp.divide(un, jnp.sum(un, { axis, keepdims: true }));
 }
 
@@ -114,7 +135,7 @@ export function logSoftmax(x: Arg, opts: { axis?: number | readonly number[] } =
   const t = jnp.asarray(x);
   const axis = opts.axis ?? -1;
   const xMax = jnp.maxInitial(t, { axis, keepdims: true }, -Infinity);
-  const shifted = jnp.subtract(t, xMax);
+  const shifted = jnp.subtract(t, lax.stopGradient(xMax));
   const lse = jnp.log(jnp.sum(jnp.exp(shifted), { axis, keepdims: true }));
   return jnp.subtract(shifted, lse);
 }

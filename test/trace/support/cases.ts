@@ -34,7 +34,7 @@ export async function runCases(oracle: Oracle, cases: readonly Case[], x64: bool
   assert.deepEqual(failures, [], `\n${failures.join("\n")}`);
 }
 
-async function runBatch(oracle: Oracle, batch: readonly Case[], x64: boolean, tol?: { rtol?: number; atol?: number }): Promise<string | null> {
+export async function runBatch(oracle: Oracle, batch: readonly Case[], x64: boolean, tol?: { rtol?: number; atol?: number }): Promise<string | null> {
   const args = batch.flatMap((c) => c.args);
   const offsets: number[] = [];
   let k = 0;
