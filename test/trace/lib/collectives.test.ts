@@ -16,6 +16,7 @@ import type { Tracer } from "../../../src/trace/tracer.js";
 import * as jnp from "../../../src/trace/lib/jnp.js";
 import * as lax from "../../../src/trace/lib/lax.js";
 import { shardMap } from "../../../src/trace/lib/sharding.js";
+import { vmap } from "../../../src/trace/lib/transforms.js";
 import "../../../src/trace/lib/index.js";
 import { Oracle, pick, randInt, randomArray, rng } from "../support/oracle.js";
 import { type Case, runCases } from "../support/cases.js";
@@ -180,6 +181,18 @@ describe("shardMap collectives equal jax.shard_map in Python (generated cases, 4
     }, [x], { x64: true });
     assert.equal((s.program.eqns[0]!.params.out_specs as unknown[]).length, 1);
     assert.deepEqual([(back as { n: number }).n, (back as { tag: string }).tag], [3, "t"]);
+  });
+
+  it("vmap with an axisName binds that axis for the same collectives, as jax.vmap(axis_name=) does", async () => {
+    const r = rng(5);
+    const x = randomArray(r, "float32", [4, 3]);
+    const y = randomArray(r, "int32", [2, 5], { lo: -9, hi: 9 });
+    const cases: Case[] = [
+      { desc: "psum over the batch", args: [x], ts: ([a]) => vmap((v: Tracer) => lax.psum(v, "i"), { axisName: "i" })(a!) as Tracer, py: "jax.vmap(lambda v: lax.psum(v, 'i'), axis_name='i')(x0)" },
+      { desc: "pmean and pmax of a tree", args: [x], ts: ([a]) => vmap((v: Tracer) => [lax.pmean(v, "i"), lax.pmax(jnp.multiply(v, -1), "i")], { axisName: "i" })(a!) as Tracer[], py: "jax.vmap(lambda v: (lax.pmean(v, 'i'), lax.pmax(v * -1, 'i')), axis_name='i')(x0)" },
+      { desc: "allGather (stacked and tiled) and axisIndex", args: [y], ts: ([a]) => vmap((v: Tracer) => [lax.allGather(v, "i"), lax.allGather(v, "i", { tiled: true }), jnp.add(v, lax.axisIndex("i"))], { axisName: "i" })(a!) as Tracer[], py: "jax.vmap(lambda v: (lax.all_gather(v, 'i'), lax.all_gather(v, 'i', tiled=True), v + lax.axis_index('i')), axis_name='i')(x0)" },
+    ];
+    await runCases(oracle, cases, true);
   });
 
   it("refuses at trace time what JAX refuses, naming the place", () => {
