@@ -12,8 +12,10 @@
  *   across processes and in XLA's order within one, so a few float32 ulps
  *   differ (the research measured ≤ 2e-7 after 50 steps).
  * Faults: a failure on every process alike leaves the job usable; one
- * process failing alone, or dying mid-step, breaks it, names the process,
- * rejects what was pending and refuses work until `rebuild()`.
+ * process failing alone, one failing while another hangs in a collective
+ * (after `faultGraceMs`, naming the silent one), or one dying mid-step,
+ * breaks it, names the process, rejects what was pending and refuses work
+ * until `rebuild()`.
  */
 import assert from "node:assert/strict";
 import { ClusterArray, ClusterBrokenError, ClusterProcessDiedError, type Cluster, startCluster, processBox, slab } from "../../src/cluster/cluster.js";
@@ -63,7 +65,7 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
   let c: Cluster;
   before(async function () {
     this.timeout(240_000);
-    c = await startCluster({ numProcesses: 2, numCpuDevices: 2, heartbeatTimeoutS: 5 });
+    c = await startCluster({ numProcesses: 2, numCpuDevices: 2, heartbeatTimeoutS: 5, faultGraceMs: 2000 });
   });
   after(async () => {
     await c?.close();
@@ -174,6 +176,23 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
     await assert.rejects(async () => c.get(x), /made before the cluster was rebuilt/);
     const y = await c.devicePut(array([1, 2, 3, 4], "float32", [4]), new NamedSharding(c.makeMesh([4], ["b"]), P("b")));
     assert.deepEqual(await c.get(y), array([1, 2, 3, 4], "float32", [4]));
+  });
+
+  it("a process failing while another waits in a collective breaks the job after the grace period, naming the silent one", async () => {
+    const mesh = c.makeMesh([4], ["b"]);
+    const row = new NamedSharding(mesh, P("b"));
+    const x = (await c.devicePut(array([1, 2, 3, 4], "float32", [4]), row)) as ClusterArray;
+    const own = (await c.processes[1]!.put(array([1, 2, 3, 4], "float32", [4]), { device: 0 })) as (typeof x.parts)[number];
+    // Process 1 refuses its argument; process 0 enters the all-reduce and waits there for a peer that never comes.
+    const total = c.jit(shardMap((v: Tracer) => lax.psum(jnp.sum(v), "b"), { mesh, inSpecs: P("b"), outSpecs: P() }), { inShardings: row });
+    const err = await total(new ClusterArray(c, x.generation, [x.parts[0]!, own])).then(
+      () => assert.fail("expected the job to break"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ClusterBrokenError && !(err instanceof ClusterProcessDiedError), String(err));
+    assert.equal(err.process, 0);
+    assert.match(err.message, /process 0 of 2 .*has not answered .* within 2000 ms of process 1 failing it .*does not match the sharding/s);
+    await c.rebuild();
   });
 
   it("a process killed mid-step rejects the pending step and the queued work at once, naming it; the other is stopped; new work is refused", async () => {
