@@ -96,6 +96,9 @@ def test_device_put_with_a_sharding_describes_the_layout_and_get_gathers(sidecar
     assert h.layout["shards"] == shards_as_jax_reports(want)
     assert [s[0] for s in h.layout["shards"]] == [2, 3, 0, 1]
     assert np.array_equal(client.decoded("get", value=[HandleRef(h.id)])["result"][0], a)
+    # Shard by shard: each addressable shard's data, in the layout's order.
+    pieces = client.decoded("get", value=[HandleRef(h.id)], shards=True)["result"][0]
+    assert len(pieces) == 4 and all(np.array_equal(p, a[tuple(slice(b, e) for b, e in sh[1])]) for p, sh in zip(pieces, h.layout["shards"]))
     # An array on one device keeps the four-field handle (no layout to pay for).
     one = client.decoded("put", value=[a])["result"][0]
     assert one.layout is None and one.device == "cpu:0"

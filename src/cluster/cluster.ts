@@ -19,11 +19,12 @@ import { DeviceArray } from "../values/device-array.js";
 import { NDArray } from "../values/ndarray.js";
 import { dtypeInfo } from "../values/dtype.js";
 import { BridgeInputError, JaxBridgeError, SidecarDiedError } from "../values/errors.js";
-import { Mesh, NamedSharding, P, type Sharding } from "../values/sharding.js";
+import { Mesh, NamedSharding, P, type Shard, type Sharding } from "../values/sharding.js";
 import { prefixLeaves } from "../values/prefix.js";
 import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
 import { meshOver, type MakeMeshOptions } from "../session/mesh.js";
 import type { DeviceInfo } from "../wire/ops.js";
+import { HandleRef } from "../wire/protocol.js";
 import { jit, type JitOptions } from "../trace/jit.js";
 import type { Tracer } from "../trace/tracer.js";
 
@@ -351,6 +352,20 @@ export class Cluster {
       }
     }
     return unflatten(treedef, out);
+  }
+
+  /**
+   * Every shard of a ClusterArray, shard by shard, without a collective:
+   * each process sends the pieces its own devices hold (device id, the
+   * global slice, the replica id, the data), process 0's first.
+   */
+  async shards(x: ClusterArray): Promise<(Shard & { data: NDArray })[]> {
+    this.#checkOwned(x, "x");
+    const per = await this.#each("get", async (session, i) => {
+      const [pieces] = (await session.request("get", { value: [new HandleRef(x.parts[i]!.handle)], shards: true })) as unknown as NDArray[][];
+      return x.parts[i]!.addressableShards.map((s, k) => ({ ...s, data: pieces![k]! }));
+    });
+    return per.flat();
   }
 
   #fetch0(x: ClusterArray): Promise<NDArray> {

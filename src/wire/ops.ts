@@ -160,7 +160,8 @@ export interface Ops {
   hello: { request: { protocol: number; client: string; sample: Record<string, unknown>; resume?: string }; reply: SidecarInfo & { sample: unknown } };
   ping: { request: Record<string, never>; reply: "pong" };
   put: { request: { value: (NDArray | DeviceArray)[]; device?: number }; reply: DeviceArray[] };
-  get: { request: { value: HandleRef[] }; reply: NDArray[] };
+  /** With `shards`, each entry of the reply is the list of that handle's addressable shards (read it with a cast). */
+  get: { request: { value: HandleRef[]; shards?: boolean }; reply: NDArray[] };
   free: { request: { handles: (number | bigint)[] }; reply: { freed: number; unknown: number[] } };
   call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean }; reply: unknown };
   put_arrow: { request: { stream: NDArray; device?: number }; reply: Record<string, DeviceArray> };

@@ -71,7 +71,7 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
     await c?.close();
   });
 
-  it("is one job: global device ids per process; global arrays placed from each process's block and fetched whole", async () => {
+  it("is one job: global device ids per process; global arrays placed from each process's block, fetched whole and shard by shard", async () => {
     assert.deepEqual(
       c.devices.map((d) => [d.id, d.process_index]),
       [[0, 0], [1, 0], [2048, 1], [2049, 1]],
@@ -99,6 +99,10 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
         assert.deepEqual(part.addressableShards.map((sh) => [sh.device, sh.index, sh.replicaId]), want.map((sh) => [sh.device, sh.index, sh.replicaId]), `case ${k}, process ${i}`);
       });
       assert.deepEqual((await c.get(x)) as NDArray, host, `case ${k}: fetched whole`);
+      // Shard by shard, no collective: every device's piece is that slice of the array.
+      const pieces = await c.shards(x);
+      assert.deepEqual(pieces.map((p) => p.device), s.shards(host.shape).map((sh) => sh.device).sort((a, b) => a - b), `case ${k}: one piece per device`);
+      for (const p of pieces) assert.deepEqual(p.data, slab(host, p.index), `case ${k}, device ${p.device}: the slice ${JSON.stringify(p.index)}`);
     }
     // Per-process blocks: process i gives rows 4i..4i+4 of an (8, 3) batch.
     const rows = randomArray(r, "float32", [8, 3]);
