@@ -17,10 +17,15 @@
  *
  * Goal: that per-call cost on the cluster is at most 2× one process's (two
  * requests in parallel, waiting for the slower reply).
+ *
+ * And one collective through the bridge: a psum of 8 floats over the
+ * 4 devices of the cluster from TypeScript (`job.jit(shardMap(psum))`)
+ * against the same `jax.jit(jax.shard_map(psum))` timed call by call in
+ * both sidecars at once (`bench_psum`, in lockstep: it is a collective).
  */
 import { cluster, connect, jit, jnp, lax, NDArray, sharding, shardMap, type Tracer } from "../../src/index.js";
 import { foriLoopFlat } from "../../src/internal.js";
-import { fmtRatio, fmtUs, median } from "../measure.js";
+import { benchOp, fmtRatio, fmtUs, median } from "../measure.js";
 import type { Row } from "../run.js";
 
 const K = 20;
@@ -90,7 +95,8 @@ export async function clusterSection(ctx: { rows: Row[] }): Promise<void> {
     await jb.close();
   }
 
-  const job = await cluster.start({ numProcesses: 2, numCpuDevices: 2 });
+  let psum = { py: 0, ts: 0, same: false };
+  const job = await cluster.start({ numProcesses: 2, numCpuDevices: 2, env: { JAXBRIDGE_BENCH_OPS: "1" } });
   try {
     const mesh = job.makeMesh([4], ["batch"]);
     const [w, b] = (await job.devicePut([d.w, d.b], new NamedSharding(mesh, P()))) as cluster.ClusterArray[];
@@ -106,6 +112,7 @@ export async function clusterSection(ctx: { rows: Row[] }): Promise<void> {
         async () => dispose([await inc(x)]),
       ),
     );
+    psum = await collective(job, mesh);
   } finally {
     await job.close();
   }
@@ -118,4 +125,34 @@ export async function clusterSection(ctx: { rows: Row[] }): Promise<void> {
   ctx.rows.push({ name: "a cached call without collectives (x + 1, batch-sharded), 1 process: the bridge's cost per call", value: fmtUs(single!.call), ratio: "1.00x" });
   const ratio = multi!.call / single!.call;
   ctx.rows.push({ name: "  the same call on the cluster (one request per process, at once)", value: fmtUs(multi!.call), ratio: fmtRatio(ratio), goal: `≤ ${GOAL}x: ${ratio <= GOAL ? "pass" : "FAIL"}` });
+  ctx.rows.push({ name: "psum over 4 devices on 2 processes, 8 f32: jax.jit(jax.shard_map) in both sidecars", value: fmtUs(psum.py), ratio: "1.00x" });
+  ctx.rows.push({ name: `  the same from TypeScript: job.jit(shardMap(lax.psum))${psum.same ? "; same bits" : "; RESULTS DIFFER"}`, value: fmtUs(psum.ts), ratio: fmtRatio(psum.ts / psum.py) });
+}
+
+/** Median µs of one psum call: in the sidecars (both at once, call by call) and from TypeScript, in interleaved rounds. */
+async function collective(job: cluster.Cluster, mesh: sharding.Mesh): Promise<{ py: number; ts: number; same: boolean }> {
+  const { NamedSharding, P } = sharding;
+  const data = Float32Array.from({ length: 8 * 4 }, (_, i) => Math.sin(i));
+  const x = (await job.devicePut(new NDArray(data, [data.length]), new NamedSharding(mesh, P("batch")))) as cluster.ClusterArray;
+  const psum = job.jit(shardMap((b: Tracer) => lax.psum(b, "batch"), { mesh, inSpecs: P("batch"), outSpecs: P() }));
+  const python = (calls: number) =>
+    Promise.all(job.processes.map((s, i) => benchOp<{ seconds: number[]; out: NDArray }>(s, "bench_psum", { x: x.parts[i], repeats: calls }, { timeoutMs: 600_000 })));
+  const first = (await psum(x)) as cluster.ClusterArray;
+  const ours = (await job.get(first)) as NDArray;
+  first.dispose();
+  const [ref] = await python(1);
+  const same = Buffer.compare(Buffer.from(ours.bytes()), Buffer.from(ref!.out.bytes())) === 0;
+  const pyUs: number[] = [];
+  const tsUs: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // Process 0's own timings: both processes wait for each other in every call.
+    pyUs.push(...(await python(5 * CALLS))[0]!.seconds.map((s) => s * 1e6));
+    for (let i = 0; i < 5 * CALLS; i++) {
+      const t0 = performance.now();
+      ((await psum(x)) as cluster.ClusterArray).dispose();
+      tsUs.push((performance.now() - t0) * 1000);
+    }
+  }
+  x.dispose();
+  return { py: median(pyUs), ts: median(tsUs), same };
 }
