@@ -219,16 +219,17 @@ export class Cluster {
     if (this.#closed) throw new JaxBridgeError("the cluster is closed");
     await this.#stopAll();
     const sessions = await this.start();
+    const wrong = sessions.findIndex((s, i) => s.info.process !== undefined && (s.info.process.index !== i || s.info.process.count !== sessions.length));
+    if (wrong >= 0) {
+      const p = sessions[wrong]!.info.process!;
+      await Promise.all(sessions.map((s) => s.close()));
+      throw new JaxBridgeError(`sidecar ${wrong} (${sessions[wrong]!.url}) is process ${p.index} of ${p.count}, but the cluster was given it as process ${wrong} of ${sessions.length}: give the urls in process order`);
+    }
     this.#generation++;
     this.#broken = null;
     this.#gathers.clear();
     this.#members = sessions.map((session, i) => ({ session, describe: describeMember(session, i, sessions.length) }));
     sessions.forEach((s, i) => {
-      const p = s.info.process;
-      if (p !== undefined && (p.index !== i || p.count !== sessions.length)) {
-        void this.#stopAll();
-        throw new JaxBridgeError(`sidecar ${i} (${s.url}) is process ${p.index} of ${p.count}, but the cluster was given it as process ${i} of ${sessions.length}: give the urls in process order`);
-      }
       const gen = this.#generation;
       void s.sidecar?.exitDescription.then((how) => {
         if (gen === this.#generation && !this.#closed) this.#fail(i, `${how}`);

@@ -18,7 +18,7 @@
  * until `rebuild()`.
  */
 import assert from "node:assert/strict";
-import { ClusterArray, ClusterBrokenError, ClusterProcessDiedError, type Cluster, startCluster, processBox, slab } from "../../src/cluster/cluster.js";
+import { ClusterArray, ClusterBrokenError, ClusterProcessDiedError, type Cluster, connectCluster, startCluster, processBox, slab } from "../../src/cluster/cluster.js";
 import { array, NDArray } from "../../src/values/ndarray.js";
 import { NamedSharding, P } from "../../src/values/sharding.js";
 import { SidecarError } from "../../src/values/errors.js";
@@ -145,6 +145,24 @@ describe("a cluster of 2 sidecar processes x 2 CPU devices (jax.distributed over
     for (let i = 0; i < STEPS; i++) assert.deepEqual(ours.gather[i], py.gather[i], `ordered sum, step ${i + 1}: bit for bit`);
     for (let i = 0; i < STEPS; i++) assert.ok(maxDiff(ours.pmean[i]!, py.pmean[i]!) <= 1e-6, `pmean, step ${i + 1}: within 1e-6 (${maxDiff(ours.pmean[i]!, py.pmean[i]!)})`);
     assert.notDeepEqual(ours.gather[STEPS - 1], ours.gather[0], "training moved the parameters");
+  });
+
+  it("connectCluster drives the same job from its sidecars' urls, in process order only", async () => {
+    const urls = c.processes.map((s) => s.url);
+    await assert.rejects(connectCluster([urls[1]!, urls[0]!]), /sidecar 0 \(.*\) is process 1 of 2, but the cluster was given it as process 0 of 2: give the urls in process order/);
+    const remote = await connectCluster(urls);
+    try {
+      assert.deepEqual(remote.devices, c.devices);
+      const mesh = remote.makeMesh([4], ["b"]);
+      const x = (await remote.devicePut(array([1, 2, 3, 4, 5, 6, 7, 8], "float32", [8]), new NamedSharding(mesh, P("b")))) as ClusterArray;
+      const total = await remote.jit(shardMap((v: Tracer) => lax.psum(jnp.sum(v), "b"), { mesh, inSpecs: P("b"), outSpecs: P() }))(x);
+      assert.equal(((await remote.get(total)) as NDArray).item(), 36);
+    } finally {
+      await remote.close();
+    }
+    // Closing a connected cluster leaves the processes running: the first cluster still works.
+    assert.equal(c.broken, null);
+    assert.deepEqual(await c.get(await c.devicePut(array([5], "float32", [1]), new NamedSharding(c.makeMesh([4], ["b"]), P()))), array([5], "float32", [1]));
   });
 
   it("an error every process raises alike is the caller's error, and the job goes on", async () => {
