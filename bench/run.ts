@@ -14,6 +14,8 @@ import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
+import { shardSection } from "./sections/shard.js";
+import { clusterSection } from "./sections/cluster.js";
 import { trainingSection } from "./sections/training.js";
 
 export interface Row {
@@ -38,6 +40,8 @@ try {
     ["trace", traceSection],
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
+    ["shard", shardSection],
+    ["cluster", clusterSection],
     ["training", trainingSection],
   ];
   for (const [name, run] of sections) {

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
+from .sharding import layout
 
 
 # Server-assigned ids: [SERVER_ID_MIN, SERVER_ID_MAX). Client-chosen ids: [1, SERVER_ID_MIN).
@@ -155,9 +156,11 @@ class _Slot:
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:
-    devices = arr.devices()
-    device = str(next(iter(devices))) if len(devices) == 1 else f"sharded({len(devices)})"
-    return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device)
+    where = layout(arr)
+    s = arr.sharding
+    n = 1 if where is None else s.num_devices
+    device = str(next(iter(s.device_set))) if n == 1 else f"sharded({n})"
+    return HandleOut(hid, dtype_name(arr.dtype), tuple(int(d) for d in arr.shape), device, where)
 
 
 def _short_repr(obj: Any, limit: int = 120) -> str:

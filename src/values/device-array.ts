@@ -5,6 +5,7 @@ import type { NDArray, Shape } from "./ndarray.js";
 import { shapeSize } from "./ndarray.js";
 import { JaxBridgeError } from "./errors.js";
 import { describeAs } from "./describe.js";
+import { layoutFromWire, type Shard, type Sharding, SingleDeviceSharding, type WireLayout } from "./sharding.js";
 
 /**
  * What a DeviceArray needs from the session that made it: fetching its
@@ -16,6 +17,8 @@ export interface HandleOwner {
   fetch(a: DeviceArray, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<NDArray>;
   release(id: number): void;
   readonly closed: boolean;
+  /** The id of the device a handle names by its string form (`cpu:0`), for an array on one device. */
+  deviceId?(device: string): number | undefined;
 }
 
 /**
@@ -35,14 +38,50 @@ export class DeviceArray {
   readonly owner: HandleOwner;
   #disposed = false;
 
-  constructor(owner: HandleOwner, handle: number, dtype: DType, shape: Shape, device: string) {
+  constructor(owner: HandleOwner, handle: number, dtype: DType, shape: Shape, device: string, layout?: WireLayout) {
     this.owner = owner;
     this.handle = handle;
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.device = device;
+    this.#layout = layout;
     registry.register(this, { owner, handle }, this);
   }
+
+  // --- sharding (shard): what the sidecar reported of where the array lies ----------------
+  // An array on one device carries no layout on the wire; one on several
+  // carries its sharding and its addressable shards, turned into values on
+  // first use only.
+  #layout: WireLayout | undefined;
+  #placed: { sharding: Sharding; shards: readonly Shard[] } | undefined;
+
+  #placement(): { sharding: Sharding; shards: readonly Shard[] } {
+    if (this.#placed === undefined) {
+      if (this.#layout !== undefined) this.#placed = layoutFromWire(this.#layout);
+      else {
+        const id = this.owner.deviceId?.(this.device);
+        if (id === undefined) throw new JaxBridgeError(`DeviceArray ${this.handle}: device ${this.device} is not among its sidecar's devices`);
+        const sharding = new SingleDeviceSharding(id);
+        this.#placed = { sharding, shards: sharding.shards(this.shape) };
+      }
+    }
+    return this.#placed;
+  }
+
+  /** How the array is laid out over devices (JAX's `x.sharding`). Its shape is global. */
+  get sharding(): Sharding {
+    return this.#placement().sharding;
+  }
+
+  /**
+   * The shards on this process's devices (JAX's `x.addressable_shards`):
+   * device id, the global slice each holds, replica id and shard shape.
+   * In a multi-process job the other processes' shards are not listed.
+   */
+  get addressableShards(): readonly Shard[] {
+    return this.#placement().shards;
+  }
+  // --- end sharding -----------------------------------------------------------------------
 
   get ndim(): number {
     return this.shape.length;

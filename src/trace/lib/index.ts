@@ -8,3 +8,4 @@ export * as lax from "./lax.js";
 export * as nn from "./nn.js";
 export * as random from "./random.js";
 export { installArrayMethods, type ArrayMethods } from "./array-methods.js";
+export { shardMap, type ShardMapOptions } from "./sharding.js";
