@@ -15,6 +15,8 @@ import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
 import { eagerSection } from "./sections/eager.js";
+import { shardSection } from "./sections/shard.js";
+import { clusterSection } from "./sections/cluster.js";
 import { trainingSection } from "./sections/training.js";
 
 export interface Row {
@@ -40,6 +42,8 @@ try {
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
     ["eager", eagerSection],
+    ["shard", shardSection],
+    ["cluster", clusterSection],
     ["training", trainingSection],
   ];
   for (const [name, run] of sections) {

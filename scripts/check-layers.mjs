@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
  * the files directly in src/: index.ts and internal.ts); `trace` is
  * src/trace/ without src/trace/lib/.
  */
-export const LAYERS = [["values"], ["wire"], ["session"], ["trace", "io"], ["trace/lib"], ["equinox"], ["lerax", "optim"], ["api"], ["repl"], ["cli"]];
+export const LAYERS = [["values"], ["wire"], ["session"], ["trace", "io"], ["trace/lib", "cluster"], ["equinox"], ["lerax", "optim"], ["api"], ["repl"], ["cli"]];
 
 /**
  * Files outside src/ that src/ may import, with the layer each counts as.

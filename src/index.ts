@@ -48,9 +48,13 @@ export type { PyProxy } from "./session/session.js";
 export { PROTOCOL_VERSION } from "./wire/protocol.js";
 export { loadCurveKeys } from "./wire/keys.js";
 export type { CurveClientKeys } from "./wire/transport.js";
+// Meshes, PartitionSpecs and shardings (`jax.sharding`), and makeMesh.
+export * as sharding from "./session/sharding.js";
+// Several sidecars as one multi-process JAX job (jax.distributed).
+export * as cluster from "./cluster/index.js";
 
 // TypeScript functions traced and compiled by JAX.
-export { jnp, lax, nn, random } from "./trace/lib/index.js";
+export { jnp, lax, nn, random, shardMap } from "./trace/lib/index.js";
 export { Tracer } from "./trace/tracer.js";
 export { jit, programStats, type Jitted, type JitOptions } from "./trace/jit.js";
 export { pyCall, pyMethod } from "./trace/pycall.js";

@@ -23,6 +23,8 @@ export {
 export { shapeSize, type Scalar, type NestedArray, type Complex } from "./values/ndarray.js";
 export { formatNDArray, formatSummary } from "./values/format.js";
 export { describe, describeAs, type Describable } from "./values/describe.js";
+export { layoutFromWire, type WireMesh, type WireSpec, type WireSharding, type WireShard, type WireLayout } from "./values/sharding.js";
+export { prefixLeaves } from "./values/prefix.js";
 export type { ModuleField, ModuleClass } from "./values/module.js";
 export {
   treedefEqual,
@@ -80,7 +82,7 @@ export type { ArgTree, HostResult } from "./trace/types.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
 export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions, type FlatNames } from "./trace/lib/control.js";
-export { installArrayMethods, type ArrayMethods, type AtMethods } from "./trace/lib/index.js";
+export { installArrayMethods, type ArrayMethods, type AtMethods, type ShardMapOptions } from "./trace/lib/index.js";
 
 // Transformations on flat lists, and the types of the pytree ones.
 export {

@@ -82,6 +82,21 @@ async function base(env: string, local: string, official: string): Promise<strin
 }
 
 
+/**
+ * A Compose project of its own for one test: `run(...args)` runs Compose
+ * (`docker compose`, else v1's `docker-compose`) on docker-compose.yml with
+ * `extra` first. Skips the test where neither is installed.
+ */
+async function composeProject(test: Mocha.Context, name: string, extra: string[], env: Record<string, string>): Promise<(...args: string[]) => Promise<Run>> {
+  const compose = (await sh("docker", ["compose", "version"], { timeoutMs: 30_000 })).code === 0 ? ["docker", "compose"] : (await sh("docker-compose", ["version"], { timeoutMs: 30_000 })).code === 0 ? ["docker-compose"] : null;
+  if (!compose) {
+    console.log("!!!!!!!!!! docker compose test SKIPPED: neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose) !!!!!!!!!!");
+    test.skip();
+  }
+  const project = `${name}-${process.pid}`;
+  return (...args) => sh(compose![0]!, [...compose!.slice(1), "-p", project, "-f", "docker-compose.yml", ...extra, ...args], { env: { ...env, COMPOSE_PROJECT_NAME: project } });
+}
+
 describe("docker: the sidecar image and the Compose dev stack", function () {
   this.timeout(900_000);
   let pythonBase = "";
@@ -148,14 +163,7 @@ describe("docker: the sidecar image and the Compose dev stack", function () {
   describe("the Compose dev stack", () => {
     it("`compose up` runs the app's quickstart against the sidecar over TCP + CURVE", async function () {
       this.timeout(900_000);
-      const compose = (await sh("docker", ["compose", "version"], { timeoutMs: 30_000 })).code === 0 ? ["docker", "compose"] : (await sh("docker-compose", ["version"], { timeoutMs: 30_000 })).code === 0 ? ["docker-compose"] : null;
-      if (!compose) {
-        console.log("!!!!!!!!!! docker compose test SKIPPED: neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose) !!!!!!!!!!");
-        this.skip();
-      }
-      const project = `jaxbridge-test-${process.pid}`;
-      const env = { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase, JAXBRIDGE_PORT: String(await freePort()), COMPOSE_PROJECT_NAME: project };
-      const run = (...args: string[]): Promise<Run> => sh(compose![0]!, [...compose!.slice(1), "-p", project, "-f", "docker-compose.yml", ...args], { env });
+      const run = await composeProject(this, "jaxbridge-test", [], { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase, JAXBRIDGE_PORT: String(await freePort()) });
       try {
         must(await run("build", "-q"), "compose build");
         must(await run("up", "-d"), "compose up -d");
@@ -174,6 +182,24 @@ describe("docker: the sidecar image and the Compose dev stack", function () {
         // Published on the host's loopback only.
         const ports = must(await sh("docker", ["port", sidecar, "5555"]), "docker port");
         assert.match(ports.trim(), /^127\.0\.0\.1:\d+$/);
+      } finally {
+        await run("down", "-v", "--remove-orphans", "-t", "2");
+      }
+    });
+
+    it("the \"cluster\" profile: two sidecar containers form one jax.distributed job that examples/cluster.ts drives over TCP + CURVE", async function () {
+      this.timeout(900_000);
+      const run = await composeProject(this, "jaxbridge-cluster", ["--profile", "cluster"], { JAXBRIDGE_PYTHON_BASE: pythonBase, JAXBRIDGE_NODE_BASE: nodeBase });
+      try {
+        must(await run("build", "-q"), "compose build");
+        must(await run("up", "-d", "cluster-app"), "compose up -d cluster-app");
+        const app = must(await run("ps", "-aq", "cluster-app"), "compose ps").trim();
+        assert.ok(app, "compose created no cluster-app container");
+        const exit = must(await sh("docker", ["wait", app], { timeoutMs: 300_000 }), "docker wait cluster-app").trim();
+        const logs = must(await run("logs", "--no-color", "cluster-app"), "compose logs cluster-app");
+        assert.equal(exit, "0", `the app exited ${exit}:\n${logs}`);
+        assert.ok(logs.includes("cluster: 2 processes, devices 0@p0, 1@p0, 2048@p1, 2049@p1"), logs);
+        assert.ok(logs.includes("w = [2.000, -3.000], b = 0.500"), logs);
       } finally {
         await run("down", "-v", "--remove-orphans", "-t", "2");
       }

@@ -208,4 +208,15 @@ print(json.dumps(int((logits.argmax(1) == d.target[r["testIndices"]]).sum())))`,
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("cluster.ts trains on 2 embedded processes x 2 CPU devices and recovers the weights the data were made from", async () => {
+    const r = await run(process.execPath, ["--import", "tsx", "examples/cluster.ts"], { JAXBRIDGE_CLUSTER_URLS: "" });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n");
+    assert.equal(lines[0], "cluster: 2 processes, devices 0@p0, 1@p0, 2048@p1, 2049@p1");
+    const losses = lines.filter((l) => l.startsWith("step ")).map((l) => Number(/loss (\S+)/.exec(l)![1]));
+    assert.equal(losses.length, 4);
+    assert.ok(losses.every((l, i) => i === 0 || l < losses[i - 1]!), `the loss falls: ${losses.join(", ")}`);
+    assert.equal(lines[lines.length - 1], "w = [2.000, -3.000], b = 0.500");
+  });
 });

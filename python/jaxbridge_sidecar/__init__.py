@@ -10,7 +10,8 @@ layers below it (tests/test_layers.py walks every import to check):
     values   handles (the handle table), allowlist, remote (Python values
              as TypeScript pytrees), arrow_io (Arrow tables), events
              (callback event sinks and the table that routes them),
-             sessions (what each client connection owns)
+             sessions (what each client connection owns),
+             sharding (meshes, PartitionSpecs and array layouts on the wire)
     program  program/: Programs traced in TypeScript, decoded, checked and
              lowered to jax.jit functions (see program/__init__.py)
     ops      ops/: one module per op family, each exporting its op table;
@@ -25,7 +26,7 @@ from .server import Server, ServerConfig
 # The layers above, lowest first, by top-level module or subpackage.
 LAYERS = (
     ("wire", ("protocol", "limits", "sample", "auth", "remote_errors", "echo")),
-    ("values", ("handles", "allowlist", "remote", "arrow_io", "events", "sessions")),
+    ("values", ("handles", "allowlist", "remote", "arrow_io", "events", "sessions", "sharding")),
     ("program", ("program",)),
     ("ops", ("ops",)),
     ("server", ("server",)),

@@ -15,12 +15,50 @@ import sys
 ALLOW_ENV = "JAXBRIDGE_ALLOW"
 
 
-def _configure_jax(x64: bool) -> None:
+def _configure_jax(x64: bool, num_cpu_devices: int | None = None, distributed: dict | None = None) -> None:
     # x64 on by default: int64/float64 arrays are stored as themselves instead
     # of being narrowed by JAX. Must run before any array exists.
     import jax
 
     jax.config.update("jax_enable_x64", x64)
+    if num_cpu_devices is not None:
+        # What --xla_force_host_platform_device_count does, without touching
+        # XLA_FLAGS; JAX refuses it once a backend has started.
+        jax.config.update("jax_num_cpu_devices", num_cpu_devices)
+    if distributed is not None:
+        # One process of a multi-controller job. JAX refuses initialize()
+        # once a backend exists, and cannot re-initialise later: membership
+        # is fixed at process start. CPU collectives go through gloo (the
+        # default on today's JAX, named so that an older default cannot
+        # leave a CPU job without cross-process collectives).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(**distributed)
+
+
+def _distributed(args: argparse.Namespace) -> dict | str | None:
+    """`jax.distributed.initialize`'s arguments from serve's flags, None
+    without --coordinator, or the message that says what is wrong."""
+    given = [f for f, v in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes), ("--process-id", args.process_id)) if v is not None]
+    if not given:
+        return None
+    if len(given) < 3:
+        return f"a process of a job needs --coordinator, --num-processes and --process-id together; got only {', '.join(given)}"
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"--coordinator must be HOST:PORT (the address of process 0's coordination service), got {args.coordinator!r}"
+    if args.num_processes < 1:
+        return f"--num-processes must be at least 1, got {args.num_processes}"
+    if not 0 <= args.process_id < args.num_processes:
+        return f"--process-id must be in [0, {args.num_processes}) for --num-processes {args.num_processes}, got {args.process_id}"
+    if args.heartbeat_timeout is not None and args.heartbeat_timeout < 1:
+        return f"--heartbeat-timeout must be at least 1 second, got {args.heartbeat_timeout}"
+    out = {"coordinator_address": args.coordinator, "num_processes": args.num_processes, "process_id": args.process_id}
+    if args.heartbeat_timeout is not None:
+        # How long a silent peer counts as alive; after it every survivor
+        # aborts (JAX's rule), so a supervisor must restart the whole job.
+        out["heartbeat_timeout_seconds"] = args.heartbeat_timeout
+        out["shutdown_timeout_seconds"] = args.heartbeat_timeout
+    return out
 
 
 def _fail(message: str) -> int:
@@ -48,6 +86,11 @@ def _check_serve(args: argparse.Namespace) -> tuple[object | None, list[str]] | 
     bad = [n for n in allow if not all(part.isidentifier() for part in n.split("."))]
     if bad:
         return _fail(f"--allow / {ALLOW_ENV}: {', '.join(map(repr, bad))} is not a dotted Python module name")
+    if args.num_cpu_devices is not None and args.num_cpu_devices < 1:
+        return _fail(f"--num-cpu-devices must be at least 1, got {args.num_cpu_devices}")
+    distributed = _distributed(args)
+    if isinstance(distributed, str):
+        return _fail(distributed)
     return curve, allow
 
 
@@ -72,7 +115,8 @@ def cmd_serve(args: argparse.Namespace, argv: list[str]) -> int:
 def _serve(args: argparse.Namespace, curve: object, allow: list[str]) -> int:
     from . import auth
 
-    _configure_jax(not args.no_x64)
+    distributed = _distributed(args)
+    _configure_jax(not args.no_x64, args.num_cpu_devices, distributed if isinstance(distributed, dict) else None)
     from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES
     from .server import Server, ServerConfig, die_with_parent
 
@@ -206,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer our parent")
     s.add_argument("--allow", action="append", help=f"allow calls into this Python namespace (repeatable; also ${ALLOW_ENV}, comma-separated)")
     s.add_argument("--no-x64", action="store_true", help="run JAX with 32-bit defaults (64-bit arrays are then narrowed by JAX)")
+    s.add_argument("--num-cpu-devices", type=int, metavar="N", help="give the CPU backend N devices (jax_num_cpu_devices, as --xla_force_host_platform_device_count does): meshes and collectives on one machine")
+    s.add_argument("--coordinator", metavar="HOST:PORT", help="join a multi-process JAX job (jax.distributed.initialize): process 0's coordination service address; needs --num-processes and --process-id")
+    s.add_argument("--num-processes", type=int, metavar="N", help="processes in the job (with --coordinator)")
+    s.add_argument("--process-id", type=int, metavar="I", help="this process's index in the job, 0 to N-1 (process 0 runs the coordination service)")
+    s.add_argument("--heartbeat-timeout", type=int, metavar="SECONDS", help="with --coordinator: seconds without a peer's heartbeat before the job is declared dead and every process aborts (JAX's default 100)")
     s.add_argument("--max-message-bytes", type=int, default=4 * 1024**3, help="largest request accepted, all frames together (default 4 GiB)")
     s.add_argument("--max-frames", type=int, default=65536, help="most frames in one request (default 65536)")
     s.add_argument("--max-depth", type=int, default=64, help="deepest nesting of containers and module nodes in a request (default 64)")

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from .protocol import HandleOut, HandleRef, PyRefOut, WireError, dtype_name, walk
+from .sharding import layout
 
 
 # Server-assigned ids: [SERVER_ID_MIN, SERVER_ID_MAX). Client-chosen ids: [1, SERVER_ID_MIN).
@@ -285,10 +286,15 @@ def _footprint(arr: jax.Array) -> tuple[tuple[str, int], ...]:
 
 
 def describe(hid: int, arr: jax.Array) -> HandleOut:
-    device = _one_device(arr)
-    if device is None:
-        device = f"sharded({len(arr.devices())})"
-    return HandleOut(hid, dtype_name(arr.dtype), arr.shape, device)
+    where = layout(arr)
+    if where is None:
+        device = _one_device(arr)
+        if device is None:
+            device = f"sharded({len(arr.devices())})"
+    else:
+        n = arr.sharding.num_devices
+        device = str(next(iter(arr.sharding.device_set))) if n == 1 else f"sharded({n})"
+    return HandleOut(hid, dtype_name(arr.dtype), arr.shape, device, where)
 
 
 def _short_repr(obj: Any, limit: int = 120) -> str:

@@ -86,12 +86,14 @@ class HandleRef:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HandleOut:
-    """A handle as a reply describes it."""
+    """A handle as a reply describes it; `layout` only for an array on several
+    devices (its sharding and addressable shards, see sharding.py)."""
 
     id: int
     dtype: str
     shape: tuple[int, ...]
     device: str
+    layout: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -370,7 +372,10 @@ class Encoder:
         if isinstance(obj, HandleRef):
             return msgpack.ExtType(EXT_HANDLE, msgpack.packb([obj.id]))
         if isinstance(obj, HandleOut):
-            return msgpack.ExtType(EXT_HANDLE, msgpack.packb([obj.id, obj.dtype, list(obj.shape), obj.device]))
+            fields = [obj.id, obj.dtype, list(obj.shape), obj.device]
+            if obj.layout is not None:
+                fields.append(obj.layout)
+            return msgpack.ExtType(EXT_HANDLE, msgpack.packb(fields))
         if isinstance(obj, np.ndarray):
             name = dtype_name(obj.dtype)
             mv = array_bytes(obj)

@@ -11,6 +11,9 @@ from typing import Any, Iterator
 import jax
 
 jax.config.update("jax_enable_x64", True)
+# Four CPU devices, as `serve --num-cpu-devices 4` gives: the sharding and
+# collective tests need a mesh; everything else runs on device 0 as before.
+jax.config.update("jax_num_cpu_devices", 4)
 
 import msgpack
 import numpy as np
@@ -76,7 +79,7 @@ def _reply_ext(frames: list[Any]):
         if code == protocol.EXT_PYREF:
             return protocol.PyRefOut(*fields)
         if code == protocol.EXT_HANDLE:
-            return protocol.HandleOut(fields[0], fields[1], tuple(fields[2]), fields[3])
+            return protocol.HandleOut(fields[0], fields[1], tuple(fields[2]), fields[3], fields[4] if len(fields) > 4 else None)
         dtype, shape, first, count = fields
         buf = b"".join(bytes(frames[i - 1].buffer) for i in range(first, first + count))
         return np.frombuffer(buf, dtype=protocol.dtype_from_name(dtype)).reshape(shape)

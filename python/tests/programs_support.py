@@ -51,11 +51,12 @@ class Builder:
     def sub(self, outputs: list[Any]) -> dict[str, Any]:
         return {"inputs": self.inputs, "eqns": self.eqns, "outputs": outputs}
 
-    def program(self, outputs: list[Any], x64: bool = True) -> dict[str, Any]:
-        return {"version": IR_VERSION, "x64": x64, **self.sub(outputs)}
+    def program(self, outputs: list[Any], x64: bool = True, **header: Any) -> dict[str, Any]:
+        """The top-level program; `header` adds in_shardings / out_shardings."""
+        return {"version": IR_VERSION, "x64": x64, **self.sub(outputs), **header}
 
-    def bytes(self, outputs: list[Any], x64: bool = True) -> bytes:
-        return canon(self.program(outputs, x64))
+    def bytes(self, outputs: list[Any], x64: bool = True, **header: Any) -> bytes:
+        return canon(self.program(outputs, x64, **header))
 
 
 def mlp_program() -> bytes:

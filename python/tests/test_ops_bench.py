@@ -113,3 +113,17 @@ def test_the_eager_chain_bench_op_adds_one_steps_times(tmp_path: Path, monkeypat
             want = want + np.float32(1)
         np.testing.assert_array_equal(env["result"]["result"], want)
         assert client.decoded("bench_eager_chain", x=x, steps=0, repeats=1)["error"]["type"] == "ArgumentError"
+
+
+def test_bench_psum_times_the_psum_of_a_sharded_array_over_its_mesh(tmp_path: Path, monkeypatch):
+    from jaxbridge_sidecar.protocol import HandleRef
+
+    with bench_sidecar(tmp_path, monkeypatch) as (_server, client):
+        a = np.arange(8, dtype=np.float32)
+        mesh = {"axis_names": ["x"], "axis_sizes": [4], "axis_types": ["Auto"], "device_ids": [0, 1, 2, 3]}
+        h = client.decoded("device_put", value=[a], sharding={"mesh": mesh, "spec": [["x"]]})["result"][0]
+        env = client.decoded("bench_psum", x=HandleRef(h.id), repeats=3)
+        assert env["ok"], env
+        assert len(env["result"]["seconds"]) == 3 and np.array_equal(env["result"]["out"], a.reshape(4, 2).sum(0))
+        one = client.decoded("put", value=[a])["result"][0]
+        assert client.decoded("bench_psum", x=HandleRef(one.id), repeats=3)["error"]["type"] == "ArgumentError"

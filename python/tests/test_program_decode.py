@@ -11,6 +11,7 @@ import pytest
 
 from jaxbridge_sidecar.allowlist import NotAllowed
 from jaxbridge_sidecar.program import decode_literal, decode_program, program_hash
+from jaxbridge_sidecar.program.ir import IR_VERSION
 from jaxbridge_sidecar.protocol import WireError
 
 from jaxbridge_sidecar.program.ir import IR_VERSION

@@ -22,7 +22,10 @@ def test_every_rule_has_a_lax_counterpart_and_only_pycall_reaches_python_objects
             continue
         for kind_ in rule.params.values():
             # Names (axis names, checkpoint names) only label values; a policy is one of jax.checkpoint_policies' names.
-            assert kind_ in {"int", "uint", "bool", "ints", "ints?", "dtype", "dtype?", "null", "dot_dims", "pad_config", "gather_dims", "scatter_dims", "program", "programs", "axes", "name", "name?", "names", "policy"} or kind_.startswith(("enum:", "enum_int:")), (name, kind_)
+            # Meshes, shardings and collectives' axis names are strings and device ids: a mesh names this job's devices by id, nothing else.
+            plain = {"int", "uint", "bool", "ints", "ints?", "dtype", "dtype?", "null", "dot_dims", "pad_config", "gather_dims", "scatter_dims", "program", "programs", "axes", "name", "name?", "names", "policy"}
+            sharding = {"axis_names", "perm", "mesh", "specs", "sharding"}
+            assert kind_ in plain | sharding or kind_.startswith(("enum:", "enum_int:")), (name, kind_)
 
 
 def _nested_program() -> bytes:

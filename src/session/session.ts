@@ -18,7 +18,9 @@ import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
 import { PyRef, RemoteModule } from "../values/remote.js";
 import { pyProxy, type PyProxy } from "./py-proxy.js";
 import { type ArrayScope, keep, scope, tidy } from "./memory.js";
-import type { AttrEntry, MeshSpec, Op, PartitionSpec, Reply, Request, SidecarInfo, SidecarMemory, SidecarStats } from "../wire/ops.js";
+import type { AttrEntry, MeshSpec, Op, Reply, Request, SidecarInfo, SidecarMemory, SidecarStats, SpecList } from "../wire/ops.js";
+import { type Mesh, NamedSharding } from "../values/sharding.js";
+import { legacySharding, type MakeMeshOptions, meshOver } from "./mesh.js";
 
 export type { RequestOptions } from "../wire/transport.js";
 export type { DeviceInfo, SidecarInfo, SidecarMemory } from "../wire/ops.js";
@@ -31,11 +33,10 @@ export interface EventRequestOptions extends RequestOptions {
   callbacks?: readonly HostCallback[] | undefined;
 }
 
-/** A mesh over the sidecar's first devices, and how an array is laid out on it (`jax.sharding`). */
+/** The older `devicePut` form: a mesh over the sidecar's first devices, and per array axis a mesh axis name, null, or a list of names. Prefer a `NamedSharding`. */
 export interface ShardingSpec {
   mesh: MeshSpec;
-  /** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
-  spec: PartitionSpec;
+  spec: SpecList;
 }
 
 export interface ConnectOptions extends SpawnOptions {
@@ -62,6 +63,8 @@ export interface ConnectOptions extends SpawnOptions {
   /** Deadline applied to calls that give none (ms; default none). */
   defaultTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Make this session the default one if there is none open (default true; a cluster's processes are not). */
+  makeDefault?: boolean;
 }
 
 export interface CallOptions extends RequestOptions {
@@ -115,6 +118,11 @@ export function getDefaultSession(): Session {
     throw new JaxBridgeError("no open jaxbridge session: call `await connect()` first (or pass a session explicitly)");
   }
   return defaultSession;
+}
+
+/** `makeMesh(axisSizes, axisNames)`: a mesh over the default session's devices (or `opts.session`'s); see `Session.makeMesh`. */
+export function makeMesh(axisSizes: readonly number[], axisNames: readonly string[], opts: MakeMeshOptions & { session?: Session } = {}): Mesh {
+  return (opts.session ?? getDefaultSession()).makeMesh(axisSizes, axisNames, opts);
 }
 
 /**
@@ -178,7 +186,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
     await session.close();
     throw err;
   }
-  if (defaultSession === null || defaultSession.closed) defaultSession = session;
+  if (opts.makeDefault !== false && (defaultSession === null || defaultSession.closed)) defaultSession = session;
   return session;
 }
 
@@ -468,14 +476,32 @@ export class Session implements HandleOwner, EventSink {
   }
 
   /**
-   * Place the array leaves of a pytree with a sharding: a mesh over the
-   * sidecar's first `prod(mesh.shape)` devices and a PartitionSpec
-   * (`devicePut(x, {mesh: {shape: [4], axes: ["x"]}, spec: ["x"]})` splits
-   * axis 0 over 4 devices). Static leaves stay here.
+   * Place the array leaves of a pytree with a sharding (`jax.device_put(x,
+   * sharding)`): `devicePut(x, new NamedSharding(jb.makeMesh([4], ["x"]),
+   * P("x")))` splits axis 0 over 4 devices; the result's `sharding` and
+   * `addressableShards` say where each piece went. The older form
+   * `{mesh: {shape: [4], axes: ["x"]}, spec: ["x"]}` (a mesh over the first
+   * devices) still works. Static leaves stay here.
    */
-  async devicePut<T>(tree: T, sharding: ShardingSpec, opts: RequestOptions = {}): Promise<DeviceTree<T>> {
+  async devicePut<T>(tree: T, sharding: NamedSharding | ShardingSpec, opts: RequestOptions = {}): Promise<DeviceTree<T>> {
+    const named = sharding instanceof NamedSharding ? sharding : legacySharding(this.info.devices, sharding.mesh, sharding.spec);
+    const wire = named.toWire();
     const arrays = (leaf: unknown) => (leaf instanceof NDArray || leaf instanceof DeviceArray ? leaf : undefined);
-    return (await this.swapLeaves(tree, arrays, (value) => this.request("device_put", { value, mesh: sharding.mesh, spec: sharding.spec }, opts))) as DeviceTree<T>;
+    return (await this.swapLeaves(tree, arrays, (value) => this.request("device_put", { value, sharding: wire }, opts))) as DeviceTree<T>;
+  }
+
+  /**
+   * A mesh over this sidecar's devices, the first `prod(axisSizes)` of them
+   * in order, as `jax.make_mesh` lays them out on CPU and GPU (axis types
+   * Auto unless given). `jb.makeMesh([2, 2], ["data", "model"])`.
+   */
+  makeMesh(axisSizes: readonly number[], axisNames: readonly string[], opts: MakeMeshOptions = {}): Mesh {
+    return meshOver(this.info.devices, axisSizes, axisNames, opts);
+  }
+
+  /** The id of a device named by its string form (a handle's `device`). */
+  deviceId(device: string): number | undefined {
+    return this._info?.devices.find((d) => d.str === device)?.id;
   }
 
   private unpackReply(frames: Frame[], op: string): unknown {

@@ -97,6 +97,26 @@ interface Capture {
 }
 
 const stack: Trace[] = [];
+const NO_AXES: ReadonlyMap<string, number> = new Map();
+
+/**
+ * The size of a named axis (the product, for several) as the current trace
+ * binds it; an axis no enclosing shardMap or vmap binds is an error naming
+ * it, as JAX's unbound axis name is.
+ */
+export function axisSize(op: string, names: readonly string[]): number {
+  const env = requireTrace(op).axisEnv;
+  let n = 1;
+  for (const a of names) {
+    const size = env.get(a);
+    if (size === undefined) {
+      const bound = [...env.keys()];
+      throw traceError(op, `unbound axis name '${a}': collectives name an axis of an enclosing shardMap's mesh or a vmap's axisName (${bound.length ? `bound here: ${bound.map((b) => `'${b}'`).join(", ")}` : "none is bound here"})`);
+    }
+    n *= size;
+  }
+  return n;
+}
 
 /** The innermost trace being recorded, or undefined outside any traced function. */
 export function currentTrace(): Trace | undefined {
@@ -123,15 +143,23 @@ export class Trace {
   readonly callbacks: HostCallback[] = [];
   /** Objects the program names by id (PyRefs of pycall equations): held as long as the program is (only the root trace's is used). */
   readonly keep = new Set<unknown>();
+  /**
+   * The named axes collectives may use here, with their sizes: the
+   * enclosing traces' and this trace's own (a shardMap body binds its mesh's
+   * axes; a vmap body with an axis name binds that name to the batch size).
+   */
+  readonly axisEnv: ReadonlyMap<string, number>;
   #captureMap = new Map<object, Tracer>();
   #outputs: (Var | Literal)[] | null = null;
 
-  constructor(parent: Trace | null, name: string, x64?: boolean) {
+  constructor(parent: Trace | null, name: string, x64?: boolean, axes?: Readonly<Record<string, number>>) {
     this.parent = parent;
     this.name = name;
     const mode = x64 ?? parent?.x64;
     if (mode === undefined) throw new TypeError("a root trace needs the x64 mode (the sidecar's `x64` from its handshake)");
     this.x64 = mode;
+    const env = parent?.axisEnv ?? NO_AXES;
+    this.axisEnv = axes === undefined ? env : new Map([...env, ...Object.entries(axes)]);
   }
 
   get closed(): boolean {

@@ -161,7 +161,7 @@ export function eagerCall(name: string, fn: (...args: never[]) => unknown, args:
     });
   }
   const where = device || owner.info.devices[0]?.str || "";
-  const arrays = entry.outs.map((o, k) => new DeviceArray(owner, ids[k]!, o.dtype, o.shape, where, { weak: o.weak, produced }));
+  const arrays = entry.outs.map((o, k) => new DeviceArray(owner, ids[k]!, o.dtype, o.shape, where, undefined, { weak: o.weak, produced }));
   return unflatten(
     entry.outDef,
     entry.outLeaves.map((l) => ("output" in l ? arrays[l.output] : l.value)),

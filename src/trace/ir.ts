@@ -10,8 +10,10 @@
 
 import { createHash } from "node:crypto";
 import type { DType } from "../values/dtype.js";
+import type { WireSharding } from "../values/sharding.js";
 import { showLiteral } from "./dtypes.js";
 
+/** 2: the transformations (grad, vmap, ...), shard_map, the collectives, sharding constraints and jit's shardings. */
 export const IR_VERSION = 2;
 
 /** The type of a value: dtype and shape (weakness is a tracing concern and never reaches the IR). */
@@ -49,6 +51,10 @@ export interface SubProgram {
 export interface Program extends SubProgram {
   readonly version: number;
   readonly x64: boolean;
+  /** `jax.jit`'s in_shardings: one per declared input (null: unspecified); only in programs jitted with shardings. */
+  readonly in_shardings?: readonly (WireSharding | null)[];
+  /** `jax.jit`'s out_shardings: one per output (null: unspecified). */
+  readonly out_shardings?: readonly (WireSharding | null)[];
 }
 
 export function isSubProgram(x: unknown): x is SubProgram {

@@ -24,7 +24,9 @@ import { NDArray } from "../values/ndarray.js";
 import { BridgeInputError, SidecarError } from "../values/errors.js";
 import type { RequestOptions } from "../session/session.js";
 import { getDefaultSession, resolveSession, Session } from "../session/session.js";
-import { flatten, isArray, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../values/tree.js";
+import { flatten, flattenWithPath, isArray, keystr, staticValueEqual, type TreeDef, treedefEqual, unflatten } from "../values/tree.js";
+import { NamedSharding, type WireSharding } from "../values/sharding.js";
+import { prefixLeaves } from "../values/prefix.js";
 import type { HostCallback } from "../session/callback-events.js";
 import { asTracer, type Concrete, currentTrace, isArrayLeaf, isConcrete, Trace } from "./core.js";
 import { encodeProgram, IR_VERSION, type Program, sha256Hex } from "./ir.js";
@@ -145,6 +147,16 @@ export interface JitOptions {
   name?: string;
   /** Resolve to host arrays (NDArray) instead of DeviceArrays. */
   fetch?: boolean;
+  /**
+   * `jax.jit`'s `in_shardings`: a NamedSharding for every argument, or a
+   * tree prefix of the argument list (`[rowSharding, replicated]` for
+   * `(x, params)`); null leaves an argument unspecified (it keeps its own
+   * sharding). Host arrays are placed so; a device array already placed
+   * otherwise is JAX's error, not a silent reshard.
+   */
+  inShardings?: unknown;
+  /** `jax.jit`'s `out_shardings`: a NamedSharding for every output, or a tree prefix of the output (null: the compiler's choice). */
+  outShardings?: unknown;
 }
 
 /** Per-call options of a jitted function (`jitted.withOptions({...})(...args)`). */
@@ -230,7 +242,7 @@ export function jit<A extends unknown[], R>(fn: (...args: A) => R, opts: JitOpti
       stats.hits++;
       return { entry: hit, dynamic };
     }
-    const entry = traceJit(fn, name, session.info.x64, treedef, leaves, slots, dynamic, statics, avals);
+    const entry = traceJit(fn, name, session.info.x64, treedef, leaves, slots, dynamic, statics, avals, opts);
     stats.traces++;
     entries.push(entry);
     return { entry, dynamic };
@@ -298,7 +310,10 @@ function traceJit<A extends unknown[], R>(
   dynamic: readonly (NDArray | DeviceArrayT)[],
   statics: unknown[],
   avals: string,
+  shardings: Pick<JitOptions, "inShardings" | "outShardings"> = {},
 ): Entry {
+  const inShardings = shardings.inShardings === undefined ? undefined : inputShardings(name, shardings.inShardings, unflatten(argDef, leaves), slots, dynamic);
+  let outShardings: (WireSharding | null)[] | undefined;
   const trace = new Trace(null, name, x64);
   let outDef!: TreeDef;
   const outLeaves: Entry["outLeaves"] = [];
@@ -315,10 +330,11 @@ function traceJit<A extends unknown[], R>(
         outs.push(leaf instanceof Tracer ? leaf : asTracer("output", leaf));
       } else outLeaves.push({ value: leaf });
     }
+    if (shardings.outShardings !== undefined) outShardings = outputShardings(name, shardings.outShardings, out, outLeaves, outs);
     trace.close(outs);
     return trace.toProgram("inputs-first");
   });
-  const program: Program = { version: IR_VERSION, x64, inputs: sub.inputs, eqns: sub.eqns, outputs: sub.outputs };
+  const program: Program = { version: IR_VERSION, x64, inputs: sub.inputs, eqns: sub.eqns, outputs: sub.outputs, in_shardings: inShardings, out_shardings: outShardings };
   const bytes = encodeProgram(program);
   const traced: Traced = {
     program,
@@ -333,3 +349,50 @@ function traceJit<A extends unknown[], R>(
   return { argDef, statics, avals, traced, outDef, outLeaves, placed: new Map() };
 }
 
+// --- jit's shardings ---------------------------------------------------------------------
+
+const isNamed = (x: unknown): x is NamedSharding => x instanceof NamedSharding;
+
+function checkFits(name: string, s: NamedSharding, shape: readonly number[], where: string): void {
+  try {
+    s.shardShape(shape);
+  } catch (e) {
+    throw traceError(name, `${where}: ${(e as Error).message}`);
+  }
+}
+
+/** One sharding per program input: the arguments' prefix spread over their array leaves (one array at two leaves must get one sharding). */
+function inputShardings(name: string, prefix: unknown, args: unknown, slots: readonly number[], dynamic: readonly (NDArray | DeviceArrayT)[]): (WireSharding | null)[] {
+  const per = prefixLeaves(prefix, args, isNamed, "inShardings", "NamedSharding");
+  const paths = flattenWithPath(args).leaves.map((l) => `args${keystr(l.path)}`);
+  const chosen: (NamedSharding | null | undefined)[] = dynamic.map(() => undefined);
+  const from: string[] = [];
+  per.forEach((s, i) => {
+    const k = slots[i]!;
+    if (k < 0) return;
+    if (s !== null) checkFits(name, s, dynamic[k]!.shape, `inShardings for ${paths[i]}`);
+    const before = chosen[k];
+    if (before === undefined) {
+      chosen[k] = s;
+      from[k] = paths[i]!;
+    } else if (before === null ? s !== null : s === null || !before.equals(s)) {
+      throw traceError(name, `${paths[i]} is the same array as ${from[k]}, but inShardings gives them ${s ?? "null"} and ${before ?? "null"}: one program input has one sharding`);
+    }
+  });
+  return chosen.map((s) => (s ? s.toWire() : null));
+}
+
+/** One sharding per program output, from the prefix over the output tree. */
+function outputShardings(name: string, prefix: unknown, out: unknown, outLeaves: Entry["outLeaves"], outs: readonly Tracer[]): (WireSharding | null)[] {
+  const per = prefixLeaves(prefix, out, isNamed, "outShardings", "NamedSharding");
+  const paths = flattenWithPath(out).leaves.map((l) => `output${keystr(l.path)}`);
+  const result: (WireSharding | null)[] = outs.map(() => null);
+  outLeaves.forEach((l, i) => {
+    if (!("output" in l)) return;
+    const s = per[i];
+    if (s === null || s === undefined) return;
+    checkFits(name, s, outs[l.output]!.shape, `outShardings for ${paths[i]}`);
+    result[l.output] = s.toWire();
+  });
+  return result;
+}

@@ -6,6 +6,7 @@ import { shapeSize } from "./ndarray.js";
 import { JaxBridgeError } from "./errors.js";
 import { describeAs } from "./describe.js";
 import { trackArray } from "./array-scope.js";
+import { layoutFromWire, type Shard, type Sharding, SingleDeviceSharding, type WireLayout } from "./sharding.js";
 
 /**
  * What a DeviceArray needs from the session that made it: fetching its
@@ -19,6 +20,8 @@ export interface HandleOwner {
   readonly closed: boolean;
   /** Wait until the sidecar has computed the array (its producing request may have replied on dispatch). */
   blockUntilReady?(a: DeviceArray): Promise<void>;
+  /** The id of the device a handle names by its string form (`cpu:0`), for an array on one device. */
+  deviceId?(device: string): number | undefined;
 }
 
 /** How an eager operation's result comes into being (see DeviceArray, "Pending"). */
@@ -55,12 +58,13 @@ export class DeviceArray {
   readonly owner: HandleOwner;
   #disposed = false;
 
-  constructor(owner: HandleOwner, handle: number, dtype: DType, shape: Shape, device: string, opts?: DeviceArrayOptions) {
+  constructor(owner: HandleOwner, handle: number, dtype: DType, shape: Shape, device: string, layout?: WireLayout, opts?: DeviceArrayOptions) {
     this.owner = owner;
     this.handle = handle;
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.device = device;
+    this.#layout = layout;
     this.weak = opts?.weak === true;
     if (opts?.produced !== undefined) this.#awaitProducer(opts.produced);
     registry.register(this, { owner, handle }, this);
@@ -120,6 +124,41 @@ export class DeviceArray {
         "and read values with await x.toHost().",
     );
   }
+
+  // --- sharding (shard): what the sidecar reported of where the array lies ----------------
+  // An array on one device carries no layout on the wire; one on several
+  // carries its sharding and its addressable shards, turned into values on
+  // first use only.
+  #layout: WireLayout | undefined;
+  #placed: { sharding: Sharding; shards: readonly Shard[] } | undefined;
+
+  #placement(): { sharding: Sharding; shards: readonly Shard[] } {
+    if (this.#placed === undefined) {
+      if (this.#layout !== undefined) this.#placed = layoutFromWire(this.#layout);
+      else {
+        const id = this.owner.deviceId?.(this.device);
+        if (id === undefined) throw new JaxBridgeError(`DeviceArray ${this.handle}: device ${this.device} is not among its sidecar's devices`);
+        const sharding = new SingleDeviceSharding(id);
+        this.#placed = { sharding, shards: sharding.shards(this.shape) };
+      }
+    }
+    return this.#placed;
+  }
+
+  /** How the array is laid out over devices (JAX's `x.sharding`). Its shape is global. */
+  get sharding(): Sharding {
+    return this.#placement().sharding;
+  }
+
+  /**
+   * The shards on this process's devices (JAX's `x.addressable_shards`):
+   * device id, the global slice each holds, replica id and shard shape.
+   * In a multi-process job the other processes' shards are not listed.
+   */
+  get addressableShards(): readonly Shard[] {
+    return this.#placement().shards;
+  }
+  // --- end sharding -----------------------------------------------------------------------
 
   get ndim(): number {
     return this.shape.length;

@@ -16,14 +16,20 @@ import type { DeviceArray } from "../values/device-array.js";
 import type { DType } from "../values/dtype.js";
 import type { NDArray } from "../values/ndarray.js";
 import type { PyRef, RemoteModule } from "../values/remote.js";
+import type { WireSharding } from "../values/sharding.js";
 import type { HandleRef } from "./protocol.js";
+
+export type { WireLayout, WireMesh, WireShard, WireSharding, WireSpec } from "../values/sharding.js";
 
 /** One device in the `hello` reply. */
 export interface DeviceInfo {
+  /** JAX's device id: global in a multi-process job, and what meshes and shards name. */
   id: number;
   platform: string;
   kind: string;
   str: string;
+  /** The JAX process that owns the device (0 in a single-process job; absent from older sidecars). */
+  process_index?: number;
 }
 
 /** What the sidecar reports in the handshake (the `hello` reply without its echoed sample). */
@@ -36,6 +42,8 @@ export interface SidecarInfo {
   backend: string;
   devices: DeviceInfo[];
   x64: boolean;
+  /** This process's place in a multi-process JAX job (`serve --coordinator`): index 0 of 1 alone; absent from older sidecars. */
+  process?: { index: number; count: number };
   instance: string;
   pid: number;
   max_message_bytes: number;
@@ -114,14 +122,14 @@ export interface ProgramStats {
   traces: number;
 }
 
-/** A mesh over the sidecar's first devices (`device_put`). */
+/** The older form of a `device_put` mesh: sizes and names over the sidecar's first devices. */
 export interface MeshSpec {
   shape: number[];
   axes: string[];
 }
 
-/** A PartitionSpec: per array axis, a mesh axis name, null (replicated), or a list of names. */
-export type PartitionSpec = (string | null | string[])[];
+/** The older form of a `device_put` spec: per array axis, a mesh axis name, null (replicated), or a list of names. */
+export type SpecList = (string | null | string[])[];
 
 /** The type of one array slot: dtype and shape. */
 export interface ArrayType {
@@ -168,7 +176,8 @@ export interface Ops {
   hello: { request: { protocol: number; client: string; sample: Record<string, unknown>; resume?: string }; reply: SidecarInfo & { sample: unknown } };
   ping: { request: Record<string, never>; reply: "pong" };
   put: { request: { value: (NDArray | DeviceArray)[]; device?: number }; reply: DeviceArray[] };
-  get: { request: { value: HandleRef[] }; reply: NDArray[] };
+  /** With `shards`, each entry of the reply is the list of that handle's addressable shards (read it with a cast). */
+  get: { request: { value: HandleRef[]; shards?: boolean }; reply: NDArray[] };
   free: { request: { handles: (number | bigint)[] }; reply: { freed: number; unknown: number[] } };
   /** Wait until the named arrays are computed (`block_until_ready`). */
   block: { request: { handles: (number | bigint)[] }; reply: null };
@@ -190,7 +199,7 @@ export interface Ops {
   deserialise_leaves: { request: { like: Value; leaves: NDArray; fetch: boolean }; reply: unknown };
   /** One-way: the sidecar sends no reply. */
   ack: { request: { call: number; batch: number }; reply: never };
-  device_put: { request: { value: (NDArray | DeviceArray)[]; mesh: MeshSpec; spec: PartitionSpec }; reply: DeviceArray[] };
+  device_put: { request: { value: (NDArray | DeviceArray)[]; sharding?: WireSharding; mesh?: MeshSpec; spec?: SpecList; global_shape?: number[] }; reply: DeviceArray[] };
   /** End this session: the sidecar frees everything it holds (answered at once). */
   close: { request: Record<string, never>; reply: { handles: number; objects: number } };
 }

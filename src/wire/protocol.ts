@@ -7,6 +7,7 @@ import { Packr, Unpackr, addExtension } from "msgpackr";
 import { type DType, dtypeInfo, isDType } from "../values/dtype.js";
 import { NDArray, shapeSize } from "../values/ndarray.js";
 import { DeviceArray, type HandleOwner } from "../values/device-array.js";
+import type { WireLayout } from "../values/sharding.js";
 import { ProtocolError } from "../values/errors.js";
 import { PyRef, RemoteModule, makeRemoteModule } from "../values/remote.js";
 import { Module } from "../values/module.js";
@@ -111,11 +112,12 @@ addExtension({
   unpack(payload: Buffer): DeviceArray | null {
     if (peeking) return null;
     const f = innerU.unpack(payload) as unknown;
-    if (!Array.isArray(f) || f.length !== 4) throw new ProtocolError(`handle ext payload in a reply must be [id, dtype, shape, device], got ${JSON.stringify(f)}`);
-    const [id, dtype, shape, device] = f as [number, DType, number[], string];
+    if (!Array.isArray(f) || (f.length !== 4 && f.length !== 5)) throw new ProtocolError(`handle ext payload in a reply must be [id, dtype, shape, device] or [id, dtype, shape, device, layout], got ${JSON.stringify(f)}`);
+    const [id, dtype, shape, device, layout] = f as [number, DType, number[], string, WireLayout | undefined];
     if (!isDType(dtype)) throw new ProtocolError(`handle ${id} has unsupported dtype ${JSON.stringify(dtype)}`);
+    if (layout !== undefined && (typeof layout !== "object" || layout === null || !Array.isArray(layout.shards))) throw new ProtocolError(`handle ${id} has a malformed layout ${JSON.stringify(layout)}`);
     if (inOwner === null) throw new ProtocolError("handle decoded without a session");
-    const a = new DeviceArray(inOwner, id, dtype, shape, device);
+    const a = new DeviceArray(inOwner, id, dtype, shape, device, layout);
     inHandles.push(a);
     return a;
   },

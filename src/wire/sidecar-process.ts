@@ -18,6 +18,13 @@ export interface SpawnOptions {
   allow?: string[];
   /** Run JAX with 64-bit types enabled (default true). */
   x64?: boolean;
+  /**
+   * Give the CPU backend this many devices (`serve --num-cpu-devices`,
+   * JAX's `jax_num_cpu_devices`, what `--xla_force_host_platform_device_count`
+   * does): meshes, shardings and collectives on one machine, for tests and
+   * notebooks. CPU only; an accelerator's devices are its own.
+   */
+  numCpuDevices?: number;
   /** Extra environment for the sidecar (e.g. XLA_FLAGS). */
   env?: Record<string, string>;
   /** Extra command-line arguments for `serve`. */
@@ -74,6 +81,10 @@ export class EmbeddedSidecar {
     const args = ["-m", "jaxbridge_sidecar", "serve", "--endpoint", url, "--parent-pid", String(process.pid), "--remove-on-exit", dir];
     for (const ns of opts.allow ?? []) args.push("--allow", ns);
     if (opts.x64 === false) args.push("--no-x64");
+    if (opts.numCpuDevices !== undefined) {
+      if (!Number.isSafeInteger(opts.numCpuDevices) || opts.numCpuDevices < 1) throw new RangeError(`numCpuDevices must be a positive integer, got ${opts.numCpuDevices}`);
+      args.push("--num-cpu-devices", String(opts.numCpuDevices));
+    }
     args.push(...(opts.args ?? []));
     const child = spawn(python, args, {
       cwd: PACKAGE_ROOT,

@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { EXT_ARRAY, EXT_HANDLE, EXT_MODULE, EXT_PYREF, PROTOCOL_VERSION } from "../../src/wire/protocol.js";
 import { OPS } from "../../src/wire/ops.js";
 import { sidecarPython } from "../../src/wire/python-env.js";
+import { layoutFromWire, NamedSharding, type WireLayout } from "../../src/values/sharding.js";
 import { runPython } from "../support/python.js";
 
 interface SidecarOps {
@@ -87,6 +88,33 @@ describe("docs/protocol.md is the authority", function () {
     ]);
     const py = await runPython<number[]>("import json; from jaxbridge_sidecar import protocol as p; print(json.dumps([p.EXT_ARRAY, p.EXT_HANDLE, p.EXT_PYREF, p.EXT_MODULE]))");
     assert.deepEqual(py, [EXT_ARRAY, EXT_HANDLE, EXT_PYREF, EXT_MODULE]);
+  });
+
+  it("shows a layout that both codecs read and that a sidecar reports for that placement", async () => {
+    const block = /### Shardings[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)?.[1];
+    assert.ok(block, "docs/protocol.md has a json block under Shardings");
+    const example = JSON.parse(block) as WireLayout;
+    const { sharding, shards } = layoutFromWire(example);
+    assert.ok(sharding instanceof NamedSharding);
+    assert.deepEqual(sharding.toWire(), { mesh: example.mesh, spec: example.spec });
+    // The TypeScript rule for shard indices and replica ids gives the documented shards.
+    assert.deepEqual(sharding.shards([4, 6]).map((s) => [s.device, s.index, s.replicaId]), shards.map((s) => [s.device, s.index, s.replicaId]));
+    const py = await runPython<{ same: boolean; layout: unknown }>(
+      `
+import json, sys, jax
+jax.config.update("jax_num_cpu_devices", 4)
+import numpy as np
+from jaxbridge_sidecar.handles import describe
+from jaxbridge_sidecar.sharding import sharding_from_wire, sharding_to_wire
+w = json.load(sys.stdin)
+s = sharding_from_wire({"mesh": w["mesh"], "spec": w["spec"]}, "doc")
+x = jax.device_put(np.zeros((4, 6), np.float32), s)
+print(json.dumps({"same": sharding_to_wire(s) == {"mesh": w["mesh"], "spec": w["spec"]}, "layout": describe(1, x).layout}))
+`,
+      example,
+    );
+    assert.ok(py.same);
+    assert.deepEqual(py.layout, example);
   });
 
   it("tables exactly the error kinds the sidecar sends", () => {

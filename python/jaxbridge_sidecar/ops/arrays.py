@@ -7,9 +7,10 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
 from ..protocol import HandleRef, WireError, walk
+from ..sharding import sharding_from_wire
 from .host import Host, Op
 
 
@@ -24,6 +25,10 @@ def put(host: Host, env: dict[str, Any]) -> Any:
 
 
 def get(host: Host, env: dict[str, Any]) -> Any:
+    if env.get("shards"):
+        # Shard by shard: this process's pieces, in addressable_shards order. The
+        # only way to read an array that spans other processes without a collective.
+        return walk(env.get("value"), lambda v, _p: [np.asarray(s.data) for s in host.handles.get(v.id).addressable_shards] if isinstance(v, HandleRef) else v)
     return walk(env.get("value"), lambda v, _p: np.asarray(host.handles.get(v.id)) if isinstance(v, HandleRef) else v)
 
 
@@ -45,10 +50,27 @@ def block(host: Host, env: dict[str, Any]) -> None:
 
 
 def device_put(host: Host, env: dict[str, Any]) -> Any:
-    """Place arrays with a sharding: `mesh` {shape, axes} over the first devices, `spec` a PartitionSpec."""
-    mesh, spec = env.get("mesh"), env.get("spec")
+    """Place arrays with a NamedSharding: `sharding` in its wire form (see
+    sharding.py), or the older `mesh` {shape, axes} over the first devices
+    with `spec`, a PartitionSpec whose entries may be bare axis names."""
+    if env.get("sharding") is not None:
+        sharding = sharding_from_wire(env["sharding"], "device_put `sharding`")
+    else:
+        sharding = _legacy_sharding(env.get("mesh"), env.get("spec"))
+    global_shape = env.get("global_shape")
+    if global_shape is None:
+        return host.handles.place(env.get("value"), lambda a: jax.device_put(a, sharding))
+    # A process of a multi-process job sends only its own slab of the global
+    # array (the block its devices hold); JAX assembles the global array.
+    if not isinstance(global_shape, list) or not all(isinstance(d, int) and d >= 0 for d in global_shape):
+        raise WireError("ProtocolError", f"device_put `global_shape` must be a list of non-negative ints, got {global_shape!r}")
+    shape = tuple(global_shape)
+    return host.handles.place(env.get("value"), lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a), shape))
+
+
+def _legacy_sharding(mesh: Any, spec: Any) -> NamedSharding:
     if not isinstance(mesh, dict) or not isinstance(mesh.get("shape"), list) or not isinstance(mesh.get("axes"), list):
-        raise WireError("ProtocolError", "device_put needs `mesh` as {shape: [ints], axes: [names]}")
+        raise WireError("ProtocolError", "device_put needs `sharding` ({mesh, spec}), or `mesh` as {shape: [ints], axes: [names]} with `spec`")
     shape, axes = mesh["shape"], mesh["axes"]
     if len(shape) != len(axes) or not all(isinstance(d, int) and d > 0 for d in shape) or not all(isinstance(a, str) for a in axes):
         raise WireError("ArgumentError", f"mesh shape {shape!r} and axes {axes!r} must be positive ints and names of equal length")
@@ -58,8 +80,9 @@ def device_put(host: Host, env: dict[str, Any]) -> Any:
         raise WireError("ArgumentError", f"a mesh of {n} devices needs more than this sidecar's {len(devices)} devices")
     if not isinstance(spec, list) or not all(s is None or isinstance(s, str) or (isinstance(s, list) and all(isinstance(x, str) for x in s)) for s in spec):
         raise WireError("ProtocolError", "device_put needs `spec` as a list of axis names, null, or lists of axis names")
-    sharding = NamedSharding(Mesh(np.array(devices[:n]).reshape(shape), tuple(axes)), PartitionSpec(*[tuple(s) if isinstance(s, list) else s for s in spec]))
-    return host.handles.place(env.get("value"), lambda a: jax.device_put(a, sharding))
+    wire_mesh = {"axis_names": axes, "axis_sizes": shape, "axis_types": ["Auto"] * len(axes), "device_ids": [d.id for d in devices[:n]]}
+    wire_spec = [[s] if isinstance(s, str) else s for s in spec]
+    return sharding_from_wire({"mesh": wire_mesh, "spec": wire_spec}, "device_put")
 
 
 OPS: dict[str, Op] = {"put": put, "get": get, "free": free, "block": block, "device_put": device_put}

@@ -1,5 +1,5 @@
 """Benchmark-only ops: `bench_lerax_scan`, `bench_module_scan`,
-`bench_train_step`, `bench_debug_callback_scan` and `bench_eager_chain`, the
+`bench_train_step`, `bench_debug_callback_scan`, `bench_psum` and `bench_eager_chain`, the
 Python side of `npm run bench`, timed inside the sidecar process. A sidecar
 serves them only when started with JAXBRIDGE_BENCH_OPS=1 in its
 environment (see `enabled`), never by default, and `python -m
@@ -207,10 +207,36 @@ def bench_debug_callback_scan(host: Host, env: dict[str, Any]) -> Any:
     return {"seconds": seconds, "events": count[0]}
 
 
+def bench_psum(host: Host, env: dict[str, Any]) -> Any:
+    """`jax.jit(jax.shard_map(lax.psum))` of a sharded array over its own mesh's
+    first axis, timed call by call: the native side of bench/sections/shard.ts."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    x = host.materialize(env.get("x"))
+    repeats = env.get("repeats")
+    if not isinstance(x, jax.Array) or not isinstance(x.sharding, NamedSharding):
+        raise WireError("ArgumentError", "bench_psum needs `x`: a handle of an array placed with a NamedSharding")
+    if not isinstance(repeats, int) or not 0 < repeats <= 100_000:
+        raise WireError("ArgumentError", "bench_psum needs 0 < repeats <= 100000")
+    s = x.sharding
+    axis = s.mesh.axis_names[0]
+    fn = jax.jit(jax.shard_map(lambda b: jax.lax.psum(b, axis), mesh=s.mesh, in_specs=s.spec, out_specs=PartitionSpec()))
+    out = jax.block_until_ready(fn(x))  # compile: excluded
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(x))
+        seconds.append(time.perf_counter() - t0)
+    return {"seconds": seconds, "out": host.export(out, True)}
+
+
+
+
 OPS: dict[str, Op] = {
     "bench_lerax_scan": bench_lerax_scan,
     "bench_module_scan": bench_module_scan,
     "bench_train_step": bench_train_step,
     "bench_debug_callback_scan": bench_debug_callback_scan,
     "bench_eager_chain": bench_eager_chain,
+    "bench_psum": bench_psum,
 }

@@ -30,8 +30,10 @@ def hello(host: Host, env: dict[str, Any]) -> dict[str, Any]:
         "jax": jax.__version__,
         "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else _jaxlib_version(),
         "backend": jax.default_backend(),
-        "devices": [{"id": d.id, "platform": d.platform, "kind": d.device_kind, "str": str(d)} for d in devices],
+        "devices": [{"id": d.id, "platform": d.platform, "kind": d.device_kind, "str": str(d), "process_index": d.process_index} for d in devices],
         "x64": bool(jax.config.jax_enable_x64),
+        # This process's place in a multi-process job ({index 0, count 1} alone).
+        "process": {"index": jax.process_index(), "count": jax.process_count()},
         "instance": host.instance,
         "pid": os.getpid(),
         "max_message_bytes": host.max_message_bytes,

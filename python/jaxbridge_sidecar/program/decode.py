@@ -19,6 +19,7 @@ from jax import lax
 from .. import limits, protocol
 from ..allowlist import NotAllowed, check_method_name
 from ..protocol import WireError, dtype_from_name, dtype_name
+from ..sharding import mesh_from_wire, sharding_from_wire, spec_from_wire
 from . import pycall
 from .ir import IR_VERSION, Aval, Eqn, Lit, Program, ProgramError, Sub, output_avals
 from .rules import CHECKPOINT_POLICIES, RULES, inexact_dtype
@@ -94,9 +95,11 @@ def _ints(x: Any, where: str, name: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None, links: dict[int, dict[str, Any]]) -> Any:
+def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, objects: pycall.Objects | None, links: dict[int, dict[str, Any]], decoded: dict[str, Any]) -> Any:
     """Validate and convert one parameter value. `objects` resolves what a
-    `pycall` names (PyRefs, module structures); without it, pycall is refused."""
+    `pycall` names (PyRefs, module structures); without it, pycall is refused.
+    `decoded` holds the equation's parameters decoded so far (PartitionSpecs
+    are checked against the equation's `mesh`, listed before them)."""
     if kind == "int":
         if not _is_int(value):
             raise ProgramError(f"{where}: parameter {name} must be an integer, got {value!r}")
@@ -178,6 +181,24 @@ def _kind_check(kind: str, value: Any, where: str, name: str, depth: int, object
         return check_method_name(value, where)
     if kind == "pyout":
         return pycall.check_output_node(value, f"{where}.{name}")
+    if kind == "axis_names":
+        # What a collective names: mesh axes (a shard_map's) or a vmap's axis name; only ever names, never reaches Python.
+        ok = isinstance(value, list) and value and len(set(value)) == len(value) and all(isinstance(a, str) and 0 < len(a) <= 128 and a.isascii() and a.isprintable() for a in value)
+        if not ok:
+            raise ProgramError(f"{where}: parameter {name} must be a non-empty list of distinct axis names (printable ASCII, 1 to 128 characters), got {value!r}")
+        return tuple(value)
+    if kind == "perm":
+        if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 and all(_is_int(i) and i >= 0 for i in p) for p in value):
+            raise ProgramError(f"{where}: parameter {name} must be a list of [source, destination] index pairs, got {value!r}")
+        return tuple((p[0], p[1]) for p in value)
+    if kind == "mesh":
+        return mesh_from_wire(value, f"{where}.{name}", ProgramError)
+    if kind == "sharding":
+        return sharding_from_wire(value, f"{where}.{name}", ProgramError)
+    if kind == "specs":
+        if not isinstance(value, list):
+            raise ProgramError(f"{where}: parameter {name} must be a list of PartitionSpecs, got {value!r}")
+        return tuple(spec_from_wire(v, decoded["mesh"], f"{where}.{name}[{i}]", ProgramError) for i, v in enumerate(value))
     raise AssertionError(kind)
 
 
@@ -348,6 +369,9 @@ _STRUCTURE: dict[str, Any] = {
 
 # --- programs ----------------------------------------------------------------------------
 
+# Fields only a top-level program has: the header, and jit's shardings.
+_HEADER = {"version", "x64", "in_shardings", "out_shardings"}
+
 
 def _decode_aval(obj: Any, where: str) -> Aval:
     if not isinstance(obj, dict) or set(obj) != {"dtype", "shape"}:
@@ -371,7 +395,7 @@ def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None
         raise ProgramError(f"{where}: programs nest deeper than {MAX_DEPTH}")
     if not isinstance(obj, dict) or not {"inputs", "eqns", "outputs"} <= set(obj):
         raise ProgramError(f"{where}: a program is {{inputs, eqns, outputs}}")
-    extra = set(obj) - {"inputs", "eqns", "outputs", "version", "x64"}
+    extra = set(obj) - {"inputs", "eqns", "outputs"} - (_HEADER if depth == 0 else set())
     if extra:
         raise ProgramError(f"{where}: unknown program fields {sorted(extra)}")
     if not isinstance(obj["inputs"], list) or not isinstance(obj["eqns"], list) or not isinstance(obj["outputs"], list):
@@ -403,7 +427,7 @@ def _decode_sub(obj: Any, where: str, depth: int, objects: pycall.Objects | None
         params = {}
         for name, kind in rule.params.items():
             v = e["params"][name]
-            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects, links)
+            params[name] = _int_enum_check(kind, v, ew, name) if kind.startswith("enum_int:") else _kind_check(kind, v, ew, name, depth, objects, links, params)
         outs = tuple(_decode_aval(a, f"{ew}.outputs[{i}]") for i, a in enumerate(e["outputs"]))
         check = _STRUCTURE.get(prim)
         if check is not None:
@@ -440,7 +464,21 @@ def decode_program(data: bytes | bytearray | memoryview | str, objects: pycall.O
     sub = _decode_sub(obj, "program", 0, objects, {})
     if max_array_bytes is not None:
         check_sizes(sub, max_array_bytes)
-    return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"])
+    ins = _shardings(obj.get("in_shardings"), len(sub.inputs), "in_shardings", "inputs")
+    outs = _shardings(obj.get("out_shardings"), len(sub.outputs), "out_shardings", "outputs")
+    return Program(sub.inputs, sub.eqns, sub.outputs, IR_VERSION, obj["x64"], ins, outs)
+
+
+def _shardings(value: Any, n: int, name: str, what: str) -> tuple[Any, ...] | None:
+    """jit's shardings of a program's inputs or outputs: a list of at most one
+    entry per input/output (null: unspecified); missing entries (the
+    captures after the declared inputs) are unspecified."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > n:
+        raise ProgramError(f"program.{name} must be a list of at most {n} shardings (one per {what[:-1]}, null for unspecified), got {value!r}")
+    decoded = tuple(None if v is None else sharding_from_wire(v, f"program.{name}[{i}]", ProgramError) for i, v in enumerate(value))
+    return decoded + (None,) * (n - len(decoded))
 
 
 def check_sizes(program: Sub, max_array_bytes: int) -> None:

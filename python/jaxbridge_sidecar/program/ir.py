@@ -56,6 +56,10 @@ class Sub:
 class Program(Sub):
     version: int
     x64: bool
+    # jax.jit's in_shardings / out_shardings, one entry per input / output
+    # (None: unspecified, as jit takes it); None when the program has none.
+    in_shardings: tuple[Any, ...] | None = None
+    out_shardings: tuple[Any, ...] | None = None
 
 
 def output_avals(sub: Sub) -> tuple[Aval, ...]:

@@ -68,7 +68,7 @@ class Lowered:
                 self.traces += 1
                 return evaluate(program, list(args), Evaluation(runs))
 
-        self.fn = jax.jit(fn)
+        self.fn = jax.jit(fn, **_jit_shardings(program, self.has_callbacks))
 
     def __call__(self, args: list[Any], run: int = NO_RUN) -> list[Any]:
         """Run on `args`; `run` is the token of the run that receives the callback events."""
@@ -77,6 +77,19 @@ class Lowered:
         if self.has_callbacks:
             return self.fn(np.int32(run), *args)
         return self.fn(*args)
+
+
+def _jit_shardings(program: Program, token: bool) -> dict[str, Any]:
+    """jax.jit's own in_shardings / out_shardings for a program that has them
+    (None entries: unspecified, so a committed argument keeps its sharding).
+    The run token, when there is one, is an unspecified first argument."""
+    out: dict[str, Any] = {}
+    if program.in_shardings is not None:
+        out["in_shardings"] = ((None,) if token else ()) + program.in_shardings
+    if program.out_shardings is not None:
+        # The jitted function returns a list: the sharding tree must be one too.
+        out["out_shardings"] = list(program.out_shardings)
+    return out
 
 
 def lower(data: bytes | bytearray | memoryview | str, objects: Objects | None = None, runs: RunTable | None = None, max_array_bytes: int | None = None) -> Lowered:

@@ -579,3 +579,64 @@ def _custom_vjp_call(ctx, ins, p):
 
     f.defvjp(f_fwd, f_bwd)
     return list(f(*args))
+
+
+# --- sharding and collectives ----------------------------------------------------------------
+#
+# The collectives name their mesh axes and are lowered with jax.lax's own
+# functions, so they resolve in whatever context binds those names: a
+# `shard_map` body here, or a vmap body with an axis name. Outside both, JAX
+# raises its own unbound-axis error.
+
+
+def _axis(names: tuple[str, ...]) -> Any:
+    """An axis name as Python code writes it: a string for one axis, a tuple for several."""
+    return names[0] if len(names) == 1 else names
+
+
+@_rule("sharding_constraint", {"sharding": "sharding"})
+def _sharding_constraint(ctx, ins, p):
+    return [lax.with_sharding_constraint(ins[0], p["sharding"])]
+
+
+@_rule("shard_map", {"body": "program", "mesh": "mesh", "in_specs": "specs", "out_specs": "specs", "check_vma": "bool"}, arity=(0, None))
+def _shard_map(ctx, ins, p):
+    body, in_specs, out_specs = p["body"], p["in_specs"], p["out_specs"]
+    if len(in_specs) != len(ins) or len(out_specs) != len(body.outputs):
+        raise ProgramError(f"shard_map: {len(in_specs)} in_specs for {len(ins)} inputs and {len(out_specs)} out_specs for {len(body.outputs)} outputs")
+
+    def f(*args):
+        return tuple(ctx.evaluate(body, list(args)))
+
+    return list(jax.shard_map(f, mesh=p["mesh"], in_specs=in_specs, out_specs=out_specs, check_vma=p["check_vma"])(*ins))
+
+
+# The reductions take several operands at once, as jax.lax's do with a
+# pytree: one equation, one (tuple) all-reduce, the same HLO as Python's.
+for _n, _f in {"psum": lax.psum, "pmean": lax.pmean, "pmax": lax.pmax, "pmin": lax.pmin}.items():
+    RULES[_n] = PrimRule(lambda ctx, ins, p, f=_f: list(f(tuple(ins), _axis(p["axes"]))), {"axes": "axis_names"}, (1, None))
+
+
+@_rule("all_gather", {"axis_name": "axis_names", "all_gather_dimension": "uint", "tiled": "bool", "to": "enum:varying|invarying"})
+def _all_gather(ctx, ins, p):
+    return [lax.all_gather(ins[0], _axis(p["axis_name"]), axis=p["all_gather_dimension"], tiled=p["tiled"], to=p["to"])]
+
+
+@_rule("psum_scatter", {"axis_name": "axis_names", "scatter_dimension": "uint", "tiled": "bool"})
+def _psum_scatter(ctx, ins, p):
+    return [lax.psum_scatter(ins[0], _axis(p["axis_name"]), scatter_dimension=p["scatter_dimension"], tiled=p["tiled"])]
+
+
+@_rule("ppermute", {"axis_name": "axis_names", "perm": "perm"})
+def _ppermute(ctx, ins, p):
+    return [lax.ppermute(ins[0], _axis(p["axis_name"]), list(p["perm"]))]
+
+
+@_rule("all_to_all", {"axis_name": "axis_names", "split_axis": "uint", "concat_axis": "uint", "tiled": "bool"})
+def _all_to_all(ctx, ins, p):
+    return [lax.all_to_all(ins[0], _axis(p["axis_name"]), p["split_axis"], p["concat_axis"], tiled=p["tiled"])]
+
+
+@_rule("axis_index", {"axis_name": "axis_names"}, arity=(0, 0))
+def _axis_index(ctx, ins, p):
+    return [lax.axis_index(_axis(p["axis_name"]))]

@@ -66,8 +66,9 @@ function outputIn(op: string, trace: Trace, x: BodyOut, what: string): In {
 export class Body {
   readonly trace: Trace;
   outs: In[] = [];
-  constructor(parent: Trace, name: string) {
-    this.trace = new Trace(parent, name);
+  /** `axes`: named axes this body binds (vmap's axis_name), so that collectives inside it can name them. */
+  constructor(parent: Trace, name: string, axes?: Readonly<Record<string, number>>) {
+    this.trace = new Trace(parent, name, undefined, axes);
   }
   run(inputs: readonly Typed[], fn: (args: Tracer[]) => readonly BodyOut[], op: string, what: string): this {
     this.trace.run(() => {

@@ -14,5 +14,6 @@ export * as lax from "./eager/lax.js";
 export * as nn from "./eager/nn.js";
 export * as random from "./eager/random.js";
 export { installArrayMethods, type ArrayMethods, type AtMethods } from "./array-methods.js";
+export { shardMap, type ShardMapOptions } from "./sharding.js";
 
 installEagerMethods();

@@ -644,3 +644,8 @@ export function rawBind(prim: string, inputs: readonly In[], params: { [k: strin
 }
 
 export type { SubProgram };
+
+// Collectives over named axes and sharding constraints live in their own
+// modules; they are lax functions all the same (`lax.psum`).
+export { psum, pmean, pmax, pmin, allGather, psumScatter, ppermute, allToAll, axisIndex, axisSize, type AxisName } from "./collectives.js";
+export { withShardingConstraint } from "./sharding.js";

@@ -63,8 +63,8 @@ interface Closed {
 }
 
 /** Trace `fn` as a body at `types` in the current trace; its outputs stay open (Body). */
-function traceBody(op: string, name: string, types: readonly Typed[], fn: FlatFn): Body {
-  return new Body(requireTrace(op), name).run(types, (a) => checkList(op, fn(a), `${name}'s result`), op, `output of ${name},`);
+function traceBody(op: string, name: string, types: readonly Typed[], fn: FlatFn, axes?: Readonly<Record<string, number>>): Body {
+  return new Body(requireTrace(op), name, axes).run(types, (a) => checkList(op, fn(a), `${name}'s result`), op, `output of ${name},`);
 }
 
 function closeBody(body: Body): Closed {
@@ -495,7 +495,9 @@ export function vmapFlat(f: FlatFn, args: readonly Operand[], opts: VmapFlatOpti
     if (ax === null || ax === undefined) return typeOf(t);
     return { aval: { dtype: t.dtype, shape: t.shape.filter((_, d) => d !== ax) }, weak: t.weak };
   });
-  const closed = closeBody(traceBody(op, `${op} body`, types, f));
+  // axis_name binds a named axis of this size inside the body: lax.psum(x, name) and the other collectives reduce over the batch.
+  const axisEnv = opts.axisName !== undefined && opts.axisName !== null ? { [opts.axisName]: size } : undefined;
+  const closed = closeBody(traceBody(op, `${op} body`, types, f, axisEnv));
   const n = closed.outs.length;
   const rawOut = opts.outAxes(n);
   if (rawOut.length !== n) throw traceError(op, `out_axes has ${rawOut.length} entries for ${n} outputs`);

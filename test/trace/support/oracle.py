@@ -23,6 +23,8 @@ import jax
 
 jax.config.update("jax_enable_x64", os.environ.get("ORACLE_X64") == "1")
 jax.config.update("jax_platforms", "cpu")
+if os.environ.get("ORACLE_CPU_DEVICES"):
+    jax.config.update("jax_num_cpu_devices", int(os.environ["ORACLE_CPU_DEVICES"]))
 
 import jax.numpy as jnp  # noqa: E402
 import ml_dtypes  # noqa: E402
@@ -33,6 +35,19 @@ from jaxbridge_sidecar.program.lower import lower  # noqa: E402
 from jaxbridge_sidecar.protocol import dtype_from_name, dtype_name  # noqa: E402
 
 NS = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "nn": jax.nn, "random": jax.random, "ml_dtypes": ml_dtypes}
+
+
+def mesh(sizes, names):
+    """A mesh of the first devices, with Auto axes: what makeMesh builds in TypeScript."""
+    from jax.sharding import AxisType, Mesh
+
+    n = int(np.prod(sizes))
+    return Mesh(np.array(jax.devices()[:n], dtype=object).reshape(sizes), tuple(names), axis_types=(AxisType.Auto,) * len(names))
+
+
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+
+NS.update(mesh=mesh, P=PartitionSpec, NamedSharding=NamedSharding)
 
 
 # lerax 0.0.5 on PyPI lacks filter_cond: the spec-derived one, shared with the other oracles.

@@ -51,16 +51,26 @@ export type TreeReply = { ok: true; leaves: (NDArray | { static: unknown })[]; s
  * and runs the hand-written JAX equivalent, comparing bit for bit.
  */
 export class Oracle {
-  /** `leraxUtils`: the path of lerax's own utils.py, loaded as `lerax_utils` in the Python namespace. */
-  constructor(private readonly opts: { leraxUtils?: string } = {}) {}
   #procs = new Map<boolean, { child: ChildProcessWithoutNullStreams; pending: Map<number, (r: Reply) => void>; stderr: string[] }>();
   #next = 1;
+  readonly #env: Record<string, string>;
+
+  /**
+   * `leraxUtils`: the path of lerax's own utils.py, loaded as `lerax_utils` in the Python namespace.
+   * `numCpuDevices`: the oracle's JAX gets that many CPU devices (meshes, shard_map).
+   */
+  constructor(opts: { leraxUtils?: string; numCpuDevices?: number } = {}) {
+    this.#env = {
+      ...(opts.numCpuDevices ? { ORACLE_CPU_DEVICES: String(opts.numCpuDevices) } : {}),
+      ...(opts.leraxUtils ? { ORACLE_LERAX_UTILS: opts.leraxUtils } : {}),
+    };
+  }
 
   #proc(x64: boolean) {
     let p = this.#procs.get(x64);
     if (p) return p;
     const child = spawn(sidecarPython(), [join(HERE, "oracle.py")], {
-      env: { ...process.env, ORACLE_X64: x64 ? "1" : "0", JAX_PLATFORMS: "cpu", PYTHONUNBUFFERED: "1", ...(this.opts.leraxUtils ? { ORACLE_LERAX_UTILS: this.opts.leraxUtils } : {}) },
+      env: { ...process.env, ORACLE_X64: x64 ? "1" : "0", JAX_PLATFORMS: "cpu", PYTHONUNBUFFERED: "1", ...this.#env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     const pending = new Map<number, (r: Reply) => void>();
