@@ -35,7 +35,8 @@ describe("eager namespaces", () => {
   // Functions of the library modules that are not ops: helpers of the tracer itself, and jnp.slice (a Slice object).
   const NOT_OPS: Record<string, string[]> = {
     jnp: ["AtIndexer", "NDArray", "broadcastIns", "convertTo", "promote", "slice", "toInexact"],
-    lax: ["checkDType", "rawBind", "retypeLiteral"],
+    // The collectives need a named axis (shardMap, vmap) and withShardingConstraint a jit: trace-only, as in JAX.
+    lax: ["checkDType", "rawBind", "retypeLiteral", "allGather", "allToAll", "axisIndex", "axisSize", "pmax", "pmean", "pmin", "ppermute", "psum", "psumScatter", "withShardingConstraint"],
     nn: [],
     random: ["keyData"],
   };

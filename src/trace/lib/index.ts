@@ -9,6 +9,10 @@
  */
 import { installEagerMethods } from "./eager/methods.js";
 
+// Re-exported so that the declaration files reference eager/methods.d.ts, whose
+// augmentation types the array methods on DeviceArray for a package's users.
+export { installEagerMethods };
+
 export * as jnp from "./eager/jnp.js";
 export * as lax from "./eager/lax.js";
 export * as nn from "./eager/nn.js";
