@@ -14,6 +14,7 @@ import { pythoniaSection } from "./sections/pythonia.js";
 import { traceSection } from "./sections/trace.js";
 import { callbacksSection } from "./sections/callbacks.js";
 import { pycallSection } from "./sections/pycall.js";
+import { eagerSection } from "./sections/eager.js";
 import { shardSection } from "./sections/shard.js";
 import { clusterSection } from "./sections/cluster.js";
 import { trainingSection } from "./sections/training.js";
@@ -40,6 +41,7 @@ try {
     ["trace", traceSection],
     ["callbacks", callbacksSection],
     ["pycall", pycallSection],
+    ["eager", eagerSection],
     ["shard", shardSection],
     ["cluster", clusterSection],
     ["training", trainingSection],

@@ -41,7 +41,7 @@ export {
 // The wire and the session under the public API.
 export { MAX_FRAME_BYTES } from "./wire/protocol.js";
 export { sidecarPython, PACKAGE_ROOT } from "./wire/python-env.js";
-export { OPS, type Op, type Ops, type Request, type Reply, type AttrEntry, type SidecarStats, type DeviceInfo, type PyCallRequest, type PyCallShapes } from "./wire/ops.js";
+export { OPS, type Op, type Ops, type Request, type Reply, type AttrEntry, type SidecarStats, type SidecarMemory, type DeviceInfo, type PyCallRequest, type PyCallShapes } from "./wire/ops.js";
 export {
   loadKeyPair,
   loadPublicKey,
@@ -62,6 +62,7 @@ export {
   getDefaultSession,
   resolveSession,
   type RequestHook,
+  type AbandonedCall,
   type DeviceTree,
   type HostTree,
   type EventRequestOptions,
@@ -72,12 +73,16 @@ export {
 // The tracer, flat and by hand.
 export { traceFlat, type InputSpec, type TraceOptions, type Traced } from "./trace/trace.js";
 export { PyShapesNeeded, resolvePyShapes } from "./trace/pycall-shapes.js";
-export { runProgram, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type JitArgs, type ProgramStats } from "./trace/jit.js";
+export { eagerStats, clearEagerCache } from "./trace/eager.js";
+export type { DeviceArrayOptions } from "./values/device-array.js";
+export type { ArrayScope } from "./session/memory.js";
+export type { Eager, EagerArg, EagerResult } from "./trace/lib/eager/wrap.js";
+export { runProgram, programsHeld, type RunOptions, type RunResult, type JitCallOptions, type JitStats, type JitArgs, type ProgramStats } from "./trace/jit.js";
 export type { ArgTree, HostResult } from "./trace/types.js";
 export { encodeProgram, decodeProgram, printProgram, sha256Hex, IR_VERSION, type Program, type SubProgram, type Eqn, type Aval, type Literal } from "./trace/ir.js";
 export { resultType, promoteTypes, TypePromotionError } from "./trace/dtypes.js";
 export { condFlat, switchFlat, scanFlat, whileFlat, foriLoopFlat, type ScanOptions, type FlatNames } from "./trace/lib/control.js";
-export { installArrayMethods, type ArrayMethods, type ShardMapOptions } from "./trace/lib/index.js";
+export { installArrayMethods, type ArrayMethods, type AtMethods, type ShardMapOptions } from "./trace/lib/index.js";
 
 // Transformations on flat lists, and the types of the pytree ones.
 export {

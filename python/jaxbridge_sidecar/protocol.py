@@ -50,6 +50,7 @@ ERROR_KINDS = (
     "ProgramHashMismatch",
     "ProgramError",
     "ArgumentError",
+    "HandleInUse",
     "ReplyLost",
 )
 
@@ -306,6 +307,45 @@ def peek(frames: list[Any], key: str) -> Any:
         return env.get(key) if isinstance(env, dict) else None
     except Exception:
         return None
+
+
+# --- coalesced messages (docs/protocol.md "Coalesced messages") -------------------
+# A message that carries several requests (or replies) back to back: its first
+# frame is exactly the map {"batch": [frames of part 1, frames of part 2, ...]}
+# (msgpack writes it as these 7 bytes, then the list), the parts' frames follow.
+BATCH_PREFIX = b"\x81\xa5batch"
+
+
+def is_batch(frame: Any) -> bool:
+    """Whether a message's first frame is a coalesced message's header (a request's envelope never is)."""
+    buf = frame.buffer if hasattr(frame, "buffer") else frame
+    return len(buf) > 7 and buf[:7] == BATCH_PREFIX
+
+
+def split_batch(frames: list[Any], lim: Limits) -> list[list[Any]]:
+    """The parts of a coalesced message, each the frames of one request, in order."""
+    nframes = len(frames) - 1
+    if nframes > lim.max_frames:
+        raise WireError("LimitExceeded", limits.exceeded("the message's frame count", str(nframes), "max_frames", str(lim.max_frames)))
+    try:
+        head = msgpack.unpackb(frames[0], raw=False, strict_map_key=True, max_array_len=lim.max_frames)
+    except Exception as e:
+        raise WireError("ProtocolError", f"a coalesced message's header is not msgpack: {_short(e)}") from None
+    counts = head.get("batch") if isinstance(head, dict) and len(head) == 1 else None
+    if not isinstance(counts, list) or not counts or not all(type(n) is int and n >= 1 for n in counts) or sum(counts) != nframes:
+        raise WireError("ProtocolError", f"a coalesced message's header must be {{batch: [frame counts >= 1]}} summing to its {nframes} other frames, got {_short(head)}")
+    parts: list[list[Any]] = []
+    at = 1
+    for n in counts:
+        parts.append(frames[at : at + n])
+        at += n
+    return parts
+
+
+def pack_batch(messages: list[list[Any]]) -> list[Any]:
+    """One message carrying `messages` (each a list of frames) in order."""
+    head = msgpack.packb({"batch": [len(m) for m in messages]})
+    return [head, *(f for m in messages for f in m)]
 
 
 def array_bytes(arr: np.ndarray) -> memoryview:

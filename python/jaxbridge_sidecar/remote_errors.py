@@ -66,6 +66,10 @@ def error_body(exc: BaseException, kind: str | None = None, *, with_traceback: b
     """The `error` map of a reply. `kind` replaces the exception's type (the
     wire's own error kinds: `ProtocolError`, `NotAllowed`, ...); those carry no
     traceback (`with_traceback=False`): their frames are the sidecar's."""
+    # An error that repeats an earlier one (a poisoned handle, handles.py) carries that one's body.
+    carried = getattr(exc, "reply_body", None)
+    if isinstance(carried, dict):
+        return carried
     tb = ""
     if with_traceback:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if not os.path.abspath(f.filename).startswith(_OWN_DIR)]

@@ -36,15 +36,14 @@ import jax
 import zmq
 
 from . import protocol, remote
-from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList, NotAllowed
+from .allowlist import DEFAULT_NAMES, DEFAULT_NAMESPACES, AllowList
 from .auth import CurveServerKeys, secure_socket
 from .events import Mailbox, RunEvents, RunTable, batch_events
 from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAMES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECV_FRAME_BYTES, Limits
 from .ops import arrays, arrow, bench, calls, events, programs, serialization, session
-from .ops.host import NO_REPLY, Op
+from .ops.host import NO_REPLY, Op, reply_error_body
 from .program.cache import ProgramCache, SessionPrograms
 from .protocol import WireError
-from .remote_errors import error_body
 from .sessions import Session, SessionLimit, SessionTable
 
 log = logging.getLogger("jaxbridge.sidecar")
@@ -123,7 +122,7 @@ class ServerConfig:
 class Execution:
     """One request being executed, for the watchdog and for its reply."""
 
-    __slots__ = ("session", "rid", "op", "started", "detached", "run", "finish", "op_done", "run_done")
+    __slots__ = ("session", "rid", "op", "started", "detached", "run", "finish", "op_done", "run_done", "coalesced")
 
     def __init__(self, session: Session, started: float):
         self.session = session
@@ -135,6 +134,13 @@ class Execution:
         self.finish: Callable[[Any], Any] | None = None
         self.op_done = False
         self.run_done = False
+        self.coalesced = False  # a part of a coalesced message: its reply may go back with others
+
+
+class _Part(list):  # type: ignore[type-arg]
+    """A request's frames that came in a coalesced message (its reply may go back in one too)."""
+
+    __slots__ = ()
 
 
 class SessionHost:
@@ -393,6 +399,8 @@ class Server:
         if fd is not None:
             s.fd = fd
             self._fd_owner[fd] = s
+        if protocol.is_batch(first):
+            return self._accept_batch(s, frames, epoch)
         if s.busy:
             if protocol.peek(frames, "op") in IMMEDIATE_OPS:
                 reply = self._handle(s, frames, None)
@@ -405,6 +413,36 @@ class Server:
             s.queue.append(frames)
             return self._drain(s, epoch)
         return self._execute(s, frames, epoch)
+
+    def _accept_batch(self, s: Session, frames: list[Any], epoch: int) -> bool:
+        """A coalesced message (docs/protocol.md "Coalesced messages"): its
+        requests join the session's queue in order (those answered at once
+        are, as if sent alone), and the replies of those that finish on this
+        thread go back in one message. False: taken over."""
+        try:
+            parts = protocol.split_batch(frames, self.limits)
+        except WireError as e:
+            self._send(s.ident, _error_reply(None, e))
+            return True
+        out: list[list[Any]] = []
+        for part in parts:
+            if s.busy and protocol.peek(part, "op") in IMMEDIATE_OPS:
+                reply = self._handle(s, part, None)
+                if reply is not None:
+                    out.append(reply)
+            else:
+                s.queue.append(_Part(part))
+        if not self._drain(s, epoch, out):
+            return False
+        self._send_replies(s, out)
+        return True
+
+    def _send_replies(self, s: Session, replies: list[list[Any]]) -> None:
+        """Replies gathered for one coalesced request message: one message (as they were, if only one)."""
+        if len(replies) == 1:
+            self._send(s.ident, replies[0])
+        elif replies:
+            self._send(s.ident, protocol.pack_batch(replies))
 
     def _displaced(self, key: tuple[str, bytes], fd: int | None) -> bool:
         """Whether a message from an unknown peer is the tail of a connection
@@ -421,40 +459,61 @@ class Server:
         log.info("dropped a message of session %s from its displaced connection", owner.sid)
         return True
 
-    def _execute(self, s: Session, frames: list[Any], epoch: int) -> bool:
+    def _execute(self, s: Session, frames: list[Any], epoch: int, out: list[list[Any]] | None = None) -> bool:
         """Run one request of `s` on this thread, then what its session queued
         meanwhile, for as long as the session is free. False: taken over (the
-        result went to the mailbox; this thread must leave the loop)."""
+        result went to the mailbox; this thread must leave the loop). With
+        `out`, replies are gathered there instead of sent (a coalesced message's)."""
         while True:
             ex = Execution(s, time.monotonic())
             s.busy = True
             with self._own:
                 self._inline = ex
                 self._executing.add(ex)
+            ex.coalesced = type(frames) is _Part
             reply = self._handle(s, frames, ex)
             with self._own:
                 detached = ex.detached
                 if not detached:
                     self._inline = None
             if detached:
+                if out:
+                    # The socket is another thread's now: it sends what was gathered, before this reply.
+                    self.mailbox.post(("replies", s, out[:]))
+                    out.clear()
                 self.mailbox.post(("done", ex, reply))
                 return False
-            self._op_returned(ex, reply)
+            self._op_returned(ex, reply, out)
             if s.busy or s.closed or not s.queue:
                 return True
             frames = s.queue.popleft()
 
-    def _drain(self, s: Session, epoch: int) -> bool:
+    def _drain(self, s: Session, epoch: int, out: list[list[Any]] | None = None) -> bool:
         """Serve what `s` queued, if it is free now. False: taken over."""
         if s.busy or s.closed or not s.queue:
             return True
-        return self._execute(s, s.queue.popleft(), epoch)
+        return self._execute(s, s.queue.popleft(), epoch, out)
 
-    def _op_returned(self, ex: Execution, reply: list[Any] | None) -> None:
-        """The op of `ex` returned: send its reply; release its session unless a run of it still goes on."""
+    def _drain_gathering(self, s: Session, epoch: int) -> bool:
+        """`_drain`, the replies to parts of coalesced messages going back in one message."""
+        out: list[list[Any]] = []
+        if not self._drain(s, epoch, out):
+            return False
+        self._send_replies(s, out)
+        return True
+
+    def _op_returned(self, ex: Execution, reply: list[Any] | None, out: list[list[Any]] | None = None) -> None:
+        """The op of `ex` returned: send its reply (or add it to `out`); release its session unless a run of it still goes on."""
         ex.op_done = True
         if reply is not None:
-            self._reply(ex.session, ex.rid, reply)
+            if out is None or not ex.coalesced:
+                if out:
+                    self._send_replies(ex.session, out)
+                    out.clear()
+                self._reply(ex.session, ex.rid, reply)
+            elif not ex.session.closed:
+                out.append(reply)
+                ex.session.remember(ex.rid, reply)
         if ex.run is None or ex.run_done:
             self._release(ex)
 
@@ -587,14 +646,17 @@ class Server:
                 ex.run_done = True
                 if ex.op_done:
                     self._release(ex)
-                    if not self._drain(s, epoch):
+                    if not self._drain_gathering(s, epoch):
                         return False
+            elif kind == "replies":
+                _, s, replies = item
+                self._send_replies(s, replies)
             elif kind == "done":
                 _, ex, reply = item
                 with self._own:
                     self._detached -= 1
                 self._op_returned(ex, reply)
-                if not self._drain(ex.session, epoch):
+                if not self._drain_gathering(ex.session, epoch):
                     return False
         return True
 
@@ -720,13 +782,7 @@ def _exit_hung(cause: str) -> None:
 
 
 def _error_reply(rid: Any, e: BaseException) -> list[Any]:
-    if isinstance(e, WireError):
-        body = error_body(e, e.kind, with_traceback=False)
-    elif isinstance(e, NotAllowed):
-        body = error_body(e, "NotAllowed", with_traceback=False)
-    else:
-        body = error_body(e)
-    return protocol.encode({"id": rid if isinstance(rid, int) and not isinstance(rid, bool) else None, "ok": False, "error": body})
+    return protocol.encode({"id": rid if isinstance(rid, int) and not isinstance(rid, bool) else None, "ok": False, "error": reply_error_body(e)})
 
 
 def die_with_parent(parent_pid: int | None) -> None:

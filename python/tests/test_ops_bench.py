@@ -102,6 +102,19 @@ def test_the_debug_callback_scan_calls_its_python_callback_once_per_step():
         bench.bench_debug_callback_scan(None, {"steps": 0, "repeats": 1})  # type: ignore[arg-type]
 
 
+def test_the_eager_chain_bench_op_adds_one_steps_times(tmp_path: Path, monkeypatch):
+    with bench_sidecar(tmp_path, monkeypatch) as (server, client):
+        x = np.array([0.5, 1.0, -2.0], np.float32)
+        env = client.decoded("bench_eager_chain", x=x, steps=37, repeats=2)
+        assert env["ok"], env
+        assert len(env["result"]["seconds"]) == 2
+        want = x.copy()
+        for _ in range(37):
+            want = want + np.float32(1)
+        np.testing.assert_array_equal(env["result"]["result"], want)
+        assert client.decoded("bench_eager_chain", x=x, steps=0, repeats=1)["error"]["type"] == "ArgumentError"
+
+
 def test_bench_psum_times_the_psum_of_a_sharded_array_over_its_mesh(tmp_path: Path, monkeypatch):
     from jaxbridge_sidecar.protocol import HandleRef
 

@@ -46,6 +46,8 @@ interface Run {
   pending: number;
   interrupted: boolean;
   abandoned: number;
+  /** Said once per line: its requests wait behind a call an earlier line abandoned. */
+  toldQueued: boolean;
 }
 
 const currentRun = new AsyncLocalStorage<Run>();
@@ -55,13 +57,29 @@ const currentRun = new AsyncLocalStorage<Run>();
  * carry that line's signal (frees excepted), so Ctrl-C abandons them: also
  * those of sessions the user connects in the REPL. Returns the undo.
  */
-function installInterrupts(): () => void {
-  return Session.addRequestHook(() => {
+function installInterrupts(tell: (line: string) => void): () => void {
+  return Session.addRequestHook((_op, session) => {
     const run = currentRun.getStore();
     if (!run) return undefined;
+    if (!run.toldQueued) {
+      const busy = session.abandonedCalls;
+      if (busy.length > 0) {
+        run.toldQueued = true;
+        tell(
+          busy.length === 1
+            ? `queued behind the interrupted ${busy[0]!.what}, which the sidecar has been running for ${seconds(busy[0]!.sentAt)}; .restart stops it`
+            : `queued behind ${busy.length} interrupted calls the sidecar is still busy with, the first sent ${seconds(busy[0]!.sentAt)} ago; .restart stops them`,
+        );
+      }
+    }
     run.pending++;
     return { signal: run.controller.signal, settled: () => void run.pending-- };
   });
+}
+
+/** `12.3 s` since `since` (Date.now() time). */
+function seconds(since: number): string {
+  return `${((Date.now() - since) / 1000).toFixed(1)} s`;
 }
 
 export function defaultHistoryFile(): string | null {
@@ -115,7 +133,7 @@ export class JaxRepl {
     // Before the sidecar starts: without esbuild there is nothing to evaluate with.
     await loadTransformer();
     await this.openSession();
-    const restore = [installDeviceArrayDisplay(), installSessionDisplay(), installInterrupts()];
+    const restore = [installDeviceArrayDisplay(), installSessionDisplay(), installInterrupts((line) => this.tell(line))];
     this.undoPatches = () => restore.forEach((fn) => fn());
     if (this.opts.banner !== false) {
       const loaded = ["jb", "jnp", "lax", "nn", "random", "array", "kw", "jit", "filterCond", "filterScan", "unstackPytree", "polyakAverage"];
@@ -233,7 +251,7 @@ export class JaxRepl {
       done(null, undefined, undefined);
       return;
     }
-    const run: Run = { controller: new AbortController(), pending: 0, interrupted: false, abandoned: 0 };
+    const run: Run = { controller: new AbortController(), pending: 0, interrupted: false, abandoned: 0, toldQueued: false };
     this.running = this.lastRun = run;
     this.spinner.start(`running (Ctrl-C interrupts)`);
     const finish = (err: Error | null, value?: unknown): void => {
@@ -256,6 +274,9 @@ export class JaxRepl {
   private async fetchForDisplay(value: unknown, run: Run): Promise<unknown> {
     const s = this._session;
     if (!s || s.closed) return value;
+    // Eager results may still be on their way: wait for them (whatever their size), so that a
+    // failure is the line's error rather than an array printed without values.
+    await Promise.all(collectDeviceArrays(value).map((a) => a.block()));
     const arrays = toAutoFetch(value, s);
     if (arrays.length === 0) return value;
     try {
@@ -265,6 +286,13 @@ export class JaxRepl {
       // printing without values is fine
     }
     return value;
+  }
+
+  /** A line of its own in the output while a line evaluates (dim); the spinner then says the line is queued. */
+  private tell(line: string): void {
+    this.spinner.stop();
+    this.output.write(`${paint(this.color).dim(`(${line})`)}\n`);
+    this.spinner.start("queued behind the interrupted call (Ctrl-C interrupts)");
   }
 
   private interrupt(): void {
@@ -313,8 +341,18 @@ export class JaxRepl {
     const code = (e as { code?: unknown } | null)?.code;
     if (code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" || (run?.interrupted && e instanceof api.AbortedError)) {
       const n = run?.interrupted ? run.abandoned : 0;
-      const what = n === 0 ? "" : `: abandoned ${n} pending call${n === 1 ? "" : "s"} (results are freed when they arrive); the sidecar carries on`;
-      return paint(this.color).yellow(`Interrupted${what}`);
+      const what = n === 0 ? "" : `: abandoned ${n} pending call${n === 1 ? "" : "s"} (results are freed when they arrive)`;
+      // The sidecar is not interrupted: say what it is still busy with, and the way out.
+      const busy = this._session?.abandonedCalls ?? [];
+      const still =
+        busy.length === 0
+          ? n === 0
+            ? ""
+            : "; the sidecar carries on"
+          : busy.length === 1
+            ? `; the sidecar is still running the ${busy[0]!.what} (for ${seconds(busy[0]!.sentAt)} so far), and later calls wait behind it; .restart stops it`
+            : `; the sidecar is still busy with ${busy.length} of them (the first sent ${seconds(busy[0]!.sentAt)} ago), and later calls wait behind them; .restart stops them`;
+      return paint(this.color).yellow(`Interrupted${what}${still}`);
     }
     return formatError(e, this.color);
   }
@@ -458,7 +496,8 @@ const HELP = `jaxbridge REPL: TypeScript in, JAX in the sidecar.
 
   jb                    the session: await jb.call("jax.numpy.sum", x, kw({ axis: 0 }))
   py                    the same calls by name: await py.jax.numpy.sum(x, kw({ axis: 0 }))
-  jnp lax nn random     tracer namespaces for jit(fn), filterScan, filterCond
+  jnp lax nn random     jnp.sin(x), x.add(1), x.sum(): run at once on device arrays (await x.toHost() reads);
+                        inside jit(fn), filterScan, filterCond they build programs
   pyCall(m, x)          a remote (equinox) module's __call__, inside those too: m = await py.equinox.nn.MLP(...)
                         (equinox.nn is not allowed by default: start with jaxbridge repl --allow equinox.nn)
   array(...)            a host array (NDArray); prints like numpy
@@ -468,7 +507,10 @@ const HELP = `jaxbridge REPL: TypeScript in, JAX in the sidecar.
 
   DeviceArray results print their dtype, shape and device, with their values when the
   result's arrays total at most 1 MiB. A call that takes a while shows a spinner; Ctrl-C
-  abandons it (its results are freed) and keeps the REPL and the sidecar.
+  abandons it (its results are freed) and keeps the REPL; the sidecar finishes what it is
+  running, and later calls wait behind it (.restart stops it).
+  await jb.tidy(async () => ...) and \`using s = jb.scope()\` free the arrays made inside;
+  await jb.memory() shows what the sidecar holds.
   Tab completes JavaScript names, and Python names in jb.call("jax.numpy.<Tab> and py.jax.<Tab>.
   History: ~/.jaxbridge_repl_history (JAXBRIDGE_REPL_HISTORY to move it, empty for none).
 

@@ -17,12 +17,13 @@ import { EmbeddedSidecar, type SpawnOptions } from "../wire/sidecar-process.js";
 import { flatten, flattenWithPath, keystr, unflatten } from "../values/tree.js";
 import { PyRef, RemoteModule } from "../values/remote.js";
 import { pyProxy, type PyProxy } from "./py-proxy.js";
-import type { AttrEntry, MeshSpec, Op, Reply, Request, SidecarInfo, SidecarStats, SpecList } from "../wire/ops.js";
+import { type ArrayScope, keep, scope, tidy } from "./memory.js";
+import type { AttrEntry, MeshSpec, Op, Reply, Request, SidecarInfo, SidecarMemory, SidecarStats, SpecList } from "../wire/ops.js";
 import { type Mesh, NamedSharding } from "../values/sharding.js";
 import { legacySharding, type MakeMeshOptions, meshOver } from "./mesh.js";
 
 export type { RequestOptions } from "../wire/transport.js";
-export type { DeviceInfo, SidecarInfo } from "../wire/ops.js";
+export type { DeviceInfo, SidecarInfo, SidecarMemory } from "../wire/ops.js";
 export type { PyProxy } from "./py-proxy.js";
 export type { CallbackStats } from "./callback-events.js";
 
@@ -44,6 +45,8 @@ export interface ConnectOptions extends SpawnOptions {
   curve?: CurveClientKeys;
   /** Requests in flight at once (default 1024); more wait in TypeScript. */
   maxInFlight?: number;
+  /** Send requests queued behind a send in one message (default true; docs/protocol.md "Coalesced messages"). */
+  coalesce?: boolean;
   /** How long the handshake may take (ms, default 30000; the embedded start has its own limit). */
   handshakeTimeoutMs?: number;
   /**
@@ -94,7 +97,16 @@ export type HostTree<T> = T extends DeviceArray ? NDArray : T extends readonly u
  * request settled. The REPL installs one so that Ctrl-C abandons the calls
  * of the line being evaluated, on every session (src/repl/README.md).
  */
-export type RequestHook = (op: Op) => { signal: AbortSignal; settled(): void } | undefined;
+export type RequestHook = (op: Op, session: Session) => { signal: AbortSignal; settled(): void } | undefined;
+
+/** A request the client gave up on (Ctrl-C, a deadline) whose reply has not arrived: the sidecar is still on it, or has it queued. */
+export interface AbandonedCall {
+  readonly id: number;
+  /** What it is: `call jax.numpy.linalg.svd`, `program` (a `run`: a jitted function or an eager op), or the op. */
+  readonly what: string;
+  /** When it was sent (Date.now()). */
+  readonly sentAt: number;
+}
 
 const requestHooks = new Set<RequestHook>();
 
@@ -161,6 +173,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Session> {
   const transport = new Transport({
     url,
     ...(opts.maxInFlight ? { maxInFlight: opts.maxInFlight } : {}),
+    ...(opts.coalesce === false ? { coalesce: false } : {}),
     ...(curve ? { curve } : {}),
     ...(opts.reconnectGraceMs !== undefined ? { reconnectGraceMs: opts.reconnectGraceMs } : {}),
     ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
@@ -196,6 +209,8 @@ export class Session implements HandleOwner, EventSink {
   private _closed = false;
   private closing: Promise<void> | undefined;
   private frees: number[] = [];
+  /** Frees taken off `frees` so far (sent, or riding on a request being sent). */
+  private freesTaken = 0;
   private freeScheduled = false;
   /** When this session last sent a request (the sidecar's idle lease counts from it). */
   private lastSent = Date.now();
@@ -241,13 +256,18 @@ export class Session implements HandleOwner, EventSink {
     return this.transport.inFlight;
   }
 
+  /** Messages this session sent, and the requests they carried (several per message when coalesced, docs/protocol.md "Coalesced messages"). */
+  get traffic(): { readonly messages: number; readonly requests: number } {
+    return { ...this.transport.sent };
+  }
+
   /**
    * Send one request (its fields typed by the op table, src/wire/ops.ts) and
    * return its result; an error reply throws SidecarError.
    */
   async request<O extends Op>(op: O, fields: Request<O>, opts: EventRequestOptions = {}): Promise<Reply<O>> {
     if (requestHooks.size === 0 || op === "free") return this.send(op, fields, opts);
-    const watches = [...requestHooks].flatMap((hook) => hook(op) ?? []);
+    const watches = [...requestHooks].flatMap((hook) => hook(op, this) ?? []);
     if (watches.length === 0) return this.send(op, fields, opts);
     const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), ...watches.map((w) => w.signal)]);
     try {
@@ -267,17 +287,71 @@ export class Session implements HandleOwner, EventSink {
     this.lastSent = Date.now();
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     if (opts.callbacks !== undefined && opts.callbacks.length > 0) return (await this.requestWithEvents(op, fields, opts.callbacks, opts.signal, timeoutMs)) as Reply<O>;
-    const reply = await this.transport.request((id) => this.build(id, op, fields), { signal: opts.signal, timeoutMs });
+    if (opts.signal === undefined && timeoutMs === undefined) {
+      // Cannot be abandoned: the fast path (eager dispatch sends many of these).
+      const upTo = this.freesReleased;
+      const reply = await this.transport.request((id) => this.build(id, op, fields, upTo), {});
+      return this.unpackReply(reply, op) as Reply<O>;
+    }
+    let sent: { id: number; sentAt: number } | undefined;
+    let reply: Frame[];
+    const upTo = this.freesReleased;
+    try {
+      reply = await this.transport.request(
+        (id) => {
+          sent = { id, sentAt: Date.now() };
+          return this.build(id, op, fields, upTo);
+        },
+        { signal: opts.signal, timeoutMs },
+      );
+    } catch (e) {
+      if (sent !== undefined && (e instanceof AbortedError || e instanceof DeadlineError)) this.noteAbandoned(sent.id, op, fields, sent.sentAt);
+      throw e;
+    }
     // The decoder cannot know an op's reply type: this is where the table's word is taken for it.
     return this.unpackReply(reply, op) as Reply<O>;
   }
 
-  private build(id: number, op: Op, fields: object): Frame[] {
-    // Queued frees ride along with the next request instead of costing a message of their own.
-    if (this.frees.length === 0 || op === "free") return encode({ id, op, ...fields });
-    const free = this.frees.map(wireId);
-    this.frees = [];
-    return encode({ id, op, ...fields, free });
+  // --- abandoned calls (the REPL tells the truth about them, issue 15) -----------------------------
+
+  private readonly abandoned = new Map<number, AbandonedCall>();
+
+  private noteAbandoned(id: number, op: Op, fields: object, sentAt: number): void {
+    if (this.closed) return;
+    const fn = op === "call" ? (fields as { fn?: unknown }).fn : undefined;
+    const what = typeof fn === "string" ? `call ${fn}` : op === "run" ? "program" : op;
+    this.abandoned.set(id, { id, what, sentAt });
+  }
+
+  /** Calls given up on whose replies have not arrived, oldest first: the sidecar is still busy with them (or has them queued). */
+  get abandonedCalls(): AbandonedCall[] {
+    return this.closed ? [] : [...this.abandoned.values()];
+  }
+
+  /**
+   * The request's frames. Queued frees ride along instead of costing a
+   * message of their own, but only those released before the request was
+   * made (`upTo`, from `freesReleased`): a request made earlier and sent
+   * later (it waited for a slot) may name arrays freed since.
+   */
+  private build(id: number, op: Op, fields: object, upTo: number): Frame[] {
+    const free = op === "free" ? undefined : this.takeFrees(upTo);
+    return encode(free === undefined ? { id, op, ...fields } : { id, op, ...fields, free: free.map(wireId) });
+  }
+
+  /** How many frees were ever queued: the position a request made now may take frees up to. */
+  private get freesReleased(): number {
+    return this.freesTaken + this.frees.length;
+  }
+
+  /** Take the queued frees among the first `upTo` ever queued (undefined if none). */
+  private takeFrees(upTo: number): number[] | undefined {
+    const n = Math.min(upTo - this.freesTaken, this.frees.length);
+    if (n <= 0) return undefined;
+    const taken = n === this.frees.length ? this.frees : this.frees.slice(0, n);
+    this.frees = n === this.frees.length ? [] : this.frees.slice(n);
+    this.freesTaken += n;
+    return taken;
   }
 
   /**
@@ -288,6 +362,7 @@ export class Session implements HandleOwner, EventSink {
    */
   private async requestWithEvents(op: Op, fields: object, table: readonly HostCallback[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<unknown> {
     const start = Date.now();
+    const upTo = this.freesReleased;
     let route: CallEvents | undefined;
     let kill!: (err: Error) => void;
     const killed = new Promise<never>((_, reject) => (kill = reject));
@@ -300,13 +375,14 @@ export class Session implements HandleOwner, EventSink {
           (id) => {
             route = new CallEvents(id, table, this);
             this.eventRoutes.set(id, route);
-            return this.build(id, op, fields);
+            return this.build(id, op, fields, upTo);
           },
           { signal, timeoutMs },
         );
       } catch (e) {
         // The route stays until the abandoned reply arrives (freeAbandoned), acking what still comes.
         route?.abandon();
+        if (route !== undefined && (e instanceof AbortedError || e instanceof DeadlineError)) this.noteAbandoned(route.call, op, fields, start);
         throw e;
       }
       // Every event of this call preceded its reply on the wire: all were routed.
@@ -624,6 +700,66 @@ export class Session implements HandleOwner, EventSink {
     await this.request("ping", {}, opts);
   }
 
+  // --- eager dispatch (issue 15): client-chosen handles, sync, memory -------------------------
+
+  private nextClientHandle = 1;
+  private lastDispatch: Promise<unknown> = Promise.resolve();
+
+  /** Fresh client-chosen handle ids, in [1, 2**32): the sidecar's own are from 2**32 up (docs/protocol.md "Client-chosen handles"). */
+  newHandleIds(n: number): number[] {
+    if (this.nextClientHandle + n >= 2 ** 32) throw new JaxBridgeError("this session has used all 2**32 - 1 client-chosen handle ids; open a new session");
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++) ids.push(this.nextClientHandle++);
+    return ids;
+  }
+
+  /**
+   * Send a request whose results the caller already holds (an eager op's
+   * outputs at client-chosen ids) without waiting for it; `sync()` waits for
+   * it and everything sent before.
+   */
+  dispatch<O extends Op>(op: O, fields: Request<O>): Promise<Reply<O>> {
+    const p = this.request(op, fields);
+    this.lastDispatch = p;
+    return p;
+  }
+
+  /**
+   * Wait until every operation dispatched so far on this session has run
+   * (the sidecar runs requests in arrival order, so the last one is enough).
+   * Failures are not thrown here: they reject the awaits of the arrays they
+   * were to make, and of the arrays computed from those.
+   */
+  async sync(): Promise<void> {
+    await this.lastDispatch.catch(() => {});
+  }
+
+  /** `tidy` (session/memory.ts) as a method of the session, as the REPL's `jb` offers it: arrays of every session count. */
+  tidy<T>(fn: () => T | Promise<T>): Promise<T> {
+    return tidy(fn);
+  }
+
+  /** `scope` (session/memory.ts): `using scope = jb.scope()`. */
+  scope(): ArrayScope {
+    return scope();
+  }
+
+  /** `keep` (session/memory.ts): exempt arrays from every tidy and scope. */
+  keep<T>(value: T): T {
+    return keep(value);
+  }
+
+  /** The sidecar's memory accounting: arrays held, bytes per device, the peak (after queued frees are sent). */
+  async memory(opts: RequestOptions = {}): Promise<SidecarMemory> {
+    await this.flushFrees();
+    return this.request("memory", {}, opts);
+  }
+
+  /** `block_until_ready` on the sidecar: for DeviceArray.block(), whose producing request may have replied on dispatch. */
+  async blockUntilReady(a: DeviceArray): Promise<void> {
+    await this.request("block", { handles: [wireId(a.handle)] });
+  }
+
   /** Queue a handle to be freed with the next batch. */
   release(id: number): void {
     if (this.closed) return;
@@ -640,8 +776,8 @@ export class Session implements HandleOwner, EventSink {
   async flushFrees(opts: RequestOptions = {}): Promise<void> {
     this.freeScheduled = false;
     if (this.frees.length === 0 || this.closed) return;
-    const handles = this.frees;
-    this.frees = [];
+    // A request of its own leaves after every request made before: all queued frees may go.
+    const handles = this.takeFrees(this.freesReleased)!;
     try {
       await this.request("free", { handles: handles.map(wireId) }, opts);
     } catch {
@@ -651,7 +787,10 @@ export class Session implements HandleOwner, EventSink {
 
   private freeAbandoned(frames: Frame[]): void {
     const id = frames.length ? peekId(frames[0]!) : null;
-    if (id !== null) this.eventRoutes.delete(id);
+    if (id !== null) {
+      this.eventRoutes.delete(id);
+      this.abandoned.delete(id);
+    }
     try {
       const { handles } = decode(frames, this);
       for (const h of handles) h.dispose();

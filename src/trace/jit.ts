@@ -54,12 +54,42 @@ export interface RunResult {
   traced: boolean;
 }
 
-const heldBySession = new WeakMap<Session, { instance: string; hashes: Set<string> }>();
+/**
+ * The programs a sidecar holds, as far as this client knows: the hashes it
+ * sent, most recently used last. The sidecar evicts its least recently used
+ * programs beyond its capacity (512, program/cache.py); remembering fewer
+ * (and touching a hash on every use, as every run touches it there) keeps
+ * every hash listed here held there, as long as this client is the
+ * sidecar's only one. That matters for eager ops, which send the hash
+ * alone without waiting; jit also recovers from `UnknownProgram` by
+ * sending the body again.
+ */
+export class HeldPrograms {
+  static readonly CAPACITY = 256;
+  readonly #hashes = new Set<string>();
+  /** Whether the sidecar holds `hash` (and mark it used). */
+  has(hash: string): boolean {
+    if (!this.#hashes.delete(hash)) return false;
+    this.#hashes.add(hash);
+    return true;
+  }
+  add(hash: string): void {
+    this.#hashes.delete(hash);
+    this.#hashes.add(hash);
+    if (this.#hashes.size > HeldPrograms.CAPACITY) this.#hashes.delete(this.#hashes.values().next().value!);
+  }
+  delete(hash: string): void {
+    this.#hashes.delete(hash);
+  }
+}
 
-function held(session: Session): Set<string> {
+const heldBySession = new WeakMap<Session, { instance: string; hashes: HeldPrograms }>();
+
+/** What `session`'s sidecar holds (a fresh table when it restarted). */
+export function programsHeld(session: Session): HeldPrograms {
   let h = heldBySession.get(session);
   if (!h || h.instance !== session.instance) {
-    h = { instance: session.instance, hashes: new Set() };
+    h = { instance: session.instance, hashes: new HeldPrograms() };
     heldBySession.set(session, h);
   }
   return h.hashes;
@@ -70,7 +100,7 @@ function held(session: Session): Set<string> {
  * here). Sends the body only when the sidecar may not hold it.
  */
 export async function runProgram(session: Session, traced: Pick<Traced, "hash" | "bytes" | "captures"> & { callbacks?: readonly HostCallback[] | undefined }, args: readonly (NDArray | DeviceArrayT)[], opts: RunOptions = {}): Promise<RunResult> {
-  const hashes = held(session);
+  const hashes = programsHeld(session);
   const all = [...args, ...traced.captures];
   const send = async (withBody: boolean) => {
     const fields = { hash: traced.hash, args: all, fetch: opts.fetch === true, ...(withBody ? { program: traced.bytes } : {}) };
@@ -87,7 +117,7 @@ export async function runProgram(session: Session, traced: Pick<Traced, "hash" |
     reply = await send(true);
   }
   hashes.add(traced.hash);
-  return { outputs: reply.outputs, sentProgram, lowered: reply.lowered, traced: reply.traced };
+  return { outputs: reply.outputs ?? [], sentProgram, lowered: reply.lowered, traced: reply.traced };
 }
 
 export type { ProgramStats } from "../wire/ops.js";

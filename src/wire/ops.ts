@@ -92,6 +92,22 @@ export interface SidecarStats {
   rss: number;
 }
 
+/** The sidecar's memory accounting (`memory`): what its handle table holds, in bytes per device, and the peak. */
+export interface SidecarMemory {
+  /** Array handles held (an array held under two ids counts twice here, once in the bytes). */
+  arrays: number;
+  /** Bytes of the distinct arrays held. */
+  bytes: number;
+  /** Bytes per device (the JAX device's string form); shards count on their devices. */
+  devices: Record<string, number>;
+  /** The highest `bytes` has been since the sidecar started. */
+  peak_bytes: number;
+  /** Python objects held (PyRefs). */
+  objects: number;
+  /** Poisoned ids held: outputs of failed requests the client has not freed yet. */
+  poisoned: number;
+}
+
 /** The sidecar's program cache counters (`program_stats`): lowerings, cache hits, JAX traces. */
 export interface ProgramStats {
   /** Programs held. */
@@ -163,11 +179,16 @@ export interface Ops {
   /** With `shards`, each entry of the reply is the list of that handle's addressable shards (read it with a cast). */
   get: { request: { value: HandleRef[]; shards?: boolean }; reply: NDArray[] };
   free: { request: { handles: (number | bigint)[] }; reply: { freed: number; unknown: number[] } };
-  call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean }; reply: unknown };
+  /** Wait until the named arrays are computed (`block_until_ready`). */
+  block: { request: { handles: (number | bigint)[] }; reply: null };
+  /** `ready: false`: reply once the outputs are dispatched, not computed. */
+  call: { request: { fn: string; args: Value[]; kwargs: Record<string, Value>; fetch: boolean; ready?: boolean }; reply: unknown };
   put_arrow: { request: { stream: NDArray; device?: number }; reply: Record<string, DeviceArray> };
   get_arrow: { request: { columns: Record<string, DeviceArray> }; reply: { stream: NDArray } };
   stats: { request: Record<string, never>; reply: SidecarStats };
-  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean }; reply: { outputs: (DeviceArray | NDArray)[]; lowered: boolean; traced: boolean } };
+  memory: { request: Record<string, never>; reply: SidecarMemory };
+  /** With `out` (client-chosen ids, one per output) the outputs stay at those ids and the reply's `outputs` is null; `ready: false`: reply once the outputs are dispatched. */
+  run: { request: { hash: string; program?: Uint8Array; args: (NDArray | DeviceArray)[]; fetch?: boolean; out?: number[]; ready?: boolean }; reply: { outputs: (DeviceArray | NDArray)[] | null; lowered: boolean; traced: boolean } };
   program_stats: { request: Record<string, never>; reply: ProgramStats };
   list_attrs: { request: { path: string }; reply: AttrEntry[] };
   import: { request: { module: string }; reply: AttrEntry[] };
@@ -194,10 +215,12 @@ const EVERY_OP: { readonly [O in Op]: true } = {
   put: true,
   get: true,
   free: true,
+  block: true,
   call: true,
   put_arrow: true,
   get_arrow: true,
   stats: true,
+  memory: true,
   run: true,
   program_stats: true,
   list_attrs: true,

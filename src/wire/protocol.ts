@@ -258,6 +258,51 @@ export function peekId(frame: Frame): number | null {
  * transport does not trust (`why`, and the sidecar's error when it is an
  * error reply to a request whose id it could not read).
  */
+// --- coalesced messages (docs/protocol.md "Coalesced messages") ---------------------------------
+// Several requests (or replies) in one message: its first frame is exactly the
+// map {batch: [frames of part 1, frames of part 2, ...]}, which msgpack
+// starts with these 7 bytes; the parts' frames follow in order.
+const BATCH_PREFIX = Buffer.from([0x81, 0xa5, 0x62, 0x61, 0x74, 0x63, 0x68]);
+
+/** Whether a message's first frame is a coalesced message's header (an envelope never is). */
+export function isBatch(frame: Frame): boolean {
+  return frame.length > 7 && frame[0] === 0x81 && frame[1] === 0xa5 && BATCH_PREFIX.equals(frame.subarray(0, 7));
+}
+
+/** One message carrying `messages` (each one message's frames) in order. */
+export function packBatch(messages: readonly Frame[][]): Frame[] {
+  const counts: number[] = [];
+  const frames: Frame[] = [];
+  for (const m of messages) {
+    counts.push(m.length);
+    for (const f of m) frames.push(f);
+  }
+  // Written by hand: msgpackr writes every map with a 16-bit length, and the header must start with the fixmap prefix.
+  return [Buffer.concat([BATCH_PREFIX, packr.pack(counts)]), ...frames];
+}
+
+/** The parts of a coalesced message, each one message's frames, in order; a ProtocolError if the header does not add up. */
+export function splitBatch(frames: readonly Frame[]): Frame[][] {
+  let head: unknown;
+  try {
+    head = innerU.unpack(frames[0]!);
+  } catch (e) {
+    throw new ProtocolError(`a coalesced message's header is not msgpack: ${(e as Error).message}`);
+  }
+  const counts = (head as { batch?: unknown } | null)?.batch;
+  const n = frames.length - 1;
+  if (!Array.isArray(counts) || counts.length === 0 || !counts.every((c) => Number.isSafeInteger(c) && c >= 1) || counts.reduce((a: number, c: number) => a + c, 0) !== n) {
+    throw new ProtocolError(`a coalesced message's header must be {batch: [frame counts >= 1]} summing to its ${n} other frames, got ${JSON.stringify(head)?.slice(0, 80)}`);
+  }
+  const parts: Frame[][] = [];
+  let at = 1;
+  for (const c of counts as number[]) {
+    parts.push(frames.slice(at, at + c));
+    at += c;
+  }
+  return parts;
+}
+
 export type MessageKind =
   | { kind: "reply"; id: number }
   | { kind: "event"; event: string; call: number | null }

@@ -27,7 +27,7 @@ import { Dealer } from "zeromq";
 
 /** The libzmq version zeromq.js was built with (`jaxbridge doctor` reports it). */
 export { version as libzmqVersion } from "zeromq";
-import { type Frame, type MessageKind, classify, markResent } from "./protocol.js";
+import { type Frame, type MessageKind, classify, isBatch, markResent, packBatch, splitBatch } from "./protocol.js";
 import { AbortedError, AuthError, DeadlineError, ProtocolError, SessionClosedError, SidecarDiedError } from "../values/errors.js";
 
 export interface CurveClientKeys {
@@ -48,6 +48,8 @@ export interface TransportOptions {
   reconnectGraceMs?: number;
   /** How long well-formed replies still settle their calls after a message that names no request (ms; default 2000). */
   protocolGraceMs?: number;
+  /** Send the requests queued behind a send in one message (default true; docs/protocol.md "Coalesced messages"). */
+  coalesce?: boolean;
 }
 
 export interface RequestOptions {
@@ -58,6 +60,8 @@ export interface RequestOptions {
 
 interface Outgoing {
   frames: Frame[];
+  /** How many messages this one carries (coalesced), if more than one. */
+  parts?: number;
   resolve(): void;
   reject(err: Error): void;
 }
@@ -76,12 +80,18 @@ export class Transport {
   readonly url: string;
   private readonly socket: Dealer;
   private readonly pending = new Map<number, Pending>();
-  private readonly waiting: Array<() => void> = [];
+  /** Requests waiting for a slot, in arrival order (a Set: O(1) to take the first and to drop an aborted one). */
+  private readonly waiting = new Set<() => void>();
   private readonly maxInFlight: number;
+  private readonly coalesce: boolean;
+  /** Waiting requests granted a slot that have not sent yet (they go before any newer request). */
+  private granted = 0;
   private nextId = 1;
   private readonly outbox: Outgoing[] = [];
   private readonly priority: Outgoing[] = [];
   private pumping = false;
+  /** Messages sent, and the requests (or one-way messages) they carried: fewer messages than requests when coalesced. */
+  readonly sent = { messages: 0, requests: 0 };
   private dead: Error | null = null;
   private readonly curve: boolean;
   /** Set once a ZMTP handshake succeeded: a disconnect before that is a refusal, not a crash. */
@@ -109,6 +119,7 @@ export class Transport {
   constructor(opts: TransportOptions) {
     this.url = opts.url;
     this.maxInFlight = opts.maxInFlight ?? 1024;
+    this.coalesce = opts.coalesce ?? true;
     const remote = !opts.url.startsWith("ipc://") && !opts.url.startsWith("inproc://");
     const hb = opts.heartbeatMs ?? 1000;
     this.heartbeatMs = hb > 0 ? Math.max(hb, 1000) : 0;
@@ -166,11 +177,26 @@ export class Transport {
     if (this.dead) throw this.dead;
     const { signal, timeoutMs } = opts;
     if (signal?.aborted) throw abortError(signal);
-    if (!now && this.pending.size >= this.maxInFlight) await this.waitForSlot(signal);
-    if (this.dead) throw this.dead;
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const frames = build(id);
+    // Requests leave in the order they were made (a request may name ids an
+    // earlier one produces, docs/protocol.md "Ordering"): one that finds others
+    // waiting for a slot, or granted one but not yet sent, queues behind them.
+    const queued = !now && (this.pending.size >= this.maxInFlight || this.waiting.size > 0 || this.granted > 0);
+    if (queued) await this.waitForSlot(signal);
+    try {
+      if (this.dead) throw this.dead;
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+      return this.start(id, build(id), signal, timeoutMs, now);
+    } finally {
+      if (queued) {
+        this.granted--;
+        this.releaseSlot();
+      }
+    }
+  }
+
+  /** Register request `id` as pending (synchronously) and send it (`now`: ahead of the queue). */
+  private start(id: number, frames: Frame[], signal: AbortSignal | undefined, timeoutMs: number | undefined, now: boolean): Promise<Frame[]> {
     return new Promise<Frame[]>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => giveUp(abortError(signal!));
@@ -233,12 +259,14 @@ export class Transport {
     this.pumping = true;
     try {
       for (;;) {
-        const item = this.priority.shift() ?? (this.gate ? undefined : this.outbox.shift());
+        const item = this.priority.shift() ?? (this.gate ? undefined : this.takeOutgoing());
         if (item === undefined) return;
         if (this.dead) {
           item.reject(this.dead);
           continue;
         }
+        this.sent.messages++;
+        this.sent.requests += item.parts ?? 1;
         try {
           await this.socket.send(item.frames);
           item.resolve();
@@ -251,24 +279,60 @@ export class Transport {
     }
   }
 
+  /**
+   * The next message to send: the first queued one, coalesced with the small
+   * ones queued behind it into one message (docs/protocol.md "Coalesced
+   * messages"), so that requests made while a send was under way cost one
+   * send, one wake-up of the sidecar and one reply message between them.
+   */
+  private takeOutgoing(): Outgoing | undefined {
+    const first = this.outbox.shift();
+    if (first === undefined || !this.coalesce || this.outbox.length === 0 || !coalescible(first.frames)) return first;
+    const parts: Outgoing[] = [first];
+    let bytes = frameBytes(first.frames);
+    while (parts.length < COALESCE_MAX_PARTS && this.outbox.length > 0 && coalescible(this.outbox[0]!.frames)) {
+      const b = frameBytes(this.outbox[0]!.frames);
+      if (bytes + b > COALESCE_MAX_BYTES) break;
+      bytes += b;
+      parts.push(this.outbox.shift()!);
+    }
+    if (parts.length === 1) return first;
+    return {
+      frames: packBatch(parts.map((p) => p.frames)),
+      parts: parts.length,
+      resolve: () => {
+        for (const p of parts) p.resolve();
+      },
+      reject: (err) => {
+        for (const p of parts) p.reject(err);
+      },
+    };
+  }
+
+  /** Resolves once this request is granted a slot (in FIFO order); the caller gives the grant back when it has sent or failed. */
   private waitForSlot(signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const wake = (): void => {
+        this.granted++;
         signal?.removeEventListener("abort", onAbort);
         resolve();
       };
       const onAbort = (): void => {
-        const i = this.waiting.indexOf(wake);
-        if (i >= 0) this.waiting.splice(i, 1);
+        this.waiting.delete(wake);
         reject(abortError(signal!));
+        this.releaseSlot();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(wake);
+      this.waiting.add(wake);
     });
   }
 
   private releaseSlot(): void {
-    while (this.waiting.length && this.pending.size < this.maxInFlight) this.waiting.shift()!();
+    while (this.waiting.size > 0 && this.pending.size + this.granted < this.maxInFlight) {
+      const first = this.waiting.values().next().value!;
+      this.waiting.delete(first);
+      first();
+    }
   }
 
   private async readLoop(): Promise<void> {
@@ -283,6 +347,18 @@ export class Transport {
   }
 
   private dispatch(frames: Frame[]): void {
+    if (frames.length > 1 && isBatch(frames[0]!)) {
+      // Replies to a coalesced message, in one message of their own.
+      let parts: Frame[][];
+      try {
+        parts = splitBatch(frames);
+      } catch (e) {
+        this.poison(e as ProtocolError);
+        return;
+      }
+      for (const part of parts) this.dispatch(part);
+      return;
+    }
     const what: MessageKind = frames.length ? classify(frames[0]!) : { kind: "unattributable", why: "an empty message" };
     if (what.kind === "event") {
       // Events carry no id (docs/protocol.md, "Events"); the session routes them.
@@ -407,7 +483,9 @@ export class Transport {
       if (!entry.abandoned) entry.reject(err);
     }
     this.pending.clear();
-    for (const wake of this.waiting.splice(0)) wake();
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const wake of waiting) wake();
     for (const item of [...this.priority.splice(0), ...this.outbox.splice(0)]) item.reject(err);
     this.gate = null;
     this.onDeath(err);
@@ -418,6 +496,21 @@ export class Transport {
     this.fail(new SessionClosedError(`the session with ${this.url} was closed while this call was in flight`));
     if (!this.socket.closed) this.socket.close();
   }
+}
+
+/** Messages up to this size are coalesced (a large array goes alone, and nothing waits behind its copy). */
+const COALESCE_MAX_BYTES = 256 * 1024;
+/** At most this many requests in one coalesced message (a bound on the replies the sidecar gathers before sending). */
+const COALESCE_MAX_PARTS = 256;
+
+function frameBytes(frames: readonly Frame[]): number {
+  let n = 0;
+  for (const f of frames) n += f.length;
+  return n;
+}
+
+function coalescible(frames: readonly Frame[]): boolean {
+  return frameBytes(frames) <= COALESCE_MAX_BYTES;
 }
 
 function abortError(signal: AbortSignal): Error {

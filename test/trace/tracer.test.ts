@@ -99,8 +99,8 @@ describe("tracer: errors name the op, the shapes and the call site", () => {
     assert.throws(() => traceFlat((b) => jnp.add(b!, leaked!), [f32(2)], { x64: false }), /was used after that trace finished or outside it: tracers must not escape/);
   });
 
-  it("jnp outside a traced function says where it works", () => {
-    assert.throws(() => jnp.zeros([2]), /called outside a traced function/);
+  it("jnp outside a traced function without a session says it runs eagerly on one, and where else it works", () => {
+    assert.throws(() => jnp.zeros([2]), /jnp\.zeros was called outside a traced function, where operations run at once on a sidecar, and there is no open session: call `await connect\(\)` first \(or call it inside jit/);
   });
 });
 

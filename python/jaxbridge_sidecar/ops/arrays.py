@@ -1,5 +1,5 @@
-"""Arrays in and out of the handle table: `put`, `get`, `free`, and
-`device_put` (placement with a sharding)."""
+"""Arrays in and out of the handle table: `put`, `get`, `free`, `block`
+(wait until arrays are computed), and `device_put` (placement with a sharding)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def free(host: Host, env: dict[str, Any]) -> Any:
     return {"freed": freed, "unknown": unknown}
 
 
+def block(host: Host, env: dict[str, Any]) -> None:
+    """Wait until the named arrays are computed (their requests may have replied on dispatch)."""
+    ids = env.get("handles")
+    if not isinstance(ids, list):
+        raise WireError("ProtocolError", "block needs a list of handle ids in `handles`")
+    jax.block_until_ready([host.handles.get(h) for h in ids])
+    return None
+
+
 def device_put(host: Host, env: dict[str, Any]) -> Any:
     """Place arrays with a NamedSharding: `sharding` in its wire form (see
     sharding.py), or the older `mesh` {shape, axes} over the first devices
@@ -76,4 +85,4 @@ def _legacy_sharding(mesh: Any, spec: Any) -> NamedSharding:
     return sharding_from_wire({"mesh": wire_mesh, "spec": wire_spec}, "device_put")
 
 
-OPS: dict[str, Op] = {"put": put, "get": get, "free": free, "device_put": device_put}
+OPS: dict[str, Op] = {"put": put, "get": get, "free": free, "block": block, "device_put": device_put}

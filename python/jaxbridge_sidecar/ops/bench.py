@@ -1,5 +1,5 @@
 """Benchmark-only ops: `bench_lerax_scan`, `bench_module_scan`,
-`bench_train_step`, `bench_debug_callback_scan` and `bench_psum`, the
+`bench_train_step`, `bench_debug_callback_scan`, `bench_psum` and `bench_eager_chain`, the
 Python side of `npm run bench`, timed inside the sidecar process. A sidecar
 serves them only when started with JAXBRIDGE_BENCH_OPS=1 in its
 environment (see `enabled`), never by default, and `python -m
@@ -81,6 +81,32 @@ def bench_module_scan(host: Host, env: dict[str, Any]) -> Any:
         ys = jax.block_until_ready(fn(model, xs))
         seconds.append(time.perf_counter() - t0)
     return {"seconds": seconds, "ys": host.export(ys, True)}
+
+
+def bench_eager_chain(host: Host, env: dict[str, Any]) -> Any:
+    """`x = x + 1` dispatched `steps` times by JAX in Python, eagerly (each a
+    separate asynchronous dispatch), then waited for: the native side of
+    bench/sections/eager.ts, which sends the same chain from TypeScript."""
+    x = jnp.asarray(host.materialize(env.get("x")))
+    steps, repeats = env.get("steps"), env.get("repeats")
+    if not isinstance(steps, int) or not 0 < steps <= MAX_BENCH_STEPS or not isinstance(repeats, int) or not 0 < repeats <= MAX_BENCH_REPEATS:
+        raise WireError("ArgumentError", f"bench_eager_chain needs 0 < steps <= {MAX_BENCH_STEPS} and 0 < repeats <= {MAX_BENCH_REPEATS}")
+
+    def chain() -> Any:
+        y = x
+        for _ in range(steps):
+            y = y + 1
+        return jax.block_until_ready(y)
+
+    chain()  # compile (and warm up): excluded from the timings
+    seconds = []
+    out = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = chain()
+        seconds.append(time.perf_counter() - t0)
+    return {"seconds": seconds, "result": host.export(out, True)}
+
 
 
 TRAIN_PARAMS = ("w1", "b1", "w2", "b2", "w3", "b3")
@@ -211,5 +237,6 @@ OPS: dict[str, Op] = {
     "bench_module_scan": bench_module_scan,
     "bench_train_step": bench_train_step,
     "bench_debug_callback_scan": bench_debug_callback_scan,
+    "bench_eager_chain": bench_eager_chain,
     "bench_psum": bench_psum,
 }

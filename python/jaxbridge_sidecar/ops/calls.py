@@ -24,8 +24,11 @@ def call(host: Host, env: dict[str, Any]) -> Any:
     args, kwargs = host.materialize(args), host.materialize(kwargs)
     host.allow.check_creation(name, fn, args, kwargs)
     out = fn(*args, **kwargs)
-    out = jax.block_until_ready(out)
-    return host.export(out, bool(env.get("fetch")))
+    fetch = bool(env.get("fetch"))
+    # JAX dispatches asynchronously; the reply waits for the values only if asked (docs/protocol.md "Readiness").
+    if env.get("ready", True) is not False or fetch:
+        out = jax.block_until_ready(out)
+    return host.export(out, fetch)
 
 
 def import_module(host: Host, env: dict[str, Any]) -> Any:

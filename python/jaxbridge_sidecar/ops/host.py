@@ -14,10 +14,13 @@ from typing import Any, Callable, Protocol
 
 import jax
 
+from ..allowlist import NotAllowed
 from ..events import RunEvents, SessionRuns
 from ..limits import Limits
 from ..program.cache import SessionPrograms
 from ..program.pycall import Objects
+from ..protocol import WireError
+from ..remote_errors import error_body
 
 NO_REPLY: Any = object()
 
@@ -89,3 +92,14 @@ class Host(Objects, Protocol):
 
 
 Op = Callable[[Host, dict[str, Any]], Any]
+
+
+def reply_error_body(e: BaseException) -> dict[str, Any]:
+    """What an error reply carries for `e` (and what a poisoned handle repeats):
+    the protocol's own errors by kind, without a traceback; anything else as
+    Python raised it."""
+    if isinstance(e, WireError):
+        return error_body(e, e.kind, with_traceback=False)
+    if isinstance(e, NotAllowed):
+        return error_body(e, "NotAllowed", with_traceback=False)
+    return error_body(e)

@@ -1,5 +1,5 @@
 """The session's own ops: `hello` (the handshake, and the resumption of a
-session after a reconnect), `ping`, `stats` and `close`."""
+session after a reconnect), `ping`, `stats`, `memory` and `close`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def stats(host: Host, env: dict[str, Any]) -> dict[str, int]:
     return {"handles": len(host.handles), "objects": host.handles.object_count, "bytes": host.handles.nbytes(), **host.counters()}
 
 
+def memory(host: Host, env: dict[str, Any]) -> dict[str, Any]:
+    """The handle table's own accounting (handles.HandleTable.memory)."""
+    return host.handles.memory()
+
+
 def close(host: Host, env: dict[str, Any]) -> dict[str, int]:
     """End this session: everything it holds is freed once this reply is sent."""
     held = {"handles": len(host.handles), "objects": host.handles.object_count}
@@ -71,4 +76,4 @@ def _jaxlib_version() -> str:
         return "unknown"
 
 
-OPS: dict[str, Op] = {"hello": hello, "ping": ping, "stats": stats, "close": close}
+OPS: dict[str, Op] = {"hello": hello, "ping": ping, "stats": stats, "memory": memory, "close": close}

@@ -6,14 +6,25 @@
  * tracer core never imports jnp, so core → tracer → jnp → core is no cycle.
  *
  * Loading this module installs them on `Tracer`; another array class gets
- * the same surface with `installArrayMethods(cls)` (the eager-dispatch issue
- * does so for `DeviceArray`). Every method is one jnp call.
+ * the same surface with `installArrayMethods(cls)`. `DeviceArray` gets them
+ * from eager/methods.ts, each method wrapped so that outside a traced
+ * function it runs at once (eager dispatch). Every method is one jnp call.
  */
 
 import type { DType } from "../../values/dtype.js";
 import { Tracer } from "../tracer.js";
 import * as jnp from "./jnp.js";
 import type { ArrayLike, AxisArg, Index } from "./jnp.js";
+
+/** What `x.at(...)` offers (`x.at[...]` in JAX): functional updates returning `R`. */
+export interface AtMethods<R> {
+  get(): R;
+  set(v: ArrayLike): R;
+  add(v: ArrayLike): R;
+  multiply(v: ArrayLike): R;
+  min(v: ArrayLike): R;
+  max(v: ArrayLike): R;
+}
 
 /** The methods an array class gets; `R` is the array type they return. */
 export interface ArrayMethods<R> {
@@ -85,7 +96,7 @@ export interface ArrayMethods<R> {
   /** NumPy indexing: `x.get(0)`, `x.get(jnp.slice(1, null, 2), null)`, `x.get("1:, ::2")`, `x.get(idxTracer)`. */
   get(...index: Index[]): R;
   /** Functional updates, as `x.at[...]`: `x.at(0).set(1)`, `x.at(idx).add(v)`. */
-  at(...index: Index[]): jnp.AtIndexer;
+  at(...index: Index[]): AtMethods<R>;
 }
 
 declare module "../tracer.js" {
@@ -93,7 +104,8 @@ declare module "../tracer.js" {
   interface Tracer extends ArrayMethods<Tracer> {}
 }
 
-const METHODS = {
+/** The methods by name, each a function of `this` (installed as they are on Tracer; eager/methods.ts wraps them for DeviceArray). */
+export const METHODS = {
   // --- arithmetic (jnp semantics: promotion and broadcasting) --------------------
   add(this: Tracer, y: ArrayLike) { return jnp.add(this, y); },
   sub(this: Tracer, y: ArrayLike) { return jnp.subtract(this, y); },
@@ -162,12 +174,17 @@ const METHODS = {
   at(this: Tracer, ...index: Index[]) { return new jnp.AtIndexer(this, index); },
 };
 
+/** `x.T` */
+export function transposeT(this: Tracer): Tracer {
+  return jnp.transpose(this);
+}
+
 /** Define the array methods (non-enumerable, like class methods) and `T` on `cls.prototype`. */
 export function installArrayMethods(cls: { readonly prototype: object }): void {
   for (const [name, fn] of Object.entries(METHODS)) {
     Object.defineProperty(cls.prototype, name, { value: fn, writable: true, configurable: true, enumerable: false });
   }
-  Object.defineProperty(cls.prototype, "T", { get(this: Tracer) { return jnp.transpose(this); }, configurable: true, enumerable: false });
+  Object.defineProperty(cls.prototype, "T", { get: transposeT, configurable: true, enumerable: false });
 }
 
 installArrayMethods(Tracer);

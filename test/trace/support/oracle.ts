@@ -147,6 +147,17 @@ export class Oracle {
     return { mismatch: r.mismatch ?? null, traced, ours: r.ours?.map(fromWire) };
   }
 
+  /**
+   * Compare outputs computed elsewhere (eager ops on the sidecar) with
+   * `oracle` (Python source of a function of `args`) run op by op by
+   * jax.numpy, without jax.jit. Returns null when they agree.
+   */
+  async compareEager(ours: readonly NDArray[], args: readonly NDArray[], oracle: string, opts: { x64: boolean; tol?: { rtol?: number; atol?: number } | undefined }): Promise<string | null> {
+    const r = await this.request(opts.x64, { ours: ours.map(toWire), eager: true, args: args.map(toWire), oracle, tol: opts.tol });
+    if (!r.ok) return `error: ${r.error}\n${r.traceback ?? ""}`;
+    return r.mismatch ?? null;
+  }
+
   close(): void {
     for (const p of this.#procs.values()) p.child.stdin.end();
     this.#procs.clear();
