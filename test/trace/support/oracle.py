@@ -200,6 +200,16 @@ def handle(req):
     return out
 
 
+def _dumps(reply: dict) -> str:
+    # JSON has no NaN or infinity: Python would write them anyway and JSON.parse would drop the
+    # line, leaving the caller waiting forever. Such a reply becomes an error that says so.
+    plain = lambda o: o.item() if hasattr(o, "item") else str(o)  # noqa: E731
+    try:
+        return json.dumps(reply, default=plain, allow_nan=False)
+    except ValueError:
+        return json.dumps({"id": reply.get("id"), "ok": False, "error": "ValueError: the oracle's reply holds a NaN or an infinity, which JSON cannot carry: return such values as arrays (leaves travel as bytes)"})
+
+
 def main():
     for line in sys.stdin:
         line = line.strip()
@@ -210,7 +220,7 @@ def main():
             reply = {"id": req.get("id"), "ok": True, **handle(req)}
         except Exception as e:  # noqa: BLE001 - every failure is a reply
             reply = {"id": req.get("id"), "ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        sys.stdout.write(json.dumps(reply, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
+        sys.stdout.write(_dumps(reply) + "\n")
         sys.stdout.flush()
 
 
