@@ -568,7 +568,7 @@ class Server:
                 piggy = env.get("free")
                 if isinstance(piggy, list):
                     s.handles.free(piggy)
-            return protocol.encode({"id": rid, "ok": True, "result": result})
+            return protocol.encode_reply({"id": rid, "ok": True, "result": result})
         except Exception as e:  # noqa: BLE001 - every failure becomes a reply
             if len(frames) > 1 and sum(len(f) for f in frames) > TRIM_AFTER_BYTES:
                 self._trim = True  # a large refused message: its buffers go back to the system
@@ -637,7 +637,7 @@ class Server:
                 rid = ex.run.call_id
                 if status == "ok":
                     try:
-                        reply = protocol.encode({"id": rid, "ok": True, "result": ex.finish(value)})
+                        reply = protocol.encode_reply({"id": rid, "ok": True, "result": ex.finish(value)})
                     except Exception as e:  # noqa: BLE001
                         reply = _error_reply(rid, e)
                 else:

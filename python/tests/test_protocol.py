@@ -50,6 +50,20 @@ def test_large_arrays_split_into_16_mib_frames():
     assert np.array_equal(back, arr)
 
 
+@pytest.mark.parametrize("dtype", ["bool", "int8", "bfloat16", "float32", "int64", "complex128"])
+def test_replies_carry_each_array_in_one_frame_viewing_its_memory(dtype):
+    rng = np.random.default_rng(7)
+    big = _random(dtype, (40 * 1024 * 1024 // protocol.dtype_from_name(dtype).itemsize,), rng)  # 40 MiB
+    small, empty, scalar = _random(dtype, (3, 2), rng), np.zeros((0, 4), big.dtype), _random(dtype, (), rng)
+    frames = protocol.encode_reply({"id": 1, "ok": True, "result": [small, big, empty, scalar]})
+    # One frame per non-empty array, in order, each the array's own bytes (no copy).
+    assert [len(memoryview(f)) for f in frames[1:]] == [small.nbytes, big.nbytes, scalar.nbytes]
+    assert np.shares_memory(np.frombuffer(frames[2], np.uint8), big.view(np.uint8))
+    back = protocol.decode([bytes(f) for f in frames], BIG)["result"]
+    for got, want in zip(back, [small, big, empty, scalar]):
+        assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("offset", [0, 8, 40])
 @pytest.mark.parametrize("mib", [1, 20])
 def test_large_arrays_decode_64_byte_aligned_so_device_put_copies_nothing(offset, mib):

@@ -51,6 +51,19 @@ def test_any_request_can_carry_frees(sidecar):
     assert len(handles_of(server)) == 0
 
 
+def test_a_large_array_is_put_in_16_mib_frames_and_got_back_in_one(sidecar):
+    _, client = sidecar
+    arr = np.random.default_rng(3).standard_normal(10 * 1024 * 1024).astype(np.float32)  # 40 MiB
+    env, _ = client.request("put", value=[arr])  # the request splits it: 16 + 16 + 8 MiB
+    assert env["ok"], env
+    h = msgpack.unpackb(env["result"][0].data)[0]
+    env, frames = client.request("get", value=[msgpack.ExtType(2, msgpack.packb([h]))])
+    assert env["ok"], env
+    dtype, shape, first, count = msgpack.unpackb(env["result"][0].data)
+    assert (dtype, shape, first, count) == ("float32", [arr.size], 1, 1)
+    assert len(frames) == 1 and bytes(frames[0]) == arr.tobytes()
+
+
 def test_the_doc_lists_exactly_the_ops_of_the_dispatch_table():
     from pathlib import Path
     import re

@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
+import { createHash } from "node:crypto";
 import { array, NDArray, type DType, DeviceArray, BridgeInputError, SidecarDiedError, AbortedError, DeadlineError } from "../../src/index.js";
 import { connect, type Session } from "../../src/session/session.js";
 import { useSession } from "../support/session.js";
+import { runPython } from "../support/python.js";
 import { conformance } from "../conformance/index.js";
 
 
@@ -45,6 +47,30 @@ describe("session (embedded sidecar over ipc)", () => {
     assert.equal(b.data.length, n);
     assert.equal(Buffer.compare(Buffer.from(b.bytes()), Buffer.from(a.bytes())), 0);
     d.dispose();
+  });
+
+  it("reads arrays over 16 MiB that JAX made, each sent in one reply frame, as numpy's bytes", async function () {
+    this.timeout(300_000);
+    // 20 MiB of each: float64 and int8 view a frame in place (8- and 1-byte
+    // elements), complex128 and bfloat16 are laid out as interleaved pairs and raw bits.
+    const cases: Array<[DType, number]> = [["float64", 20 << 17], ["int8", 20 << 20], ["complex128", 20 << 16], ["bfloat16", 20 << 19]];
+    const got: string[] = [];
+    for (const [dtype, n] of cases) {
+      const a = await jb().callWith<NDArray>("jax.numpy.arange", { args: [n], kwargs: { dtype }, fetch: true });
+      assert.equal(a.dtype, dtype);
+      assert.deepEqual(a.shape, [n]);
+      got.push(createHash("sha256").update(Buffer.from(a.bytes())).digest("hex"));
+    }
+    const want = await runPython<string[]>(
+      `import json,sys,hashlib,numpy as np,ml_dtypes
+out=[]
+for dtype,n in json.load(sys.stdin):
+    dt=np.dtype(ml_dtypes.bfloat16) if dtype=='bfloat16' else np.dtype(dtype)
+    out.append(hashlib.sha256(np.arange(n).astype(dt).tobytes()).hexdigest())
+print(json.dumps(out))`,
+      cases,
+    );
+    assert.deepEqual(got, want);
   });
 
   it("frees handles on dispose, batched, and through the FinalizationRegistry", async () => {
