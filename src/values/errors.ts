@@ -95,7 +95,7 @@ export class SidecarDiedError extends JaxBridgeError {
   }
 }
 
-// --- rel (issue 13): sessions, keys, restarts ---------------------------------
+// --- sessions, keys, restarts (issue 13) -----------------------------------------
 
 /** The call was in flight when its session was closed with `close()`: nothing died, it will not complete. */
 export class SessionClosedError extends JaxBridgeError {
